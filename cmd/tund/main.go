@@ -1,0 +1,210 @@
+// Command tund runs the tund userspace TCP/IPv4 stack on a TUN device and
+// serves echo (7), discard (9), chargen (19) and HTTP (80) on the stack's
+// address, all through the stack's public API.
+//
+// As root, with no flags, it creates the TUN device tund0, gives the
+// kernel side 198.18.0.1/24 and answers on 198.18.0.2 (198.18.0.0/15 is
+// reserved for network testing, RFC 2544):
+//
+//	go run ./cmd/tund
+//	curl http://198.18.0.2/
+//
+// With -netns NAME everything happens inside that network namespace,
+// created if missing and deleted on exit if tund created it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tund-project/tund/stack"
+	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/tun"
+)
+
+// options are the parsed command-line flags.
+type options struct {
+	tunName  string
+	addr     netip.Addr
+	host     netip.Prefix
+	mtu      int
+	netns    string
+	trace    bool
+	logLevel slog.Level
+	backlog  int
+	msl      time.Duration
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "tund: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(opts); err != nil {
+		fmt.Fprintf(os.Stderr, "tund: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags parses and validates the command line. Every bad value is a
+// one-line error naming the flag and the value.
+func parseFlags(args []string, out io.Writer) (options, error) {
+	fs := flag.NewFlagSet("tund", flag.ContinueOnError)
+	fs.SetOutput(out)
+	tunName := fs.String("tun", "tund0", "TUN device `name`: attach if it exists (persistent), else create it and remove it on exit")
+	addr := fs.String("addr", "198.18.0.2", "the stack's own IPv4 `address`")
+	host := fs.String("host", "198.18.0.1/24", "kernel-side `address/prefix` given to a device tund creates")
+	mtu := fs.Int("mtu", 1500, "device `MTU` in bytes (68..65535)")
+	netns := fs.String("netns", "", "run inside this network `namespace` (created if missing, deleted on exit if created)")
+	trace := fs.Bool("trace", false, "log every TCP state transition with its trigger")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	backlog := fs.Int("backlog", 128, "default listen `backlog` (SYN-RECEIVED plus unaccepted connections)")
+	msl := fs.Duration("msl", tcp.DefaultConfig().MSL, "maximum segment lifetime; TIME-WAIT lasts 2*MSL")
+	// Unknown flags and malformed numbers are reported by the flag package
+	// on one line; keep its usage text out of the error path.
+	fs.Usage = func() {
+		fmt.Fprintf(out, "usage: tund [flags]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o := options{tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl}
+	var err error
+	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
+		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
+	}
+	if o.host, err = netip.ParsePrefix(*host); err != nil || !o.host.Addr().Is4() {
+		return o, fmt.Errorf("-host %q: not an IPv4 address/prefix such as 198.18.0.1/24", *host)
+	}
+	if o.host.Addr() == o.addr {
+		return o, fmt.Errorf("-host %q: the kernel side cannot have the stack's own address %s", *host, o.addr)
+	}
+	if *mtu < 68 || *mtu > 65535 {
+		return o, fmt.Errorf("-mtu %d: must be between 68 and 65535", *mtu)
+	}
+	if len(o.tunName) == 0 || len(o.tunName) > 15 {
+		return o, fmt.Errorf("-tun %q: an interface name has 1 to 15 characters", o.tunName)
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return o, fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	if o.backlog < 1 {
+		return o, fmt.Errorf("-backlog %d: must be at least 1", o.backlog)
+	}
+	if o.msl <= 0 {
+		return o, fmt.Errorf("-msl %v: must be positive", o.msl)
+	}
+	return o, nil
+}
+
+func run(o options) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	slog.SetDefault(log)
+
+	if o.netns != "" && !tun.NetNSExists(o.netns) {
+		if err := tun.CreateNetNS(o.netns); err != nil {
+			return fmt.Errorf("create network namespace %q: %w", o.netns, err)
+		}
+		log.Info("created network namespace", "netns", o.netns)
+		defer func() {
+			if err := tun.DeleteNetNS(o.netns); err != nil {
+				log.Error("delete network namespace", "netns", o.netns, "err", err)
+			} else {
+				log.Info("deleted network namespace", "netns", o.netns)
+			}
+		}()
+	}
+
+	var dev *tun.TUN
+	err := tun.InNetNS(o.netns, func() error {
+		var err error
+		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open TUN device %q: %w", o.tunName, err)
+	}
+	if dev.Created() && !o.host.Contains(o.addr) {
+		dev.Close()
+		return fmt.Errorf("-addr %s is outside -host %s: the kernel would not route to it", o.addr, o.host)
+	}
+	log.Info("TUN device ready", "dev", dev.Name(), "created", dev.Created(), "mtu", dev.MTU(),
+		"host", o.host, "addr", o.addr, "netns", o.netns)
+
+	st, err := stack.New(dev, stack.Config{
+		Addr:    o.addr,
+		TCP:     tcp.Config{MSL: o.msl},
+		Backlog: o.backlog,
+		Logger:  log,
+		Trace:   o.trace,
+	})
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	defer st.Close()
+
+	var listeners []net.Listener
+	listen := func(port int) (net.Listener, error) {
+		l, err := st.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err == nil {
+			listeners = append(listeners, l)
+		}
+		return l, err
+	}
+	for _, svc := range []struct {
+		name   string
+		port   int
+		handle func(net.Conn)
+	}{{"echo", 7, echo}, {"discard", 9, discard}, {"chargen", 19, chargen}} {
+		l, err := listen(svc.port)
+		if err != nil {
+			return err
+		}
+		go serve(l, svc.name, log, svc.handle)
+	}
+	hl, err := listen(80)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: httpHandler(st), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("serving", "echo", fmt.Sprintf("%s:7", o.addr), "discard", fmt.Sprintf("%s:9", o.addr),
+		"chargen", fmt.Sprintf("%s:19", o.addr), "http", fmt.Sprintf("http://%s/", o.addr))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	got := <-sig
+	log.Info("shutting down", "signal", got.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	for _, l := range listeners {
+		_ = l.Close()
+	}
+	return nil
+}

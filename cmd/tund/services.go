@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tund-project/tund/stack"
+)
+
+// serve accepts connections on l and runs handle for each in its own
+// goroutine until the listener closes.
+func serve(l net.Listener, name string, log *slog.Logger, handle func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Error("accept failed", "service", name, "err", err)
+			}
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}
+
+// echo (RFC 862) sends back everything it receives, then closes.
+func echo(c net.Conn) { _, _ = io.Copy(c, c) }
+
+// discard (RFC 863) reads and throws away everything.
+func discard(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
+
+// chargenBlock is the RFC 864 pattern: 95 lines of 72 printable
+// characters, each starting one character further along.
+var chargenBlock = func() []byte {
+	const chars = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+	var b bytes.Buffer
+	for i := 0; i < len(chars); i++ {
+		for j := 0; j < 72; j++ {
+			b.WriteByte(chars[(i+j)%len(chars)])
+		}
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}()
+
+// chargen (RFC 864) sends the character pattern until the peer goes away.
+func chargen(c net.Conn) {
+	go func() { _, _ = io.Copy(io.Discard, c) }() // RFC 864: data received is thrown away
+	for {
+		if _, err := c.Write(chargenBlock); err != nil {
+			return
+		}
+	}
+}
+
+// maxBytes caps GET /bytes/N.
+const maxBytes = 1 << 36
+
+// httpHandler serves the built-in web pages.
+func httpHandler(st *stack.Stack) http.Handler {
+	mux := http.NewServeMux()
+	pattern := bytes.Repeat([]byte("tund "), 64<<10/5)
+	mux.HandleFunc("GET /bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+		if err != nil || n < 0 || n > maxBytes {
+			http.Error(w, fmt.Sprintf("bad byte count %q (0..%d)", r.PathValue("n"), int64(maxBytes)), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		for n > 0 {
+			k := min(n, int64(len(pattern)))
+			if _, err := w.Write(pattern[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		var b strings.Builder
+		fmt.Fprintf(&b, "<!doctype html><title>tund %s</title><h1>tund at %s</h1>\n", st.Addr(), st.Addr())
+		b.WriteString("<p>A userspace TCP/IPv4 stack. Try <a href=\"/bytes/1048576\">/bytes/1048576</a>.</p>\n")
+		b.WriteString("<table border=1 cellpadding=3><tr><th>State</th><th>Local</th><th>Remote</th><th>Send-Q</th><th>Recv-Q</th><th>Timer</th></tr>\n")
+		for _, c := range st.Connections() {
+			remote := "*:*"
+			if c.Remote.IsValid() {
+				remote = c.Remote.String()
+			}
+			timer := ""
+			if c.Timer != "" {
+				timer = fmt.Sprintf("%s (%v)", c.Timer, c.TimerAt.Round(time.Millisecond))
+			}
+			fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%s</td></tr>\n",
+				html.EscapeString(c.State.String()), c.Local, html.EscapeString(remote), c.SendQ, c.RecvQ, html.EscapeString(timer))
+		}
+		b.WriteString("</table>\n")
+		_, _ = io.WriteString(w, b.String())
+	})
+	return mux
+}

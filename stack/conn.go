@@ -1,0 +1,363 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tund-project/tund/tcp"
+)
+
+// Conn is a TCP connection of the stack. It implements net.Conn, and
+// CloseWrite like *net.TCPConn.
+type Conn struct {
+	s     *Stack
+	key   tuple
+	laddr *net.TCPAddr
+	raddr *net.TCPAddr
+
+	mu      sync.Mutex // guards tcb and everything below
+	tcb     *tcp.Conn
+	pkt     []byte // output packet buffer, one MTU
+	timer   *time.Timer
+	timerAt time.Duration
+	lst     *Listener // while half-open or waiting in the accept queue
+	estDone bool
+	removed bool
+	closed  bool // Close was called
+
+	est      chan struct{} // closed when established, or when the attempt failed
+	rd, wr   chan struct{} // cap-1 wake-ups
+	closedCh chan struct{} // closed by Close
+	rdl, wdl *deadline
+}
+
+func (s *Stack) newConn(key tuple) *Conn {
+	c := &Conn{
+		s:        s,
+		key:      key,
+		pkt:      make([]byte, s.mtu),
+		est:      make(chan struct{}),
+		rd:       make(chan struct{}, 1),
+		wr:       make(chan struct{}, 1),
+		closedCh: make(chan struct{}),
+		rdl:      newDeadline(),
+		wdl:      newDeadline(),
+	}
+	c.timer = time.AfterFunc(time.Hour, c.onTimer)
+	c.timer.Stop()
+	return c
+}
+
+func (c *Conn) setAddrs() {
+	c.laddr = &net.TCPAddr{IP: c.s.cfg.Addr.AsSlice(), Port: int(c.key.lport)}
+	c.raddr = &net.TCPAddr{IP: net.IP(c.key.raddr[:]).To4(), Port: int(c.key.rport)}
+}
+
+// tcpConfig returns the core's knobs for this connection, with the trace
+// hook bound to its addresses.
+func (c *Conn) tcpConfig() tcp.Config {
+	cfg := c.s.tcpCfg
+	if c.s.cfg.Trace {
+		local, remote := c.laddr.String(), c.raddr.String()
+		log := c.s.log
+		cfg.Trace = func(t tcp.Transition, seg *tcp.Segment) {
+			msg := fmt.Sprintf("%s %s → %s on %s", remote, t.From, t.To, t.On)
+			if seg != nil {
+				msg += fmt.Sprintf(" seq=%d ack=%d", uint32(seg.Seq), uint32(seg.Ack))
+			}
+			log.Info(msg, "local", local, "remote", remote, "from", t.From.String(),
+				"to", t.To.String(), "trigger", t.On.String())
+		}
+	}
+	return cfg
+}
+
+// SendSegment implements tcp.Sender: build the packet in the connection's
+// own buffer and write it. Called with c.mu held.
+func (c *Conn) SendSegment(seg *tcp.Segment) {
+	c.s.writeSegment(c.pkt, c.key.raddr, seg)
+}
+
+// handle delivers an inbound segment.
+func (c *Conn) handle(seg *tcp.Segment) {
+	c.mu.Lock()
+	if c.tcb != nil {
+		c.tcb.Handle(seg, c.s.now())
+		c.after()
+	}
+	c.mu.Unlock()
+}
+
+// after reacts to what the core reported: wake waiters, follow state
+// changes, re-arm the timer. Called with c.mu held after every core call.
+func (c *Conn) after() {
+	ev := c.tcb.TakeEvents()
+	if ev&tcp.EvReadable != 0 {
+		notify(c.rd)
+	}
+	if ev&tcp.EvWritable != 0 {
+		notify(c.wr)
+	}
+	if ev&tcp.EvState != 0 {
+		c.stateChanged()
+	}
+	if c.removed {
+		return
+	}
+	// One runtime timer per connection, re-armed lazily: only when the
+	// next deadline moves earlier. An early firing just re-arms.
+	if at := c.tcb.NextTimer(); at != 0 && (c.timerAt == 0 || at < c.timerAt) {
+		c.timerAt = at
+		c.timer.Reset(at - c.s.now())
+	}
+}
+
+func (c *Conn) stateChanged() {
+	if !c.estDone && (c.tcb.Established() || c.tcb.State() == tcp.Closed) {
+		c.estDone = true
+		close(c.est)
+		if l := c.lst; l != nil {
+			if c.tcb.Established() {
+				l.ready(c)
+			} else {
+				l.halfOpenGone()
+				c.lst = nil
+			}
+		}
+	}
+	if c.tcb.State() == tcp.Closed && !c.removed {
+		c.removed = true
+		c.timer.Stop()
+		c.s.remove(c)
+		notify(c.rd)
+		notify(c.wr)
+	}
+}
+
+func (c *Conn) onTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.removed || c.tcb == nil {
+		return
+	}
+	c.timerAt = 0
+	c.tcb.Tick(c.s.now())
+	c.after()
+}
+
+// abort resets the connection (stack shutdown, listener close).
+func (c *Conn) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tcb != nil {
+		c.tcb.Abort(c.s.now())
+		c.after()
+	}
+}
+
+// Read implements net.Conn. It returns io.EOF after the peer's FIN.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return 0, c.opErr("read", net.ErrClosed)
+		}
+		n, err := c.tcb.Read(p, c.s.now())
+		c.after()
+		c.mu.Unlock()
+		if n > 0 {
+			return n, nil
+		}
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, c.opErr("read", err)
+		}
+		select {
+		case <-c.rd:
+		case <-c.rdl.wait():
+			return 0, c.opErr("read", os.ErrDeadlineExceeded)
+		case <-c.closedCh:
+		}
+	}
+}
+
+// Write implements net.Conn: it blocks until all of p is queued.
+func (c *Conn) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return total, c.opErr("write", net.ErrClosed)
+		}
+		n, err := c.tcb.Write(p, c.s.now())
+		c.after()
+		c.mu.Unlock()
+		total += n
+		p = p[n:]
+		if err != nil {
+			return total, c.opErr("write", err)
+		}
+		if len(p) == 0 {
+			return total, nil
+		}
+		if n == 0 {
+			select {
+			case <-c.wr:
+			case <-c.wdl.wait():
+				return total, c.opErr("write", os.ErrDeadlineExceeded)
+			case <-c.closedCh:
+			}
+		}
+	}
+}
+
+// Close implements net.Conn: a FIN follows the queued data, or a reset if
+// received data was never read.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opErr("close", net.ErrClosed)
+	}
+	c.closed = true
+	close(c.closedCh)
+	c.tcb.Close(c.s.now())
+	c.after()
+	return nil
+}
+
+// CloseWrite shuts down the sending side (a FIN follows the queued data);
+// reading continues until the peer's FIN.
+func (c *Conn) CloseWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opErr("close", net.ErrClosed)
+	}
+	c.tcb.CloseWrite(c.s.now())
+	c.after()
+	return nil
+}
+
+// LocalAddr implements net.Conn; it is a *net.TCPAddr.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr implements net.Conn; it is a *net.TCPAddr.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline implements net.Conn.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline implements net.Conn.
+func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+
+// SetWriteDeadline implements net.Conn.
+func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+
+// State is the connection's RFC 9293 state.
+func (c *Conn) State() tcp.State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tcb.State()
+}
+
+func (c *Conn) opErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+// DialContext opens a connection to address ("ip:port") from the stack's
+// address. It honours ctx until the handshake completes. Errors wrap
+// syscall.ECONNREFUSED or syscall.ETIMEDOUT as the kernel's would.
+func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	if network != "tcp" && network != "tcp4" {
+		return nil, opErr(net.UnknownNetworkError(network))
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !ap.Addr().Unmap().Is4() || ap.Port() == 0 {
+		return nil, opErr(fmt.Errorf("address %q is not an IPv4 address and port", address))
+	}
+	if s.closing.Load() {
+		return nil, opErr(net.ErrClosed)
+	}
+	raddr := ap.Addr().Unmap().As4()
+	c := s.newConn(tuple{})
+	c.mu.Lock()
+	key, ok := s.dialPort(raddr, ap.Port(), c)
+	if !ok {
+		c.mu.Unlock()
+		return nil, opErr(os.NewSyscallError("connect", syscall.EADDRNOTAVAIL))
+	}
+	c.key = key
+	c.setAddrs()
+	now := s.now()
+	s.stats.activeOpens.Add(1)
+	c.tcb = tcp.NewActive(c.tcpConfig(), c, key.lport, key.rport,
+		s.isn.ISN(s.addr, raddr, key.lport, key.rport, now), now)
+	c.after()
+	c.mu.Unlock()
+
+	select {
+	case <-c.est:
+	case <-ctx.Done():
+		c.abort()
+		return nil, &net.OpError{Op: "dial", Net: network, Source: c.laddr, Addr: c.raddr, Err: ctx.Err()}
+	}
+	c.mu.Lock()
+	err = c.tcb.Err()
+	c.mu.Unlock()
+	if err != nil {
+		e := c.opErr("connect", err).(*net.OpError)
+		e.Op = "dial"
+		return nil, e
+	}
+	return c, nil
+}
+
+// Dial is DialContext with a background context.
+func (s *Stack) Dial(network, address string) (net.Conn, error) {
+	return s.DialContext(context.Background(), network, address)
+}
+
+// portOf parses the port part of a listen address.
+func portOf(address string) (uint16, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return 0, err
+	}
+	_ = host
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("bad port %q", port)
+	}
+	return uint16(p), nil
+}

@@ -1,0 +1,65 @@
+package stack
+
+import (
+	"sync"
+	"time"
+)
+
+// deadline is a settable point in time that blocked calls wait on through
+// a channel closed when it passes. Moving it while a call blocks takes
+// effect at once, as net.Conn requires.
+type deadline struct {
+	mu     sync.Mutex
+	timer  *time.Timer
+	ch     chan struct{}
+	closed bool
+}
+
+func newDeadline() *deadline { return &deadline{ch: make(chan struct{})} }
+
+// set moves the deadline; the zero time removes it.
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	if d.closed {
+		d.ch = make(chan struct{})
+		d.closed = false
+	}
+	if t.IsZero() {
+		return
+	}
+	dur := time.Until(t)
+	if dur <= 0 {
+		close(d.ch)
+		d.closed = true
+		return
+	}
+	ch := d.ch
+	d.timer = time.AfterFunc(dur, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.ch == ch && !d.closed {
+			close(ch)
+			d.closed = true
+		}
+	})
+}
+
+// wait returns a channel closed once the deadline passes.
+func (d *deadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ch
+}
+
+// timeoutError is os.ErrDeadlineExceeded's behaviour as a net.Error.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

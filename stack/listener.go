@@ -1,0 +1,206 @@
+package stack
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/tund-project/tund/tcp"
+)
+
+// Listener is a passive TCP socket. It implements net.Listener. As in BSD,
+// connections still in the handshake (SYN-RECEIVED) plus completed ones
+// waiting for Accept never exceed the backlog; a SYN beyond it is dropped
+// silently so the client's retransmission tries again later.
+type Listener struct {
+	s       *Stack
+	port    uint16
+	addr    *net.TCPAddr
+	backlog int
+
+	mu       sync.Mutex
+	halfOpen int
+	queue    []*Conn
+	closed   bool
+	ready_   chan struct{} // cap-1 wake-up for Accept
+	closedCh chan struct{}
+}
+
+// Listen announces on address (":port", "ip:port" with the stack's own
+// address or 0.0.0.0; port 0 picks an ephemeral port) with the stack's
+// default backlog.
+func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	return s.ListenBacklog(network, address, s.cfg.Backlog)
+}
+
+// ListenBacklog is Listen with an explicit backlog.
+func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	if network != "tcp" && network != "tcp4" {
+		return nil, opErr(net.UnknownNetworkError(network))
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	if host != "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil || (a.Unmap() != s.cfg.Addr && !a.IsUnspecified()) {
+			return nil, opErr(os.NewSyscallError("bind", syscall.EADDRNOTAVAIL))
+		}
+	}
+	port, err := portOf(address)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	if backlog <= 0 {
+		backlog = s.cfg.Backlog
+	}
+	if s.closing.Load() {
+		return nil, opErr(net.ErrClosed)
+	}
+	l := &Listener{
+		s: s, backlog: backlog,
+		ready_:   make(chan struct{}, 1),
+		closedCh: make(chan struct{}),
+	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if port == 0 {
+		span := ephemeralLast - ephemeralFirst + 1
+		start := rand.IntN(span)
+		for i := 0; i < span; i++ {
+			p := uint16(ephemeralFirst + (start+i)%span)
+			if _, ok := s.listeners[p]; !ok {
+				port = p
+				break
+			}
+		}
+		if port == 0 {
+			return nil, opErr(os.NewSyscallError("bind", syscall.EADDRINUSE))
+		}
+	}
+	if _, ok := s.listeners[port]; ok {
+		return nil, opErr(os.NewSyscallError("bind", syscall.EADDRINUSE))
+	}
+	l.port = port
+	l.addr = &net.TCPAddr{IP: s.cfg.Addr.AsSlice(), Port: int(port)}
+	s.listeners[port] = l
+	return l, nil
+}
+
+// onSyn is called by the reader for a SYN to the listening port: admit it
+// if the backlog has room, creating the connection in SYN-RECEIVED.
+func (l *Listener) onSyn(key tuple, syn *tcp.Segment) {
+	l.mu.Lock()
+	if l.closed || l.halfOpen+len(l.queue) >= l.backlog {
+		l.mu.Unlock()
+		l.s.stats.backlogFull.Add(1)
+		return
+	}
+	l.halfOpen++
+	l.mu.Unlock()
+
+	s := l.s
+	c := s.newConn(key)
+	c.setAddrs()
+	c.lst = l
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !s.insert(key, c) {
+		l.halfOpenGone()
+		return
+	}
+	now := s.now()
+	s.stats.passiveOpens.Add(1)
+	c.tcb = tcp.NewPassive(c.tcpConfig(), c, syn,
+		s.isn.ISN(s.addr, key.raddr, key.lport, key.rport, now), now)
+	c.after()
+}
+
+// Accept implements net.Listener: it waits for the next completed
+// connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+		}
+		if len(l.queue) > 0 {
+			c := l.queue[0]
+			l.queue[0] = nil
+			l.queue = l.queue[1:]
+			l.mu.Unlock()
+			c.mu.Lock()
+			c.lst = nil
+			c.mu.Unlock()
+			return c, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.ready_:
+		case <-l.closedCh:
+		}
+	}
+}
+
+// ready moves a connection that finished its handshake to the accept
+// queue. Called with c.mu held.
+func (l *Listener) ready(c *Conn) {
+	l.mu.Lock()
+	l.halfOpen--
+	if l.closed {
+		l.mu.Unlock()
+		c.lst = nil
+		c.tcb.Abort(c.s.now())
+		return
+	}
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
+	notify(l.ready_)
+}
+
+// halfOpenGone forgets a connection that died in SYN-RECEIVED.
+func (l *Listener) halfOpenGone() {
+	l.mu.Lock()
+	l.halfOpen--
+	l.mu.Unlock()
+}
+
+// Close implements net.Listener: stop listening, reset the connections
+// nobody accepted, and unblock Accept.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return &net.OpError{Op: "close", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+	}
+	l.closed = true
+	queue := l.queue
+	l.queue = nil
+	close(l.closedCh)
+	l.mu.Unlock()
+
+	l.s.lmu.Lock()
+	if l.s.listeners[l.port] == l {
+		delete(l.s.listeners, l.port)
+	}
+	l.s.lmu.Unlock()
+	for _, c := range queue {
+		c.abort()
+	}
+	return nil
+}
+
+// Addr implements net.Listener; it is a *net.TCPAddr.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// String describes the listener.
+func (l *Listener) String() string { return fmt.Sprintf("listener %v backlog %d", l.addr, l.backlog) }

@@ -1,0 +1,87 @@
+package stack
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/tund-project/tund/ip"
+	"github.com/tund-project/tund/tcp"
+)
+
+// ConnInfo describes one connection at a moment, for display.
+type ConnInfo struct {
+	Local, Remote netip.AddrPort
+	tcp.Info
+}
+
+// Connections returns a snapshot of every connection, listeners included
+// (as LISTEN entries with a zero remote address), sorted by local then
+// remote address.
+func (s *Stack) Connections() []ConnInfo {
+	var out []ConnInfo
+	s.lmu.Lock()
+	for port := range s.listeners {
+		out = append(out, ConnInfo{
+			Local: netip.AddrPortFrom(s.cfg.Addr, port),
+			Info:  tcp.Info{State: tcp.Listen},
+		})
+	}
+	s.lmu.Unlock()
+	for _, c := range s.allConns() {
+		c.mu.Lock()
+		if c.tcb != nil {
+			ci := ConnInfo{
+				Local:  netip.AddrPortFrom(s.cfg.Addr, c.key.lport),
+				Remote: netip.AddrPortFrom(netip.AddrFrom4(c.key.raddr), c.key.rport),
+				Info:   c.tcb.Info(),
+			}
+			if ci.TimerAt != 0 {
+				ci.TimerAt -= s.now() // report as time remaining
+			}
+			out = append(out, ci)
+		}
+		c.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].Local.Compare(out[j].Local); c != 0 {
+			return c < 0
+		}
+		return out[i].Remote.Compare(out[j].Remote) < 0
+	})
+	return out
+}
+
+// Stats are the stack's counters.
+type Stats struct {
+	PacketsIn, PacketsOut     uint64
+	SegmentsIn, SegmentsOut   uint64
+	ResetsSent                uint64
+	EchoReplies               uint64
+	ActiveOpens, PassiveOpens uint64
+	WriteErrors               uint64
+	// Drops by reason: the IP layer's reasons by their names, plus
+	// "tcp_options", "no_listener" and "backlog_full".
+	Drops map[string]uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Stack) Stats() Stats {
+	st := Stats{
+		PacketsIn: s.stats.packetsIn.Load(), PacketsOut: s.stats.packetsOut.Load(),
+		SegmentsIn: s.stats.segmentsIn.Load(), SegmentsOut: s.stats.segmentsOut.Load(),
+		ResetsSent: s.stats.resetsSent.Load(), EchoReplies: s.stats.echoReplies.Load(),
+		ActiveOpens: s.stats.activeOpens.Load(), PassiveOpens: s.stats.passiveOpens.Load(),
+		WriteErrors: s.stats.writeErrors.Load(),
+		Drops: map[string]uint64{
+			"tcp_options":  s.stats.badTCPOptions.Load(),
+			"no_listener":  s.stats.noListener.Load(),
+			"backlog_full": s.stats.backlogFull.Load(),
+		},
+	}
+	for r, n := range s.ipStats.Snapshot() {
+		if ip.DropReason(r) != ip.DropNone {
+			st.Drops[ip.DropReason(r).String()] = n
+		}
+	}
+	return st
+}

@@ -1,0 +1,338 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/tund-project/tund/ip"
+	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/tun"
+)
+
+// Config configures a Stack.
+type Config struct {
+	// Addr is the stack's own IPv4 address. Required.
+	Addr netip.Addr
+	// TCP holds the per-connection knobs; zero fields take tcp.DefaultConfig
+	// values, and the MSS defaults to the device MTU minus 40.
+	TCP tcp.Config
+	// Backlog is the listen backlog used when Listen is not given one
+	// (default 128).
+	Backlog int
+	// Logger receives the stack's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Trace logs every state transition with its trigger at Info level.
+	Trace bool
+}
+
+// Ephemeral port range, as Linux's default ip_local_port_range.
+const (
+	ephemeralFirst = 32768
+	ephemeralLast  = 60999
+)
+
+const numShards = 16
+
+// tuple identifies a connection from our side: the local address is
+// always the stack's own.
+type tuple struct {
+	raddr        [4]byte
+	rport, lport uint16
+}
+
+func (t tuple) shard() int {
+	return int((uint32(t.rport)*31 + uint32(t.lport) + uint32(t.raddr[3])) % numShards)
+}
+
+type shard struct {
+	mu    sync.RWMutex
+	conns map[tuple]*Conn
+}
+
+// Stack is a userspace TCP/IPv4 stack running on one device.
+type Stack struct {
+	dev    tun.Device
+	cfg    Config
+	tcpCfg tcp.Config
+	addr   [4]byte
+	log    *slog.Logger
+	start  time.Time
+	isn    *tcp.ISNGenerator
+	mtu    int
+
+	shards [numShards]shard
+
+	lmu       sync.Mutex
+	listeners map[uint16]*Listener
+
+	ipID    atomic.Uint32
+	ipStats ip.Stats
+	stats   counters
+
+	closeOnce sync.Once
+	closing   atomic.Bool
+	done      chan struct{}
+}
+
+// counters are the stack's own statistics, all atomic.
+type counters struct {
+	packetsIn, packetsOut     atomic.Uint64
+	segmentsIn, segmentsOut   atomic.Uint64
+	resetsSent                atomic.Uint64
+	echoReplies               atomic.Uint64
+	badTCPOptions             atomic.Uint64
+	noListener                atomic.Uint64
+	backlogFull               atomic.Uint64
+	writeErrors               atomic.Uint64
+	activeOpens, passiveOpens atomic.Uint64
+}
+
+// New starts a stack on dev. The stack owns dev from now on and closes it
+// in Close.
+func New(dev tun.Device, cfg Config) (*Stack, error) {
+	if !cfg.Addr.Is4() {
+		return nil, fmt.Errorf("stack: address %q is not an IPv4 address", cfg.Addr)
+	}
+	if cfg.Backlog < 0 {
+		return nil, fmt.Errorf("stack: backlog %d is negative", cfg.Backlog)
+	}
+	if cfg.Backlog == 0 {
+		cfg.Backlog = 128
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mtu := dev.MTU()
+	if mtu < 68 {
+		return nil, fmt.Errorf("stack: device MTU %d is below the IPv4 minimum 68", mtu)
+	}
+	s := &Stack{
+		dev:       dev,
+		cfg:       cfg,
+		addr:      cfg.Addr.As4(),
+		log:       cfg.Logger,
+		start:     time.Now(),
+		isn:       tcp.NewISNGenerator(),
+		mtu:       mtu,
+		listeners: make(map[uint16]*Listener),
+		done:      make(chan struct{}),
+	}
+	s.tcpCfg = cfg.TCP
+	if s.tcpCfg.MSS <= 0 || s.tcpCfg.MSS > mtu-ip.HeaderLen-tcp.HeaderLen {
+		s.tcpCfg.MSS = mtu - ip.HeaderLen - tcp.HeaderLen
+	}
+	for i := range s.shards {
+		s.shards[i].conns = make(map[tuple]*Conn)
+	}
+	go s.readLoop()
+	return s, nil
+}
+
+// Addr is the stack's own address.
+func (s *Stack) Addr() netip.Addr { return s.cfg.Addr }
+
+// now is the stack's monotonic clock, the time every core call is given.
+func (s *Stack) now() time.Duration { return time.Since(s.start) }
+
+// Close resets every connection, closes every listener and the device, and
+// waits for the reader to stop.
+func (s *Stack) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.lmu.Lock()
+		ls := make([]*Listener, 0, len(s.listeners))
+		for _, l := range s.listeners {
+			ls = append(ls, l)
+		}
+		s.lmu.Unlock()
+		for _, l := range ls {
+			l.Close()
+		}
+		for _, c := range s.allConns() {
+			c.abort()
+		}
+		err = s.dev.Close()
+		<-s.done
+	})
+	return err
+}
+
+// readLoop is the inbound path: one goroutine, one reused buffer.
+func (s *Stack) readLoop() {
+	defer close(s.done)
+	buf := make([]byte, max(s.mtu, 65535))
+	out := make([]byte, s.mtu)
+	var seg tcp.Segment
+	for {
+		n, err := s.dev.Read(buf)
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Error("device read failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.stats.packetsIn.Add(1)
+		s.deliver(buf[:n], &seg, out)
+	}
+}
+
+// deliver processes one inbound packet.
+func (s *Stack) deliver(b []byte, seg *tcp.Segment, out []byte) {
+	pkt, reason := ip.Parse(b, s.addr)
+	if reason != ip.DropNone {
+		s.ipStats.Drop(reason)
+		return
+	}
+	switch pkt.Protocol {
+	case uint8(header.ICMPv4ProtocolNumber):
+		if n := ip.EchoReply(out, &pkt, s.nextID()); n > 0 {
+			s.stats.echoReplies.Add(1)
+			s.write(out[:n])
+		} else {
+			s.ipStats.Drop(ip.DropICMP)
+		}
+	case uint8(header.TCPProtocolNumber):
+		if err := tcp.Parse(pkt.Payload, seg); err != nil {
+			s.stats.badTCPOptions.Add(1)
+			return
+		}
+		s.stats.segmentsIn.Add(1)
+		s.demux(&pkt, seg, out)
+	}
+}
+
+// demux finds the owner of a segment: a connection, else a listener, else
+// no one (RFC 9293 §3.10.7.1: reset).
+func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
+	key := tuple{raddr: pkt.Src, rport: seg.SrcPort, lport: seg.DstPort}
+	if c := s.lookup(key); c != nil {
+		c.handle(seg)
+		return
+	}
+	s.lmu.Lock()
+	l := s.listeners[seg.DstPort]
+	s.lmu.Unlock()
+	if l != nil {
+		switch tcp.OnListen(seg) {
+		case tcp.ListenAccept:
+			l.onSyn(key, seg)
+			return
+		case tcp.ListenDrop:
+			return
+		}
+	} else {
+		s.stats.noListener.Add(1)
+	}
+	s.sendReset(pkt.Src, seg, out)
+}
+
+// sendReset answers seg with the RFC 9293 §3.10.7.1 reset.
+func (s *Stack) sendReset(dst [4]byte, in *tcp.Segment, out []byte) {
+	rst, ok := tcp.ResetFor(in)
+	if !ok {
+		return
+	}
+	s.stats.resetsSent.Add(1)
+	s.writeSegment(out, dst, &rst)
+}
+
+// writeSegment builds the IPv4 packet for seg in buf and writes it.
+func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
+	tcpLen := seg.HeaderLen() + len(seg.Payload)
+	n := ip.BuildHeader(buf, s.addr, dst, uint8(header.TCPProtocolNumber), s.nextID(), tcpLen)
+	t := buf[n : n+tcpLen]
+	seg.Marshal(t)
+	header.TCP(t).SetChecksum(ip.TCPChecksum(s.addr, dst, t))
+	s.stats.segmentsOut.Add(1)
+	s.write(buf[:n+tcpLen])
+}
+
+func (s *Stack) write(p []byte) {
+	if _, err := s.dev.Write(p); err != nil {
+		s.stats.writeErrors.Add(1)
+		if !s.closing.Load() {
+			s.log.Debug("device write failed", "err", err)
+		}
+		return
+	}
+	s.stats.packetsOut.Add(1)
+}
+
+func (s *Stack) nextID() uint16 { return uint16(s.ipID.Add(1)) }
+
+// lookup finds the connection for key.
+func (s *Stack) lookup(key tuple) *Conn {
+	sh := &s.shards[key.shard()]
+	sh.mu.RLock()
+	c := sh.conns[key]
+	sh.mu.RUnlock()
+	return c
+}
+
+// insert adds c under key unless the key is taken.
+func (s *Stack) insert(key tuple, c *Conn) bool {
+	sh := &s.shards[key.shard()]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.conns[key]; ok {
+		return false
+	}
+	sh.conns[key] = c
+	return true
+}
+
+// remove deletes c from the table.
+func (s *Stack) remove(c *Conn) {
+	sh := &s.shards[c.key.shard()]
+	sh.mu.Lock()
+	if sh.conns[c.key] == c {
+		delete(sh.conns, c.key)
+	}
+	sh.mu.Unlock()
+}
+
+func (s *Stack) allConns() []*Conn {
+	var all []*Conn
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for _, c := range sh.conns {
+			all = append(all, c)
+		}
+		sh.mu.RUnlock()
+	}
+	return all
+}
+
+// dialPort picks a free ephemeral port for a connection to raddr:rport
+// and inserts c under it.
+func (s *Stack) dialPort(raddr [4]byte, rport uint16, c *Conn) (tuple, bool) {
+	span := ephemeralLast - ephemeralFirst + 1
+	start := rand.IntN(span)
+	for i := 0; i < span; i++ {
+		p := uint16(ephemeralFirst + (start+i)%span)
+		s.lmu.Lock()
+		_, listening := s.listeners[p]
+		s.lmu.Unlock()
+		if listening {
+			continue
+		}
+		key := tuple{raddr: raddr, rport: rport, lport: p}
+		if s.insert(key, c) {
+			return key, true
+		}
+	}
+	return tuple{}, false
+}

@@ -1,0 +1,412 @@
+package tcp
+
+import (
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/tund-project/tund/retransmit"
+	"github.com/tund-project/tund/window"
+)
+
+// Config holds the knobs of one connection. Zero fields take the values of
+// DefaultConfig.
+type Config struct {
+	MSS        int           // largest segment payload we accept; from the MTU
+	RcvBuf     int           // receive buffer size: the most we advertise
+	SndBuf     int           // send buffer size
+	InitialRTO time.Duration // RFC 6298 §2.1
+	MinRTO     time.Duration
+	MaxRTO     time.Duration
+	SynRetries int           // SYN / SYN-ACK retransmissions before giving up
+	MaxRetries int           // data retransmissions before ETIMEDOUT
+	MSL        time.Duration // TIME-WAIT lasts 2*MSL
+	DelayedAck time.Duration // longest an ACK is held back; negative: never delay
+	NoWScale   bool          // do not offer window scaling (RFC 7323)
+
+	// Trace, if set, is called on every state transition with the segment
+	// that caused it (nil for application calls and timers).
+	Trace func(t Transition, seg *Segment)
+}
+
+// DefaultConfig returns the defaults a user gets (DESIGN.md "Defaults").
+func DefaultConfig() Config {
+	return Config{
+		MSS:        1460,
+		RcvBuf:     1 << 20,
+		SndBuf:     1 << 20,
+		InitialRTO: time.Second,
+		MinRTO:     200 * time.Millisecond,
+		MaxRTO:     60 * time.Second,
+		SynRetries: 6,
+		MaxRetries: 15,
+		MSL:        30 * time.Second,
+		DelayedAck: 40 * time.Millisecond,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MSS <= 0 {
+		c.MSS = d.MSS
+	}
+	if c.RcvBuf <= 0 {
+		c.RcvBuf = d.RcvBuf
+	}
+	if c.SndBuf <= 0 {
+		c.SndBuf = d.SndBuf
+	}
+	if c.InitialRTO <= 0 {
+		c.InitialRTO = d.InitialRTO
+	}
+	if c.MinRTO <= 0 {
+		c.MinRTO = d.MinRTO
+	}
+	if c.MaxRTO <= 0 {
+		c.MaxRTO = d.MaxRTO
+	}
+	if c.SynRetries <= 0 {
+		c.SynRetries = d.SynRetries
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = d.MaxRetries
+	}
+	if c.MSL <= 0 {
+		c.MSL = d.MSL
+	}
+	if c.DelayedAck == 0 {
+		c.DelayedAck = d.DelayedAck
+	}
+	return c
+}
+
+// Sender carries the segments a Conn emits. SendSegment must serialize the
+// segment before it returns: the payload aliases the send buffer.
+type Sender interface {
+	SendSegment(seg *Segment)
+}
+
+// Events are the changes a Conn reports to whoever drives it.
+type Events uint8
+
+// The events.
+const (
+	EvReadable Events = 1 << iota // data, EOF or an error is ready for Read
+	EvWritable                    // send buffer space freed, or an error
+	EvState                       // the state changed
+)
+
+// Conn is one TCP connection's control block (RFC 9293 §3.3.1) and its
+// state machine. It is not safe for concurrent use: the caller serializes
+// every call, passing the current time.
+type Conn struct {
+	cfg   Config
+	out   Sender
+	state State
+
+	LocalPort, RemotePort uint16
+
+	// Send sequence space (RFC 9293 §3.3.1).
+	iss       Seq
+	sndUna    Seq
+	sndNxt    Seq
+	sndMax    Seq // highest sequence number sent; sndNxt rewinds on RTO
+	sndWnd    int // peer's window, scaled
+	maxSndWnd int // largest window the peer offered (RFC 5961 §5.2)
+	sndWL1    Seq
+	sndWL2    Seq
+	sndWScale uint8
+	sndMSS    int
+	snd       window.SendBuffer
+	sndBufSeq Seq  // sequence number of the first byte in snd
+	finQueued bool // the application closed its sending side
+	synAcked  bool
+
+	// Receive sequence space.
+	irs        Seq
+	rcvNxt     Seq
+	rcvWScale  uint8
+	wscaleOK   bool // both sides sent the window scale option
+	rcvAdvEdge Seq  // right edge of the last window we advertised
+	rcv        window.RecvBuffer
+	finRcvd    bool // the peer's FIN was processed (EOF after buffered data)
+	oooFin     bool // a FIN arrived beyond a gap
+	oooFinSeq  Seq
+	readClosed bool
+
+	// ACK scheduling.
+	ackNow     bool
+	ackPending int // in-order data segments not yet acknowledged
+
+	// Loss recovery.
+	rto       retransmit.RTO
+	cc        retransmit.Controller
+	retries   int
+	rttTiming bool
+	rttSeq    Seq
+	rttStart  time.Duration
+	dupAcks   int
+	recover   Seq // NewReno: sndMax when fast recovery began
+	inRecover bool
+
+	// Timers, as absolute times; 0 means not armed.
+	rtxAt     time.Duration
+	ackAt     time.Duration
+	persistAt time.Duration
+	twAt      time.Duration
+	persistN  int
+
+	err    error
+	events Events
+
+	// Counters for display.
+	Retransmits uint64
+}
+
+func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
+	cfg = cfg.withDefaults()
+	c := &Conn{
+		cfg:        cfg,
+		out:        out,
+		LocalPort:  lport,
+		RemotePort: rport,
+		snd:        window.NewSendBuffer(cfg.SndBuf),
+		rcv:        window.NewRecvBuffer(cfg.RcvBuf),
+		rto:        retransmit.NewRTO(cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO),
+		sndMSS:     536, // RFC 9293 §3.7.1: default send MSS without the option
+	}
+	if !cfg.NoWScale {
+		// RFC 7323 §2.2: the smallest shift that lets the buffer be advertised.
+		for c.rcvWScale < 14 && cfg.RcvBuf>>c.rcvWScale > 0xffff {
+			c.rcvWScale++
+		}
+	}
+	return c
+}
+
+// NewActive starts an active open (RFC 9293 §3.10.1, OPEN call in CLOSED
+// state with active mode): it chooses iss, sends a SYN and enters SYN-SENT.
+func NewActive(cfg Config, out Sender, lport, rport uint16, iss Seq, now time.Duration) *Conn {
+	c := newConn(cfg, out, lport, rport)
+	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
+	c.sndBufSeq = iss + 1
+	c.transition(AppConnect, nil)
+	c.sendSyn(now)
+	return c
+}
+
+// NewPassive creates the connection a listener makes for an arriving SYN
+// (RFC 9293 §3.10.7.2, LISTEN state, "third, check for a SYN"): it records
+// the peer's ISN and options, sends SYN+ACK and enters SYN-RECEIVED.
+func NewPassive(cfg Config, out Sender, syn *Segment, iss Seq, now time.Duration) *Conn {
+	c := newConn(cfg, out, syn.DstPort, syn.SrcPort)
+	c.state = Listen
+	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
+	c.sndBufSeq = iss + 1
+	c.irs = syn.Seq
+	c.rcvNxt = syn.Seq + 1
+	c.rcvAdvEdge = c.rcvNxt
+	c.takeSynOptions(syn)
+	// The window of a SYN is never scaled (RFC 7323 §2.2).
+	c.sndWnd = int(syn.Window)
+	c.maxSndWnd = c.sndWnd
+	c.sndWL1, c.sndWL2 = syn.Seq, iss
+	c.transition(RcvSyn, syn)
+	c.sendSyn(now)
+	return c
+}
+
+// takeSynOptions applies the options of the peer's SYN or SYN+ACK.
+func (c *Conn) takeSynOptions(syn *Segment) {
+	if syn.Options.MSS != 0 {
+		c.sndMSS = int(syn.Options.MSS)
+	}
+	c.sndMSS = max(min(c.sndMSS, c.cfg.MSS), 64)
+	if syn.Options.HasWScale && !c.cfg.NoWScale {
+		c.wscaleOK = true
+		c.sndWScale = uint8(syn.Options.WScale)
+	} else {
+		c.wscaleOK = false
+		c.sndWScale, c.rcvWScale = 0, 0
+	}
+	c.cc = retransmit.NewNewReno(c.sndMSS)
+}
+
+// State is the current RFC 9293 state.
+func (c *Conn) State() State { return c.state }
+
+// Err is the error that ended the connection (ECONNRESET, ECONNREFUSED,
+// ETIMEDOUT), or nil.
+func (c *Conn) Err() error { return c.err }
+
+// TakeEvents returns the events since the last call and clears them.
+func (c *Conn) TakeEvents() Events {
+	e := c.events
+	c.events = 0
+	return e
+}
+
+// SendQueue is the number of bytes written but not yet acknowledged.
+func (c *Conn) SendQueue() int { return c.snd.Len() }
+
+// RecvQueue is the number of received bytes not yet read.
+func (c *Conn) RecvQueue() int { return c.rcv.Len() }
+
+// Info is a snapshot of a connection's internals for display.
+type Info struct {
+	State            State
+	SndUna, SndNxt   Seq
+	RcvNxt           Seq
+	SndWnd, RcvWnd   int
+	SendQ, RecvQ     int
+	MSS              int
+	Cwnd, SSThresh   int
+	SRTT, RTO        time.Duration
+	Retransmits      uint64
+	Timer            string        // the timer that fires next ("" if none)
+	TimerAt          time.Duration // when, on the caller's clock
+}
+
+// Info returns a snapshot of the connection for display.
+func (c *Conn) Info() Info {
+	in := Info{
+		State: c.state, SndUna: c.sndUna, SndNxt: c.sndNxt, RcvNxt: c.rcvNxt,
+		SndWnd: c.sndWnd, RcvWnd: c.rcv.Window(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
+		MSS: c.sndMSS, SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
+	}
+	if c.cc != nil {
+		in.Cwnd, in.SSThresh = c.cc.Window(), c.cc.SSThresh()
+	}
+	in.Timer, in.TimerAt = c.nextTimer()
+	return in
+}
+
+// Readable reports whether Read would return without blocking.
+func (c *Conn) Readable() bool {
+	return c.rcv.Len() > 0 || c.finRcvd || c.err != nil || c.state == Closed
+}
+
+// Writable reports whether Write would accept bytes or fail at once.
+func (c *Conn) Writable() bool {
+	return c.snd.Free() > 0 || c.err != nil || !c.state.canSendData() || c.finQueued
+}
+
+// Established reports whether the handshake has completed (the connection
+// is in ESTABLISHED or a later state).
+func (c *Conn) Established() bool { return c.state.synchronized() }
+
+// Read copies received bytes into p. It returns (0, nil) when nothing is
+// ready yet (the caller waits for EvReadable), io.EOF after the peer's FIN,
+// or the error that ended the connection.
+func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := c.rcv.Read(p)
+	if n > 0 {
+		c.maybeWindowUpdate()
+		c.output(now)
+		return n, nil
+	}
+	switch {
+	case c.err != nil:
+		return 0, c.err
+	case c.finRcvd:
+		return 0, io.EOF
+	case c.state == Closed:
+		return 0, io.EOF
+	}
+	return 0, nil
+}
+
+// Write queues bytes from p for sending and returns how many fit (0 when
+// the send buffer is full: the caller waits for EvWritable). It fails with
+// EPIPE after CloseWrite or the error that ended the connection.
+func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if !c.state.canSendData() || c.finQueued {
+		return 0, syscall.EPIPE
+	}
+	n := c.snd.Write(p)
+	if n > 0 {
+		c.output(now)
+	}
+	return n, nil
+}
+
+// CloseWrite closes the sending direction: a FIN follows the queued data
+// (RFC 9293 §3.10.4, CLOSE call). Reading continues until the peer's FIN.
+func (c *Conn) CloseWrite(now time.Duration) {
+	if c.finQueued {
+		return
+	}
+	switch c.state {
+	case SynSent, Listen:
+		// Nothing was sent that needs closing: delete the TCB.
+		c.transition(AppClose, nil)
+		c.stopTimers()
+	case SynReceived, Established, CloseWait:
+		c.finQueued = true
+		c.transition(AppClose, nil)
+		c.output(now)
+	}
+}
+
+// Close closes both directions. If received data was never read the
+// connection is reset instead, so the peer learns it was lost (RFC 2525
+// §2.17, as Linux does); otherwise a FIN is sent after the queued data.
+func (c *Conn) Close(now time.Duration) {
+	c.readClosed = true
+	if c.rcv.Len() > 0 && c.state.synchronized() && c.state != TimeWait {
+		c.Abort(now)
+		return
+	}
+	c.CloseWrite(now)
+}
+
+// Abort resets the connection (RFC 9293 §3.10.5, ABORT call).
+func (c *Conn) Abort(now time.Duration) {
+	switch c.state {
+	case Closed:
+		return
+	case SynReceived, Established, FinWait1, FinWait2, CloseWait:
+		c.send(Segment{Seq: c.sndNxt, Flags: FlagRST})
+	}
+	c.transition(AppAbort, nil)
+	c.stopTimers()
+	if c.err == nil {
+		c.err = syscall.ECONNABORTED
+	}
+	c.events |= EvReadable | EvWritable
+}
+
+// transition moves the connection along the table edge for trigger.
+func (c *Conn) transition(on Trigger, seg *Segment) {
+	t, ok := lookupTransition(c.state, on)
+	if !ok {
+		return
+	}
+	c.state = t.To
+	c.events |= EvState
+	if t.To == Closed || t.To == TimeWait {
+		c.events |= EvReadable | EvWritable
+	}
+	if c.cfg.Trace != nil {
+		c.cfg.Trace(t, seg)
+	}
+}
+
+// fail ends the connection with err.
+func (c *Conn) fail(on Trigger, seg *Segment, err error) {
+	c.err = err
+	c.transition(on, seg)
+	c.state = Closed // every failure edge leads to CLOSED
+	c.stopTimers()
+	c.events |= EvReadable | EvWritable | EvState
+}
+
+func (c *Conn) stopTimers() {
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt = 0, 0, 0, 0
+}

@@ -1,0 +1,449 @@
+package tcp
+
+import (
+	"syscall"
+	"time"
+)
+
+// Handle processes one arriving segment (RFC 9293 §3.10.7, SEGMENT
+// ARRIVES) for a connection in any state but CLOSED and LISTEN, which the
+// stack handles with ResetFor and NewPassive. The segment's payload is only
+// read during the call.
+func (c *Conn) Handle(seg *Segment, now time.Duration) {
+	switch c.state {
+	case Closed, Listen:
+		return
+	case SynSent:
+		c.handleSynSent(seg, now)
+	default:
+		c.handleSynchronized(seg, now)
+	}
+	c.output(now)
+}
+
+// handleSynSent is RFC 9293 §3.10.7.3.
+func (c *Conn) handleSynSent(seg *Segment, now time.Duration) {
+	// First, check the ACK bit.
+	ackOK := false
+	if seg.Flags.Has(FlagACK) {
+		// RFC 9293 §3.10.7.3: SEG.ACK =< ISS or SEG.ACK > SND.NXT is
+		// unacceptable: reset (unless this is itself a reset) and drop.
+		if seg.Ack.LessThanEq(c.iss) || seg.Ack.GreaterThan(c.sndMax) {
+			if !seg.Flags.Has(FlagRST) {
+				c.send(Segment{Seq: seg.Ack, Flags: FlagRST})
+			}
+			return
+		}
+		ackOK = true
+	}
+	// Second, check the RST bit: only an RST that ACKs our SYN resets us
+	// (RFC 9293 §3.10.7.3; RFC 5961 §3.2 needs nothing more here).
+	if seg.Flags.Has(FlagRST) {
+		if ackOK {
+			c.fail(RcvRst, seg, syscall.ECONNREFUSED)
+		}
+		return
+	}
+	// Fourth, check the SYN bit.
+	if !seg.Flags.Has(FlagSYN) {
+		return
+	}
+	c.irs = seg.Seq
+	c.rcvNxt = seg.Seq + 1
+	c.rcvAdvEdge = c.rcvNxt
+	c.takeSynOptions(seg)
+	c.sndWnd = int(seg.Window) // a SYN's window is never scaled
+	c.maxSndWnd = c.sndWnd
+	c.sndWL1 = seg.Seq
+	if ackOK {
+		c.sndWL2 = seg.Ack
+		c.ackOfSyn(seg.Ack, now)
+		c.transition(RcvSynAck, seg)
+		c.ackNow = true
+		c.events |= EvWritable
+		// Data on a SYN+ACK is legal; queue it like any other.
+		if len(seg.Payload) > 0 {
+			c.receiveText(seg.Seq+1, seg.Payload, now)
+		}
+		return
+	}
+	// Simultaneous open: a bare SYN while our SYN is outstanding.
+	c.sndWL2 = c.iss
+	c.transition(RcvSyn, seg)
+	c.rtxAt = 0
+	c.sendSyn(now)
+}
+
+// ackOfSyn records that our SYN was acknowledged.
+func (c *Conn) ackOfSyn(ack Seq, now time.Duration) {
+	c.synAcked = true
+	c.sndUna = ack
+	c.sndNxt = c.sndNxt.Max(ack)
+	if c.rttTiming {
+		c.rto.Sample(now - c.rttStart)
+		c.rttTiming = false
+	}
+	c.retries = 0
+	c.rto.ResetBackoff()
+	c.rtxAt = 0
+}
+
+// handleSynchronized is RFC 9293 §3.10.7.4 for SYN-RECEIVED and every
+// later state.
+func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
+	// TIME-WAIT: a retransmitted FIN means our last ACK was lost. ACK it
+	// again and restart the 2MSL timer (RFC 9293 §3.10.7.4, eighth step).
+	if c.state == TimeWait && seg.Flags.Has(FlagFIN) && !seg.Flags.Has(FlagRST) &&
+		seg.Seq.Add(len(seg.Payload)+1) == c.rcvNxt {
+		c.ackNow = true
+		c.twAt = now + 2*c.cfg.MSL
+		return
+	}
+	// SYN-RECEIVED: a duplicate of the peer's SYN means our SYN+ACK was
+	// lost; answer with the SYN+ACK again rather than a bare ACK.
+	if c.state == SynReceived && seg.Flags.Has(FlagSYN) && !seg.Flags.Has(FlagACK) && seg.Seq == c.irs {
+		c.sendSyn(now)
+		return
+	}
+
+	// First, check the sequence number.
+	if !c.acceptable(seg, now) {
+		// RFC 9293 §3.10.7.4: an unacceptable segment gets an ACK (unless
+		// it is a reset) and is dropped.
+		if !seg.Flags.Has(FlagRST) {
+			c.ackNow = true
+		}
+		return
+	}
+	// Second, check the RST bit (RFC 5961 §3.2): reset only on an exact
+	// match with RCV.NXT; anything else in the window earns a challenge ACK.
+	if seg.Flags.Has(FlagRST) {
+		if seg.Seq != c.rcvNxt {
+			c.ackNow = true
+			return
+		}
+		switch c.state {
+		case TimeWait:
+			// RFC 1337: an RST must not cut TIME-WAIT short.
+			return
+		case SynReceived:
+			c.fail(RcvRst, seg, syscall.ECONNREFUSED)
+		case Closing, LastAck:
+			c.err = nil
+			c.transition(RcvRst, seg)
+			c.stopTimers()
+		default:
+			c.fail(RcvRst, seg, syscall.ECONNRESET)
+		}
+		return
+	}
+	// Fourth, check the SYN bit: RFC 5961 §4.2 (and RFC 9293 §3.10.7.4):
+	// a SYN on a synchronized connection gets a challenge ACK.
+	if seg.Flags.Has(FlagSYN) {
+		c.ackNow = true
+		return
+	}
+	// Fifth, check the ACK field: without it the segment is dropped.
+	if !seg.Flags.Has(FlagACK) {
+		return
+	}
+	if c.state == SynReceived {
+		// RFC 9293 §3.10.7.4: SND.UNA < SEG.ACK =< SND.NXT completes the
+		// handshake; any other ACK is answered with a reset.
+		if !(c.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(c.sndMax)) {
+			c.send(Segment{Seq: seg.Ack, Flags: FlagRST})
+			return
+		}
+		c.ackOfSyn(seg.Ack, now)
+		c.transition(RcvAckOfSyn, seg)
+		c.sndWnd = int(seg.Window) << c.sndWScale
+		c.maxSndWnd = max(c.maxSndWnd, c.sndWnd)
+		c.sndWL1, c.sndWL2 = seg.Seq, seg.Ack
+		c.events |= EvWritable
+	}
+	if !c.processAck(seg, now) {
+		return
+	}
+	if c.state == Closed {
+		return
+	}
+
+	// Seventh, process the segment text.
+	if len(seg.Payload) > 0 && c.state.canReceiveData() {
+		c.receiveText(seg.Seq, seg.Payload, now)
+	}
+
+	// Eighth, check the FIN bit.
+	if seg.Flags.Has(FlagFIN) {
+		finSeq := seg.Seq.Add(len(seg.Payload))
+		switch {
+		case finSeq == c.rcvNxt:
+			c.receiveFin(seg, now)
+		case finSeq.GreaterThan(c.rcvNxt):
+			// Beyond a gap: remember it until the gap fills.
+			c.oooFin, c.oooFinSeq = true, finSeq
+			c.ackNow = true
+		}
+	}
+	// Our FIN was ACKed by a segment whose FIN we could not take yet.
+	if c.state == FinWait1 {
+		if fin, sent := c.finSeq(); sent && c.sndUna.GreaterThan(fin) {
+			c.transition(RcvAckOfFin, seg)
+		}
+	}
+}
+
+// acceptable is the RFC 9293 §3.10.7.4 sequence number test, against the
+// window we advertised. It also trims the segment to the window.
+func (c *Conn) acceptable(seg *Segment, now time.Duration) bool {
+	wnd := c.rcvAdvEdge.Sub(c.rcvNxt)
+	if wnd < 0 {
+		wnd = 0
+	}
+	segLen := seg.Len()
+	if segLen == 0 {
+		if wnd == 0 {
+			return seg.Seq == c.rcvNxt
+		}
+		return seg.Seq.InWindow(c.rcvNxt, wnd)
+	}
+	if wnd == 0 {
+		// RFC 9293 §3.10.7.4: nothing with data is acceptable, but valid
+		// ACKs and RSTs must still be processed. A zero-window probe falls
+		// here and is answered with an ACK by the caller.
+		if seg.Seq == c.rcvNxt && seg.Flags.Has(FlagACK) && len(seg.Payload) > 0 {
+			c.processAckOnly(seg, now)
+		}
+		return false
+	}
+	last := seg.Seq.Add(segLen - 1)
+	if !seg.Seq.InWindow(c.rcvNxt, wnd) && !last.InWindow(c.rcvNxt, wnd) {
+		return false
+	}
+	// Trim what lies before RCV.NXT (an old SYN included) and beyond the window.
+	if d := c.rcvNxt.Sub(seg.Seq); d > 0 {
+		if seg.Flags.Has(FlagSYN) {
+			seg.Flags &^= FlagSYN
+			seg.Seq++
+			d--
+		}
+		d = min(d, len(seg.Payload))
+		seg.Payload = seg.Payload[d:]
+		seg.Seq = seg.Seq.Add(d)
+	}
+	if over := seg.Seq.Add(len(seg.Payload)).Sub(c.rcvNxt.Add(wnd)); over > 0 {
+		seg.Payload = seg.Payload[:max(0, len(seg.Payload)-over)]
+		seg.Flags &^= FlagFIN | FlagPSH
+	}
+	return true
+}
+
+// processAckOnly applies the ACK of a segment whose data we cannot take.
+func (c *Conn) processAckOnly(seg *Segment, now time.Duration) {
+	if c.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(c.sndMax) {
+		s := *seg
+		s.Payload = nil
+		s.Flags &^= FlagFIN
+		c.processAck(&s, now)
+	}
+}
+
+// processAck is the fifth step for the synchronized states. It returns
+// false when the segment must be dropped.
+func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
+	ack := seg.Ack
+	// RFC 5961 §5.2: an ACK beyond what we sent, or older than the largest
+	// window the peer ever offered, is answered with an ACK and dropped.
+	if ack.GreaterThan(c.sndMax) {
+		c.ackNow = true
+		return false
+	}
+	if ack.LessThan(c.sndUna.Add(-c.maxSndWnd)) {
+		c.ackNow = true
+		return false
+	}
+
+	finSeq, finSent := c.finSeq()
+	if c.sndUna.LessThan(ack) {
+		c.newAck(ack, now)
+	} else if ack == c.sndUna && len(seg.Payload) == 0 && !seg.Flags.Has(FlagFIN) &&
+		int(seg.Window)<<c.sndWScale == c.sndWnd && c.sndUna != c.sndMax {
+		c.dupAck(now)
+	}
+
+	// RFC 9293 §3.10.7.4: update the send window from the newest segment
+	// (SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK).
+	if c.sndWL1.LessThan(seg.Seq) || (c.sndWL1 == seg.Seq && c.sndWL2.LessThanEq(ack)) {
+		wnd := int(seg.Window) << c.sndWScale
+		if wnd > c.sndWnd {
+			c.events |= EvWritable
+		}
+		c.sndWnd = wnd
+		c.maxSndWnd = max(c.maxSndWnd, wnd)
+		c.sndWL1, c.sndWL2 = seg.Seq, ack
+		if wnd > 0 {
+			c.persistAt, c.persistN = 0, 0
+		}
+	}
+
+	// Was our FIN acknowledged?
+	if finSent && ack.GreaterThan(finSeq) {
+		switch c.state {
+		case FinWait1:
+			// If this segment also carries the peer's FIN (in order), go
+			// straight to TIME-WAIT from the FIN step.
+			if seg.Flags.Has(FlagFIN) && seg.Seq == c.rcvNxt {
+				return true
+			}
+			c.transition(RcvAckOfFin, seg)
+		case Closing:
+			c.transition(RcvAckOfFin, seg)
+			c.enterTimeWait(now)
+		case LastAck:
+			c.transition(RcvAckOfFin, seg)
+			c.stopTimers()
+			return false
+		}
+	}
+	return true
+}
+
+// newAck handles an ACK that acknowledges new data (SND.UNA < SEG.ACK).
+func (c *Conn) newAck(ack Seq, now time.Duration) {
+	acked := ack.Sub(c.sndUna)
+	flight := c.sndMax.Sub(c.sndUna)
+	if !c.synAcked {
+		// The ACK of our SYN arriving in a state past SYN-RECEIVED
+		// (e.g. after a simultaneous open and close).
+		c.synAcked = true
+		acked--
+	}
+	// Drop the acknowledged bytes from the send buffer.
+	if n := min(ack.Sub(c.sndBufSeq), c.snd.Len()); n > 0 {
+		c.snd.Consume(n)
+		c.sndBufSeq = c.sndBufSeq.Add(n)
+		c.events |= EvWritable
+	}
+	c.sndUna = ack
+	if c.sndNxt.LessThan(ack) {
+		c.sndNxt = ack
+	}
+	// RTT sample (Karn: only for a segment never retransmitted, which
+	// rttTiming guarantees since a retransmission cancels it).
+	if c.rttTiming && c.rttSeq.LessThan(ack) {
+		c.rto.Sample(now - c.rttStart)
+		c.rttTiming = false
+	}
+	c.retries = 0
+	c.rto.ResetBackoff()
+
+	if c.inRecover {
+		if c.recover.LessThanEq(ack) {
+			// RFC 6582 §3.2 step 3: full acknowledgment ends recovery.
+			c.inRecover = false
+			c.cc.OnRecoveryEnd()
+		} else {
+			// Partial ACK: retransmit the next hole at once.
+			c.retransmitFirst(now)
+		}
+	} else if c.cc != nil {
+		c.cc.OnAck(acked, flight)
+	}
+	c.dupAcks = 0
+
+	// RFC 6298 §5.2-5.3: stop the timer when everything is acknowledged,
+	// restart it otherwise.
+	if c.sndUna == c.sndMax {
+		c.rtxAt = 0
+	} else {
+		c.rtxAt = now + c.rto.Timeout()
+	}
+}
+
+// dupAck counts duplicate ACKs; the third starts fast retransmit
+// (RFC 5681 §3.2, RFC 6582).
+func (c *Conn) dupAck(now time.Duration) {
+	c.dupAcks++
+	if c.inRecover {
+		c.cc.OnDupAck()
+		return
+	}
+	if c.dupAcks == 3 && c.cc != nil {
+		c.inRecover = true
+		c.recover = c.sndMax
+		c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna))
+		c.retransmitFirst(now)
+	}
+}
+
+// receiveText is the seventh step: deliver in-order data, keep
+// out-of-order data for later, and schedule the acknowledgment.
+func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
+	if c.readClosed {
+		// The application will never read this: tell the peer (RFC 9293
+		// §3.10.7.4 leaves this to the implementation; Linux resets).
+		c.Abort(now)
+		return
+	}
+	off := seq.Sub(c.rcvNxt)
+	adv := c.rcv.Write(off, payload)
+	if off > 0 || adv == 0 {
+		// Out of order or duplicate: ACK at once so the sender sees the
+		// gap (RFC 5681 §4.2).
+		c.ackNow = true
+		return
+	}
+	filledGap := adv > len(payload)
+	c.rcvNxt = c.rcvNxt.Add(adv)
+	c.events |= EvReadable
+	c.ackPending++
+	// RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full
+	// segment, and at once when a gap was filled.
+	if c.ackPending >= 2 || filledGap || c.rcv.HasOutOfOrder() || c.cfg.DelayedAck < 0 {
+		c.ackNow = true
+	} else if c.ackAt == 0 {
+		c.ackAt = now + c.cfg.DelayedAck
+	}
+	if c.oooFin && c.oooFinSeq == c.rcvNxt {
+		c.oooFin = false
+		c.receiveFin(nil, now)
+	}
+}
+
+// receiveFin is the eighth step for a FIN at RCV.NXT.
+func (c *Conn) receiveFin(seg *Segment, now time.Duration) {
+	c.rcvNxt++
+	c.finRcvd = true
+	c.ackNow = true
+	c.events |= EvReadable
+	switch c.state {
+	case SynReceived, Established:
+		c.transition(RcvFin, seg)
+	case FinWait1:
+		if fin, sent := c.finSeq(); sent && c.sndUna.GreaterThan(fin) {
+			c.transition(RcvFinAckOfFin, seg)
+			c.enterTimeWait(now)
+		} else {
+			c.transition(RcvFin, seg)
+		}
+	case FinWait2:
+		c.transition(RcvFin, seg)
+		c.enterTimeWait(now)
+	}
+}
+
+// enterTimeWait starts the 2MSL wait; nothing else is pending then.
+func (c *Conn) enterTimeWait(now time.Duration) {
+	c.rtxAt, c.persistAt = 0, 0
+	c.twAt = now + 2*c.cfg.MSL
+}
+
+// finSeq returns the sequence number our FIN has (or will have) and
+// whether it has been sent.
+func (c *Conn) finSeq() (Seq, bool) {
+	if !c.finQueued {
+		return 0, false
+	}
+	fin := c.sndBufSeq.Add(c.snd.Len())
+	return fin, c.sndMax.GreaterThan(fin)
+}

@@ -1,0 +1,176 @@
+package tcp
+
+import "time"
+
+// send fills in the fields every segment of this connection shares (ports,
+// ACK and window) and hands it to the Sender. Every segment but a bare RST
+// carries an ACK once we know the peer's ISN; sending one satisfies any
+// pending acknowledgment.
+func (c *Conn) send(seg Segment) {
+	seg.SrcPort, seg.DstPort = c.LocalPort, c.RemotePort
+	if seg.Flags&FlagRST == 0 || seg.Flags&FlagACK != 0 {
+		if c.state != SynSent || seg.Flags&FlagACK != 0 {
+			seg.Flags |= FlagACK
+			seg.Ack = c.rcvNxt
+		}
+	}
+	if seg.Flags&FlagRST == 0 {
+		seg.Window = c.advertise(seg.Flags&FlagSYN != 0)
+		c.ackNow, c.ackPending, c.ackAt = false, 0, 0
+	}
+	c.out.SendSegment(&seg)
+}
+
+// advertise computes the window field: the free receive buffer, never
+// moving the right edge backwards (RFC 9293 §3.8.6: a window SHOULD NOT
+// shrink), scaled unless this is a SYN (RFC 7323 §2.2).
+func (c *Conn) advertise(syn bool) uint16 {
+	wnd := c.rcv.Window()
+	edge := c.rcvNxt.Add(wnd)
+	if edge.LessThan(c.rcvAdvEdge) {
+		edge = c.rcvAdvEdge
+		wnd = edge.Sub(c.rcvNxt)
+	}
+	shift := c.rcvWScale
+	if syn {
+		shift = 0
+	}
+	// Round the window down to the scale's granularity, then clamp.
+	wnd >>= shift
+	if wnd > 0xffff {
+		wnd = 0xffff
+	}
+	c.rcvAdvEdge = c.rcvNxt.Add(wnd << shift)
+	return uint16(wnd)
+}
+
+// sendSyn sends (or resends) our SYN, or SYN+ACK in SYN-RECEIVED, with the
+// options we offer, and arms the retransmission timer.
+func (c *Conn) sendSyn(now time.Duration) {
+	seg := Segment{Seq: c.iss, Flags: FlagSYN}
+	seg.Options.MSS = uint16(c.cfg.MSS)
+	// RFC 7323 §2.2: offer window scaling on a SYN, and on a SYN+ACK only
+	// if the peer's SYN offered it.
+	if !c.cfg.NoWScale && (c.state == SynSent || c.wscaleOK) {
+		seg.Options.HasWScale = true
+		seg.Options.WScale = int8(c.rcvWScale)
+	}
+	if c.state == SynReceived {
+		seg.Flags |= FlagACK
+	}
+	c.send(seg)
+	if c.sndMax == c.iss {
+		c.sndNxt, c.sndMax = c.iss+1, c.iss+1
+		c.rttTiming, c.rttSeq, c.rttStart = true, c.iss, now
+	}
+	if c.rtxAt == 0 {
+		c.rtxAt = now + c.rto.Timeout()
+	}
+}
+
+// output sends whatever the windows allow now: new or rewound data, our
+// FIN, and any acknowledgment that is due.
+func (c *Conn) output(now time.Duration) {
+	if c.synAcked {
+		switch c.state {
+		case Established, CloseWait, FinWait1, Closing, LastAck, SynReceived:
+			c.sendData(now)
+		}
+	}
+	if c.ackNow && c.state != Closed && c.state != SynSent && c.state != Listen {
+		c.send(Segment{Seq: c.sndNxt})
+	}
+}
+
+// sendData sends segments from SND.NXT while the peer's window and the
+// congestion window allow, then the FIN once all data is out.
+func (c *Conn) sendData(now time.Duration) {
+	for {
+		off := c.sndNxt.Sub(c.sndBufSeq)
+		unsent := c.snd.Len() - off
+		wnd := c.sndWnd
+		if c.cc != nil {
+			wnd = min(wnd, c.cc.Window())
+		}
+		room := c.sndUna.Add(wnd).Sub(c.sndNxt)
+		if unsent > 0 {
+			n := min(unsent, room, c.sndMSS)
+			if n <= 0 {
+				c.armPersist(now)
+				return
+			}
+			payload := c.snd.Peek(off, n)
+			seg := Segment{Seq: c.sndNxt, Payload: payload}
+			if off+len(payload) == c.snd.Len() {
+				seg.Flags |= FlagPSH
+				if c.finQueued {
+					seg.Flags |= FlagFIN
+				}
+			}
+			c.transmit(seg, now)
+			continue
+		}
+		// All data is out; the FIN goes next if the application closed.
+		if fin, sent := c.finSeq(); c.finQueued && !sent || (c.finQueued && c.sndNxt == fin) {
+			c.transmit(Segment{Seq: c.sndNxt, Flags: FlagFIN}, now)
+		}
+		return
+	}
+}
+
+// transmit sends a segment carrying sequence space and advances SND.NXT,
+// arming the retransmission timer and timing a fresh segment for the RTT.
+func (c *Conn) transmit(seg Segment, now time.Duration) {
+	l := seg.Len()
+	c.send(seg)
+	end := seg.Seq.Add(l)
+	if end.GreaterThan(c.sndMax) {
+		if !c.rttTiming && seg.Seq == c.sndMax {
+			c.rttTiming, c.rttSeq, c.rttStart = true, seg.Seq, now
+		}
+		c.sndMax = end
+	}
+	c.sndNxt = end
+	if c.rtxAt == 0 {
+		c.rtxAt = now + c.rto.Timeout()
+	}
+}
+
+// retransmitFirst resends the first unacknowledged segment without moving
+// SND.NXT (fast retransmit, RFC 5681 §3.2 step 2).
+func (c *Conn) retransmitFirst(now time.Duration) {
+	off := c.sndUna.Sub(c.sndBufSeq)
+	payload := c.snd.Peek(off, c.sndMSS)
+	seg := Segment{Seq: c.sndUna, Payload: payload}
+	if fin, sent := c.finSeq(); sent && c.sndUna.Add(len(payload)) == fin {
+		seg.Flags |= FlagFIN
+	}
+	if seg.Len() == 0 {
+		return
+	}
+	c.Retransmits++
+	c.rttTiming = false
+	c.send(seg)
+	c.rtxAt = now + c.rto.Timeout()
+}
+
+// armPersist starts the persist timer when the peer's window is closed and
+// nothing is in flight to elicit a window update (RFC 9293 §3.8.6.1).
+func (c *Conn) armPersist(now time.Duration) {
+	if c.sndWnd == 0 && c.sndUna == c.sndMax && c.persistAt == 0 {
+		c.persistAt = now + c.rto.Timeout()
+	}
+}
+
+// maybeWindowUpdate decides after a Read whether the window opened enough
+// to tell the peer: by at least min(half the buffer, one MSS) beyond the
+// last advertisement (RFC 1122 §4.2.3.3, receiver SWS avoidance).
+func (c *Conn) maybeWindowUpdate() {
+	if !c.state.synchronized() || c.finRcvd {
+		return
+	}
+	grow := c.rcvNxt.Add(c.rcv.Window()).Sub(c.rcvAdvEdge)
+	if grow >= min(c.rcv.Limit()/2, c.cfg.MSS) {
+		c.ackNow = true
+	}
+}

@@ -1,0 +1,252 @@
+package tcp
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestPassiveCloseFirst(t *testing.T) {
+	p := newPair(t, Config{})
+	// The server (b) closes first: b FIN-WAIT-1/2, a CLOSE-WAIT; a keeps
+	// sending while half-closed, then closes: a LAST-ACK -> CLOSED, b TIME-WAIT.
+	p.b.CloseWrite(p.now)
+	p.run()
+	p.wantState(p.b, FinWait2)
+	p.wantState(p.a, CloseWait)
+	data := pattern(100000)
+	if got := p.transfer(p.a, p.b, data); string(got) != string(data) {
+		t.Fatalf("half-closed transfer: got %d bytes", len(got))
+	}
+	p.a.Close(p.now)
+	p.wantState(p.a, LastAck)
+	p.run()
+	p.wantState(p.a, Closed)
+	p.wantState(p.b, TimeWait)
+	if p.a.Err() != nil {
+		t.Fatalf("clean close ended with %v", p.a.Err())
+	}
+}
+
+func TestSimultaneousClose(t *testing.T) {
+	p := newPair(t, Config{})
+	// Both FINs are on the wire before either arrives.
+	p.a.Close(p.now)
+	p.b.Close(p.now)
+	p.wantState(p.a, FinWait1)
+	p.wantState(p.b, FinWait1)
+	finA, finB := p.take(p.aOut), p.take(p.bOut)
+	p.b.Handle(&finA, p.now)
+	p.a.Handle(&finB, p.now)
+	p.wantState(p.a, Closing)
+	p.wantState(p.b, Closing)
+	p.run()
+	p.wantState(p.a, TimeWait)
+	p.wantState(p.b, TimeWait)
+}
+
+func TestFinAndAckTogether(t *testing.T) {
+	p := newPair(t, Config{})
+	p.a.Close(p.now)
+	fin := p.take(p.aOut)
+	// b receives the FIN; its ACK is held back and b closes at once, so
+	// its FIN carries the ACK of a's FIN: FIN-WAIT-1 -> TIME-WAIT directly.
+	var acks []Segment
+	p.b.Handle(&fin, p.now)
+	for len(p.bOut.queue) > 0 {
+		acks = append(acks, p.take(p.bOut))
+	}
+	p.b.Close(p.now)
+	finAck := p.take(p.bOut)
+	if !finAck.Flags.Has(FlagFIN|FlagACK) || finAck.Ack != fin.Seq+1 {
+		t.Fatalf("b's FIN %v does not ACK a's FIN", finAck.String())
+	}
+	p.a.Handle(&finAck, p.now)
+	p.wantState(p.a, TimeWait)
+	_ = acks
+}
+
+func TestRetransmittedFinInTimeWaitIsReAcked(t *testing.T) {
+	p := newPair(t, Config{})
+	p.a.Close(p.now)
+	p.run()
+	p.b.Close(p.now)
+	fin := p.take(p.bOut)
+	p.a.Handle(&fin, p.now)
+	p.wantState(p.a, TimeWait)
+	p.take(p.aOut) // the ACK is lost
+	p.advance(10 * time.Second)
+	// b retransmits its FIN; a ACKs it again and restarts 2MSL.
+	p.a.Handle(&fin, p.now)
+	ack := p.take(p.aOut)
+	if !ack.Flags.Has(FlagACK) || ack.Ack != fin.Seq+1 {
+		t.Fatalf("re-ACK %v", ack.String())
+	}
+	p.advance(2*DefaultConfig().MSL - time.Second)
+	p.wantState(p.a, TimeWait)
+	p.advance(time.Second)
+	p.wantState(p.a, Closed)
+}
+
+func TestRSTInTimeWaitIgnored(t *testing.T) {
+	p := newPair(t, Config{})
+	p.a.Close(p.now)
+	p.run()
+	p.b.Close(p.now)
+	p.run()
+	p.wantState(p.a, TimeWait)
+	rst := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt, Flags: FlagRST}
+	p.a.Handle(&rst, p.now)
+	p.wantState(p.a, TimeWait) // RFC 1337
+}
+
+func TestRSTRefusesSynSent(t *testing.T) {
+	var log []string
+	w := &wire{name: "a>", log: &log}
+	c := NewActive(Config{}, w, 40000, 80, 1000, 0)
+	rst := Segment{Seq: 0, Ack: 1001, Flags: FlagRST | FlagACK}
+	c.Handle(&rst, 0)
+	if c.State() != Closed || !errors.Is(c.Err(), syscall.ECONNREFUSED) {
+		t.Fatalf("state %v err %v", c.State(), c.Err())
+	}
+	// An RST that does not ACK our SYN is ignored.
+	c2 := NewActive(Config{}, w, 40001, 80, 1000, 0)
+	bad := Segment{Seq: 0, Ack: 5, Flags: FlagRST | FlagACK}
+	c2.Handle(&bad, 0)
+	if c2.State() != SynSent {
+		t.Fatalf("state %v after a bogus RST", c2.State())
+	}
+}
+
+func TestSynRetriesThenETIMEDOUT(t *testing.T) {
+	var log []string
+	w := &wire{name: "a>", log: &log}
+	c := NewActive(Config{}, w, 40000, 80, 1000, 0)
+	var sent []time.Duration
+	now := time.Duration(0)
+	for i := 0; i < 20 && c.State() != Closed; i++ {
+		sent = append(sent, now)
+		now = c.NextTimer()
+		c.Tick(now)
+	}
+	if !errors.Is(c.Err(), syscall.ETIMEDOUT) {
+		t.Fatalf("err %v, want ETIMEDOUT", c.Err())
+	}
+	// 1 + 6 SYNs at 0, 1, 3, 7, 15, 31, 63 s; the last wait is capped at
+	// the 60 s maximum RTO, so it gives up at 123 s.
+	want := []time.Duration{0, 1, 3, 7, 15, 31, 63}
+	if len(sent) != len(want) || len(w.queue) != 7 {
+		t.Fatalf("SYNs at %v (%d sent), want %v", sent, len(w.queue), want)
+	}
+	for i := range want {
+		if sent[i] != want[i]*time.Second {
+			t.Fatalf("SYN %d at %v, want %v", i, sent[i], want[i]*time.Second)
+		}
+	}
+	if now != 123*time.Second {
+		t.Fatalf("gave up at %v, want 123s", now)
+	}
+}
+
+func TestRFC5961ChallengeAck(t *testing.T) {
+	p := newPair(t, Config{})
+	// An in-window RST that is not exactly RCV.NXT: challenge ACK, no reset.
+	rst := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt + 100, Flags: FlagRST}
+	p.a.Handle(&rst, p.now)
+	p.wantState(p.a, Established)
+	ack := p.take(p.aOut)
+	if ack.Flags != FlagACK || ack.Ack != p.a.rcvNxt {
+		t.Fatalf("challenge ACK %v", ack.String())
+	}
+	// A SYN on an established connection: challenge ACK too.
+	syn := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt + 5, Flags: FlagSYN}
+	p.a.Handle(&syn, p.now)
+	p.wantState(p.a, Established)
+	if ack := p.take(p.aOut); ack.Flags != FlagACK {
+		t.Fatalf("challenge ACK for SYN %v", ack.String())
+	}
+	// The exact RST resets.
+	rst.Seq = p.a.rcvNxt
+	p.a.Handle(&rst, p.now)
+	if p.a.State() != Closed || !errors.Is(p.a.Err(), syscall.ECONNRESET) {
+		t.Fatalf("state %v err %v", p.a.State(), p.a.Err())
+	}
+}
+
+func TestResetFor(t *testing.T) {
+	syn := Segment{SrcPort: 1234, DstPort: 80, Seq: 100, Flags: FlagSYN, Payload: []byte("ab")}
+	rst, ok := ResetFor(&syn)
+	if !ok || rst.Flags != FlagRST|FlagACK || rst.Seq != 0 || rst.Ack != 103 || rst.DstPort != 1234 {
+		t.Fatalf("reset for SYN: %v", rst.String())
+	}
+	ack := Segment{SrcPort: 1234, DstPort: 80, Seq: 100, Ack: 777, Flags: FlagACK}
+	rst, _ = ResetFor(&ack)
+	if rst.Flags != FlagRST || rst.Seq != 777 {
+		t.Fatalf("reset for ACK: %v", rst.String())
+	}
+	if _, ok := ResetFor(&Segment{Flags: FlagRST}); ok {
+		t.Fatal("an RST was answered")
+	}
+}
+
+func TestSeqWraparound(t *testing.T) {
+	a := Seq(0xfffffff0)
+	b := a.Add(0x20) // wraps to 0x10
+	if !a.LessThan(b) || b.LessThan(a) || b.Sub(a) != 0x20 || a.Sub(b) != -0x20 {
+		t.Fatalf("wrap compare broken: %d %d", a, b)
+	}
+	if !Seq(5).InWindow(a, 0x20) || Seq(0x10).InWindow(a, 0x20) {
+		t.Fatal("InWindow across wrap")
+	}
+	// A full connection across the wrap point.
+	p := &pair{t: t}
+	p.aOut = &wire{name: "a>", log: &p.log}
+	p.bOut = &wire{name: "b>", log: &p.log}
+	p.a = NewActive(Config{}, p.aOut, 1, 2, 0xffffff00, 0)
+	syn := p.take(p.aOut)
+	p.b = NewPassive(Config{}, p.bOut, &syn, 0xfffffff0, 0)
+	p.run()
+	data := pattern(300000)
+	if got := p.transfer(p.a, p.b, data); string(got) != string(data) {
+		t.Fatal("transfer across the wrap point failed")
+	}
+	if got := p.transfer(p.b, p.a, data); string(got) != string(data) {
+		t.Fatal("reverse transfer across the wrap point failed")
+	}
+}
+
+func TestOptionsRoundTrip(t *testing.T) {
+	seg := Segment{SrcPort: 1, DstPort: 2, Seq: 3, Ack: 4, Flags: FlagSYN | FlagACK, Window: 5,
+		Options: Options{MSS: 1460, HasWScale: true, WScale: 7, SACKPermitted: true, HasTS: true, TSVal: 9, TSEcr: 10}}
+	b := make([]byte, seg.HeaderLen())
+	seg.Marshal(b)
+	if len(b)%4 != 0 {
+		t.Fatalf("header length %d", len(b))
+	}
+	var got Segment
+	if err := Parse(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	got.Payload = nil
+	seg.Payload = nil
+	if got.Options != seg.Options || got.Seq != 3 || got.Ack != 4 || got.Flags != seg.Flags {
+		t.Fatalf("got %+v\nwant %+v", got, seg)
+	}
+	// Malformed: a length running past the header.
+	bad := append([]byte(nil), b...)
+	bad[HeaderLen+1] = 40
+	if err := Parse(bad, &got); err == nil {
+		t.Fatal("malformed option accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0x60, 0x12, 0, 5, 0, 0, 0, 0, 2, 4, 5, 0xb4})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var seg Segment
+		if Parse(b, &seg) == nil && len(seg.Payload) > len(b) {
+			t.Fatal("payload beyond input")
+		}
+	})
+}

@@ -1,0 +1,100 @@
+package tcp
+
+import (
+	"syscall"
+	"time"
+)
+
+// NextTimer returns when Tick next has work to do (0: no timer armed).
+func (c *Conn) NextTimer() time.Duration {
+	_, at := c.nextTimer()
+	return at
+}
+
+func (c *Conn) nextTimer() (string, time.Duration) {
+	name, at := "", time.Duration(0)
+	for _, t := range [...]struct {
+		name string
+		at   time.Duration
+	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}} {
+		if t.at != 0 && (at == 0 || t.at < at) {
+			name, at = t.name, t.at
+		}
+	}
+	return name, at
+}
+
+// Tick runs every timer that has expired by now.
+func (c *Conn) Tick(now time.Duration) {
+	if c.twAt != 0 && now >= c.twAt {
+		// RFC 9293 §3.10.8: when the 2MSL timer expires, delete the TCB.
+		c.twAt = 0
+		c.transition(Timeout2MSL, nil)
+		c.stopTimers()
+		return
+	}
+	if c.rtxAt != 0 && now >= c.rtxAt {
+		c.retransmitTimeout(now)
+		if c.state == Closed {
+			return
+		}
+	}
+	if c.persistAt != 0 && now >= c.persistAt {
+		c.probeWindow(now)
+	}
+	if c.ackAt != 0 && now >= c.ackAt {
+		c.ackAt = 0
+		c.ackNow = true
+	}
+	c.output(now)
+}
+
+// retransmitTimeout is RFC 6298 §5.4-5.7: resend from the first
+// unacknowledged segment, back the timer off, and give up after the retry
+// limit with ETIMEDOUT.
+func (c *Conn) retransmitTimeout(now time.Duration) {
+	c.rtxAt = 0
+	limit := c.cfg.MaxRetries
+	if !c.synAcked {
+		limit = c.cfg.SynRetries
+	}
+	if c.retries >= limit {
+		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
+		return
+	}
+	c.retries++
+	c.Retransmits++
+	c.rto.Backoff()
+	c.rttTiming = false // Karn's rule
+	c.inRecover = false
+	c.dupAcks = 0
+	if !c.synAcked {
+		c.sendSyn(now)
+		return
+	}
+	if c.cc != nil {
+		c.cc.OnTimeout(c.sndMax.Sub(c.sndUna))
+	}
+	// Go back to the first unacknowledged byte; output resends from there
+	// as the (now one-segment) congestion window allows.
+	c.sndNxt = c.sndUna
+	c.rtxAt = now + c.rto.Timeout()
+}
+
+// probeWindow sends a zero-window probe: a segment one byte below SND.UNA
+// that the peer must answer with an ACK carrying its current window. It is
+// retried with exponential backoff for as long as the window stays shut;
+// answered probes never time the connection out.
+func (c *Conn) probeWindow(now time.Duration) {
+	c.persistAt = 0
+	if c.sndWnd != 0 || c.snd.Len() == 0 {
+		return
+	}
+	c.send(Segment{Seq: c.sndUna.Add(-1)})
+	c.persistN++
+	d := c.rto.Timeout()
+	for i := 0; i < c.persistN && d < c.cfg.MaxRTO; i++ {
+		d *= 2
+	}
+	c.persistAt = now + min(d, c.cfg.MaxRTO)
+}

@@ -1,0 +1,123 @@
+package tcp
+
+// Trigger is the event that moves a connection from one state to another.
+type Trigger uint8
+
+// The triggers of RFC 9293 §3.3.2's diagram, named as a trace prints them.
+const (
+	AppConnect  Trigger = iota // active OPEN: send SYN
+	AppListen                  // passive OPEN
+	AppClose                   // CLOSE (or CloseWrite): send FIN
+	AppAbort                   // ABORT: send RST
+	RcvSyn                     // a SYN arrives (passive open or simultaneous open)
+	RcvSynAck                  // our SYN is ACKed by a SYN+ACK
+	RcvAckOfSyn                // the ACK that completes a passive open
+	RcvFin                     // the peer's FIN, in order
+	RcvAckOfFin                // the ACK of our FIN
+	RcvFinAckOfFin             // the peer's FIN and the ACK of ours in one segment
+	RcvRst                     // an acceptable RST
+	Timeout2MSL                // TIME-WAIT expires
+	TimeoutRetransmit          // retransmissions exhausted
+	numTriggers
+)
+
+var triggerNames = [numTriggers]string{
+	"app connect", "app listen", "app close", "app abort",
+	"rcv SYN", "rcv SYN+ACK", "rcv ACK of SYN", "rcv FIN", "rcv ACK of FIN",
+	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
+}
+
+// String names the trigger as the trace and the diagram print it.
+func (t Trigger) String() string {
+	if t < numTriggers {
+		return triggerNames[t]
+	}
+	return "invalid trigger"
+}
+
+// Transition is one edge of the state diagram.
+type Transition struct {
+	From   State
+	On     Trigger
+	To     State
+	Action string // what goes on the wire, for the diagram ("" for nothing)
+}
+
+// Transitions is the whole state machine of RFC 9293 §3.3.2 in one place:
+// the code consults it to change state, the trace prints its entries, and
+// the diagram in docs/ is generated from it.
+var Transitions = []Transition{
+	{Closed, AppConnect, SynSent, "send SYN"},
+	{Closed, AppListen, Listen, ""},
+	{Listen, RcvSyn, SynReceived, "send SYN+ACK"},
+	{Listen, AppClose, Closed, ""},
+
+	{SynSent, RcvSynAck, Established, "send ACK"},
+	{SynSent, RcvSyn, SynReceived, "send SYN+ACK"}, // simultaneous open
+	{SynSent, AppClose, Closed, ""},
+	{SynSent, RcvRst, Closed, ""},
+	{SynSent, TimeoutRetransmit, Closed, ""},
+
+	{SynReceived, RcvAckOfSyn, Established, ""},
+	{SynReceived, AppClose, FinWait1, "send FIN"},
+	{SynReceived, RcvFin, CloseWait, "send ACK"},
+	{SynReceived, RcvRst, Closed, ""},
+	{SynReceived, TimeoutRetransmit, Closed, ""},
+
+	{Established, AppClose, FinWait1, "send FIN"},
+	{Established, RcvFin, CloseWait, "send ACK"},
+
+	{FinWait1, RcvAckOfFin, FinWait2, ""},
+	{FinWait1, RcvFin, Closing, "send ACK"}, // simultaneous close
+	{FinWait1, RcvFinAckOfFin, TimeWait, "send ACK"},
+	{FinWait2, RcvFin, TimeWait, "send ACK"},
+	{Closing, RcvAckOfFin, TimeWait, ""},
+	{TimeWait, Timeout2MSL, Closed, ""},
+
+	{CloseWait, AppClose, LastAck, "send FIN"},
+	{LastAck, RcvAckOfFin, Closed, ""},
+
+	// Resets and aborts in the synchronized states.
+	{Established, RcvRst, Closed, ""},
+	{FinWait1, RcvRst, Closed, ""},
+	{FinWait2, RcvRst, Closed, ""},
+	{CloseWait, RcvRst, Closed, ""},
+	{Closing, RcvRst, Closed, ""},
+	{LastAck, RcvRst, Closed, ""},
+	{SynReceived, AppAbort, Closed, "send RST"},
+	{Established, AppAbort, Closed, "send RST"},
+	{FinWait1, AppAbort, Closed, "send RST"},
+	{FinWait2, AppAbort, Closed, "send RST"},
+	{CloseWait, AppAbort, Closed, "send RST"},
+	{Closing, AppAbort, Closed, ""},
+	{LastAck, AppAbort, Closed, ""},
+	{TimeWait, AppAbort, Closed, ""},
+	{SynSent, AppAbort, Closed, ""},
+	{Established, TimeoutRetransmit, Closed, ""},
+	{FinWait1, TimeoutRetransmit, Closed, ""},
+	{CloseWait, TimeoutRetransmit, Closed, ""},
+	{Closing, TimeoutRetransmit, Closed, ""},
+	{LastAck, TimeoutRetransmit, Closed, ""},
+}
+
+// transitionIndex maps (from, trigger) to an index into Transitions, +1
+// (0: no such edge).
+var transitionIndex [numStates][numTriggers]uint8
+
+func init() {
+	for i, t := range Transitions {
+		if transitionIndex[t.From][t.On] != 0 {
+			panic("tcp: duplicate transition " + t.From.String() + " on " + t.On.String())
+		}
+		transitionIndex[t.From][t.On] = uint8(i + 1)
+	}
+}
+
+// lookupTransition returns the edge leaving from on trigger, if any.
+func lookupTransition(from State, on Trigger) (Transition, bool) {
+	i := transitionIndex[from][on]
+	if i == 0 {
+		return Transition{}, false
+	}
+	return Transitions[i-1], true
+}

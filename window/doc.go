@@ -1,0 +1,10 @@
+// Package window owns flow control for the tcp core: the send buffer that
+// holds unacknowledged and unsent bytes, the receive buffer whose free space
+// becomes the advertised window, and the reassembly of out-of-order data
+// inside that window (RFC 9293 §3.8.6, §3.10.7.4).
+//
+// Both buffers are byte rings that start small and grow on demand up to a
+// limit, so an idle connection costs little and a busy one copies each byte
+// exactly once in and once out. Nothing here knows about sequence numbers,
+// segments or clocks: the tcp core converts sequence numbers to offsets.
+package window

@@ -1,0 +1,140 @@
+package window
+
+// maxSpans bounds how many separate out-of-order ranges are remembered. A
+// segment that would need one more is dropped; the sender retransmits it.
+const maxSpans = 32
+
+// span is a range of out-of-order bytes, as absolute stream positions.
+type span struct{ start, end int64 }
+
+// RecvBuffer holds received bytes the application has not read yet, and
+// out-of-order bytes waiting for the gap before them to fill. Its free space
+// is the receive window (RFC 9293 §3.8.6). Out-of-order data is stored in
+// place, at its final position in the ring, so filling a gap costs no copy.
+type RecvBuffer struct {
+	buf   []byte
+	head  int   // ring index of the next byte to read
+	base  int64 // stream position of head
+	n     int   // contiguous readable bytes
+	limit int
+	spans []span // out-of-order ranges beyond base+n, sorted, disjoint
+	arr   [maxSpans]span
+}
+
+// NewRecvBuffer returns an empty buffer holding at most limit bytes.
+func NewRecvBuffer(limit int) RecvBuffer { return RecvBuffer{limit: limit} }
+
+// Len is the number of bytes ready to read.
+func (b *RecvBuffer) Len() int { return b.n }
+
+// Limit is the most bytes the buffer holds.
+func (b *RecvBuffer) Limit() int { return b.limit }
+
+// SetLimit changes the buffer size. Shrinking below the data held keeps it.
+func (b *RecvBuffer) SetLimit(n int) { b.limit = n }
+
+// Window is the free space: how many bytes past the readable ones the
+// buffer can accept.
+func (b *RecvBuffer) Window() int { return max(0, b.limit-b.n) }
+
+// HasOutOfOrder reports whether out-of-order bytes are waiting.
+func (b *RecvBuffer) HasOutOfOrder() bool { return len(b.spans) > 0 }
+
+// OutOfOrder calls f for each waiting out-of-order range, as offsets from
+// the end of the readable bytes (so 0 would be the next in-order byte).
+func (b *RecvBuffer) OutOfOrder(f func(start, end int)) {
+	next := b.base + int64(b.n)
+	for _, s := range b.spans {
+		f(int(s.start-next), int(s.end-next))
+	}
+}
+
+// Write stores p at off bytes past the end of the readable data (off 0 is
+// the next expected byte). Bytes beyond the window are cut off. It returns
+// how many bytes became readable, which may exceed len(p) when p fills a
+// gap before stored out-of-order data.
+func (b *RecvBuffer) Write(off int, p []byte) int {
+	if off < 0 {
+		if -off >= len(p) {
+			return 0
+		}
+		p, off = p[-off:], 0
+	}
+	start := b.n + off
+	end := min(start+len(p), b.limit)
+	if start >= end {
+		return 0
+	}
+	p = p[:end-start]
+	extent := b.n
+	if k := len(b.spans); k > 0 {
+		extent = int(b.spans[k-1].end - b.base)
+	}
+	b.buf, b.head = ensure(b.buf, b.head, extent, end, b.limit)
+	copyIn(b.buf, (b.head+start)%len(b.buf), p)
+
+	if off > 0 {
+		b.addSpan(span{b.base + int64(start), b.base + int64(end)})
+		return 0
+	}
+	before := b.n
+	b.n = end
+	// Absorb out-of-order ranges the new bytes reach.
+	next := b.base + int64(b.n)
+	i := 0
+	for ; i < len(b.spans) && b.spans[i].start <= next; i++ {
+		if b.spans[i].end > next {
+			next = b.spans[i].end
+		}
+	}
+	if i > 0 {
+		b.spans = b.spans[:copy(b.spans, b.spans[i:])]
+		b.n = int(next - b.base)
+	}
+	return b.n - before
+}
+
+// addSpan records s, merging it with ranges it overlaps or touches.
+func (b *RecvBuffer) addSpan(s span) {
+	if b.spans == nil {
+		b.spans = b.arr[:0]
+	}
+	// Find the first range that ends at or after s.start.
+	i := 0
+	for i < len(b.spans) && b.spans[i].end < s.start {
+		i++
+	}
+	j := i
+	for j < len(b.spans) && b.spans[j].start <= s.end {
+		s.start = min(s.start, b.spans[j].start)
+		s.end = max(s.end, b.spans[j].end)
+		j++
+	}
+	if i == j && len(b.spans) == maxSpans {
+		return // no room to remember another gap; the data will be resent
+	}
+	// Replace spans[i:j] with s.
+	if j == i {
+		b.spans = append(b.spans, span{})
+		copy(b.spans[i+1:], b.spans[i:])
+	} else if j > i+1 {
+		b.spans = append(b.spans[:i+1], b.spans[j:]...)
+	}
+	b.spans[i] = s
+}
+
+// Read copies readable bytes into p and returns how many.
+func (b *RecvBuffer) Read(p []byte) int {
+	k := min(len(p), b.n)
+	if k == 0 {
+		return 0
+	}
+	copyOut(p[:k], b.buf, b.head)
+	b.head = (b.head + k) % len(b.buf)
+	b.base += int64(k)
+	b.n -= k
+	if b.n == 0 && len(b.spans) == 0 {
+		b.head = 0
+	}
+	return k
+}
