@@ -254,17 +254,17 @@ func (c *Conn) RecvQueue() int { return c.rcv.Len() }
 
 // Info is a snapshot of a connection's internals for display.
 type Info struct {
-	State            State
-	SndUna, SndNxt   Seq
-	RcvNxt           Seq
-	SndWnd, RcvWnd   int
-	SendQ, RecvQ     int
-	MSS              int
-	Cwnd, SSThresh   int
-	SRTT, RTO        time.Duration
-	Retransmits      uint64
-	Timer            string        // the timer that fires next ("" if none)
-	TimerAt          time.Duration // when, on the caller's clock
+	State          State
+	SndUna, SndNxt Seq
+	RcvNxt         Seq
+	SndWnd, RcvWnd int
+	SendQ, RecvQ   int
+	MSS            int
+	Cwnd, SSThresh int
+	SRTT, RTO      time.Duration
+	Retransmits    uint64
+	Timer          string        // the timer that fires next ("" if none)
+	TimerAt        time.Duration // when, on the caller's clock
 }
 
 // Info returns a snapshot of the connection for display.

@@ -5,19 +5,19 @@ type Trigger uint8
 
 // The triggers of RFC 9293 §3.3.2's diagram, named as a trace prints them.
 const (
-	AppConnect  Trigger = iota // active OPEN: send SYN
-	AppListen                  // passive OPEN
-	AppClose                   // CLOSE (or CloseWrite): send FIN
-	AppAbort                   // ABORT: send RST
-	RcvSyn                     // a SYN arrives (passive open or simultaneous open)
-	RcvSynAck                  // our SYN is ACKed by a SYN+ACK
-	RcvAckOfSyn                // the ACK that completes a passive open
-	RcvFin                     // the peer's FIN, in order
-	RcvAckOfFin                // the ACK of our FIN
-	RcvFinAckOfFin             // the peer's FIN and the ACK of ours in one segment
-	RcvRst                     // an acceptable RST
-	Timeout2MSL                // TIME-WAIT expires
-	TimeoutRetransmit          // retransmissions exhausted
+	AppConnect        Trigger = iota // active OPEN: send SYN
+	AppListen                        // passive OPEN
+	AppClose                         // CLOSE (or CloseWrite): send FIN
+	AppAbort                         // ABORT: send RST
+	RcvSyn                           // a SYN arrives (passive open or simultaneous open)
+	RcvSynAck                        // our SYN is ACKed by a SYN+ACK
+	RcvAckOfSyn                      // the ACK that completes a passive open
+	RcvFin                           // the peer's FIN, in order
+	RcvAckOfFin                      // the ACK of our FIN
+	RcvFinAckOfFin                   // the peer's FIN and the ACK of ours in one segment
+	RcvRst                           // an acceptable RST
+	Timeout2MSL                      // TIME-WAIT expires
+	TimeoutRetransmit                // retransmissions exhausted
 	numTriggers
 )
 
