@@ -5,10 +5,19 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// EchoReply writes into out the complete IPv4 packet answering an ICMP
-// echo request pkt (RFC 792; RFC 1122 §3.2.2.6: the reply carries the same
-// identifier, sequence number and data) and returns its length, or 0 if
-// pkt is not an echo request or out is too small.
+// EchoReply answers pkt if it is an ICMP echo request (type 8, code 0): it
+// writes into out the complete IPv4 packet holding the echo reply and
+// returns its length. The reply is type 0 code 0 with the request's
+// identifier, sequence number and data, from pkt.Dst to pkt.Src, with IP
+// identification id and valid IP and ICMP checksums. It returns 0, writing
+// nothing, if pkt is not an echo request, was sent to a broadcast or
+// multicast address, or out is shorter than 20+len(pkt.Payload).
+//
+// out may be the very buffer pkt was parsed from (a reply in place);
+// otherwise it must not overlap it. EchoReply does not allocate.
+//
+// IP options of the request (Record Route, Timestamp) are not reflected:
+// RFC 1122 §3.2.2.6 says SHOULD, and we send no options at all.
 func EchoReply(out []byte, pkt *Packet, id uint16) int {
 	if pkt.Protocol != ProtoICMP || len(pkt.Payload) < header.ICMPv4MinimumSize {
 		return 0
@@ -17,13 +26,26 @@ func EchoReply(out []byte, pkt *Packet, id uint16) int {
 	if req.Type() != header.ICMPv4Echo || req.Code() != 0 {
 		return 0
 	}
-	n := HeaderLen + len(pkt.Payload)
-	if len(out) < n {
+	// RFC 1122 §3.2.2.6: the reply's source MUST be the request's specific
+	// destination, so a request to a broadcast or multicast address
+	// (which we MAY discard) has no source we could answer from.
+	if !isUnicast(pkt.Dst) {
 		return 0
 	}
-	BuildHeader(out, pkt.Dst, pkt.Src, ProtoICMP, id, len(pkt.Payload))
+	n := HeaderLen + len(pkt.Payload)
+	if len(out) < n || n > 0xffff {
+		return 0
+	}
+	src, dst, data := pkt.Dst, pkt.Src, pkt.Payload
+	// The header goes first: with options absent or present, the request's
+	// payload starts at or after byte 20 of its buffer, so in place this
+	// overwrites only the request's header, which src and dst have copied.
+	BuildHeader(out, src, dst, ProtoICMP, id, len(data))
 	rep := header.ICMPv4(out[HeaderLen:n])
-	copy(rep, pkt.Payload)
+	// RFC 1122 §3.2.2.6: the data received in the request MUST be entirely
+	// included in the reply; RFC 792: identifier and sequence number are
+	// returned too. copy is a memmove, so the in-place shift is safe.
+	copy(rep, data)
 	rep.SetType(header.ICMPv4EchoReply)
 	rep.SetCode(0)
 	rep.SetChecksum(0)
@@ -31,38 +53,66 @@ func EchoReply(out []byte, pkt *Packet, id uint16) int {
 	return n
 }
 
-// DestUnreachable writes an ICMP destination unreachable message (type 3,
-// the given code) about orig from src, quoting orig's IP header and first
-// 8 payload bytes (RFC 792), and returns its length, or 0 when none may be
-// sent: RFC 1122 §3.2.2 forbids one about an ICMP error, a broadcast or
-// multicast, or a non-initial fragment.
+// DestUnreachable writes into out an IPv4 packet from src to orig.Src
+// holding an ICMP destination unreachable message (type 3, the given code,
+// e.g. 2 protocol unreachable or 3 port unreachable) about orig, quoting
+// orig's IP header and the first 8 bytes of its payload (RFC 792; RFC 1122
+// §3.2.2), and returns its length. orig must come from [Parse]; out must
+// not overlap orig's buffer. The 4-byte field after the checksum is zero,
+// so code 4 (fragmentation needed) carries no next-hop MTU.
+//
+// It returns 0, writing nothing, when RFC 1122 §3.2.2 forbids the error:
+// orig is itself an ICMP error (or an ICMP message whose type we do not
+// know), was sent to a broadcast or multicast address, is a fragment, or
+// has a source that does not name a single host; also when orig has no
+// IPv4 header or out is too small. It does not allocate.
 func DestUnreachable(out []byte, src [4]byte, orig *Packet, code uint8, id uint16) int {
-	if orig.Protocol == ProtoICMP && len(orig.Payload) > 0 {
-		switch header.ICMPv4Type(orig.Payload[0]) {
-		case header.ICMPv4Echo, header.ICMPv4EchoReply:
-		default:
-			return 0 // an error (or unknown type): never answer it
-		}
-	}
-	if orig.Dst[0] >= 224 || orig.Dst == [4]byte{255, 255, 255, 255} || badSource(orig.Src, src) {
+	if len(orig.Header) < header.IPv4MinimumSize || len(orig.Header) > header.IPv4MaximumHeaderSize {
 		return 0
 	}
-	if len(orig.Header) >= header.IPv4MinimumSize && header.IPv4(orig.Header).FragmentOffset() != 0 {
+	// RFC 1122 §3.2.2: an ICMP error message MUST NOT be sent as the
+	// result of receiving an ICMP error message...
+	if orig.Protocol == ProtoICMP && (len(orig.Payload) == 0 || !isICMPQuery(header.ICMPv4Type(orig.Payload[0]))) {
 		return 0
 	}
-	quote := len(orig.Header) + min(8, len(orig.Payload))
-	icmpLen := header.ICMPv4MinimumSize + quote
+	// ... a datagram destined to an IP broadcast or IP multicast address,
+	// or one whose source does not define a single host. (A directed
+	// broadcast destination cannot be recognised without the netmask; the
+	// stack only hands us packets addressed to it.)
+	if !isUnicast(orig.Dst) || !isUnicast(orig.Src) || orig.Src == src {
+		return 0
+	}
+	// ... or a non-initial fragment. We go further and refuse any
+	// fragment: we never reassemble, so we never judge one.
+	if h := header.IPv4(orig.Header); h.More() || h.FragmentOffset() != 0 {
+		return 0
+	}
+	quoted := min(len(orig.Payload), header.ICMPv4MinimumErrorPayloadSize)
+	icmpLen := header.ICMPv4MinimumSize + len(orig.Header) + quoted
 	n := HeaderLen + icmpLen
 	if len(out) < n {
 		return 0
 	}
 	BuildHeader(out, src, orig.Src, ProtoICMP, id, icmpLen)
 	m := header.ICMPv4(out[HeaderLen:n])
-	clear(m[:header.ICMPv4MinimumSize])
+	clear(m[:header.ICMPv4MinimumSize]) // checksum and unused field zero
 	m.SetType(header.ICMPv4DstUnreachable)
 	m.SetCode(header.ICMPv4Code(code))
-	k := copy(m[header.ICMPv4MinimumSize:], orig.Header)
-	copy(m[header.ICMPv4MinimumSize+k:], orig.Payload[:min(8, len(orig.Payload))])
+	k := copy(m.Payload(), orig.Header)
+	copy(m.Payload()[k:], orig.Payload[:quoted])
 	m.SetChecksum(^checksum.Checksum(m, 0))
 	return n
+}
+
+// isICMPQuery reports whether t is an ICMP query or reply type of RFC 792,
+// as opposed to an error message (3, 4, 5, 11, 12) or an unknown type,
+// which we treat as an error to be safe.
+func isICMPQuery(t header.ICMPv4Type) bool {
+	switch t {
+	case header.ICMPv4EchoReply, header.ICMPv4Echo,
+		header.ICMPv4Timestamp, header.ICMPv4TimestampReply,
+		header.ICMPv4InfoRequest, header.ICMPv4InfoReply:
+		return true
+	}
+	return false
 }

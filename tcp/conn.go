@@ -181,6 +181,7 @@ func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
 			c.rcvWScale++
 		}
 	}
+	c.setRcvLimit(cfg.RcvBuf)
 	return c
 }
 
@@ -228,6 +229,7 @@ func (c *Conn) takeSynOptions(syn *Segment) {
 	} else {
 		c.wscaleOK = false
 		c.sndWScale, c.rcvWScale = 0, 0
+		c.setRcvLimit(c.cfg.RcvBuf)
 	}
 	c.cc = retransmit.NewNewReno(c.sndMSS)
 }
@@ -271,7 +273,7 @@ type Info struct {
 func (c *Conn) Info() Info {
 	in := Info{
 		State: c.state, SndUna: c.sndUna, SndNxt: c.sndNxt, RcvNxt: c.rcvNxt,
-		SndWnd: c.sndWnd, RcvWnd: c.rcv.Window(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
+		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
 		MSS: c.sndMSS, SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
 	}
 	if c.cc != nil {

@@ -15,12 +15,27 @@ type wire struct {
 	queue [][]byte
 	log   *[]string
 	drop  func(seg *Segment) bool // optional loss
+	owner **Conn                   // the sending connection, for invariants
+	edge  Seq                      // furthest right window edge advertised
+	t     *testing.T
 }
 
 func (w *wire) SendSegment(seg *Segment) {
 	b := make([]byte, seg.HeaderLen()+len(seg.Payload))
 	seg.Marshal(b)
 	*w.log = append(*w.log, w.name+" "+seg.String())
+	// RFC 9293 §3.8.6: the right edge of the advertised window must never
+	// move backwards.
+	if w.owner != nil && *w.owner != nil && seg.Flags.Has(FlagACK) && !seg.Flags.Has(FlagSYN) && !seg.Flags.Has(FlagRST) {
+		edge := seg.Ack.Add(int(seg.Window) << (*w.owner).rcvWScale)
+		if w.edge != 0 && edge.LessThan(w.edge) {
+			w.t.Errorf("%s shrank its window: right edge %d after %d (%s)", w.name, uint32(edge), uint32(w.edge), seg.String())
+		}
+		w.edge = w.edge.Max(edge)
+		if w.edge == 0 {
+			w.edge = edge
+		}
+	}
 	if w.drop != nil && w.drop(seg) {
 		*w.log = append(*w.log, "   (dropped)")
 		return
@@ -39,8 +54,8 @@ type pair struct {
 
 func newPair(t *testing.T, cfg Config) *pair {
 	p := &pair{t: t}
-	p.aOut = &wire{name: "a>", log: &p.log}
-	p.bOut = &wire{name: "b>", log: &p.log}
+	p.aOut = &wire{name: "a>", log: &p.log, owner: &p.a, t: t}
+	p.bOut = &wire{name: "b>", log: &p.log, owner: &p.b, t: t}
 	p.a = NewActive(cfg, p.aOut, 40000, 80, 1000, p.now)
 	// Deliver the SYN to a "listener" that creates b.
 	syn := p.take(p.aOut)

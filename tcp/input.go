@@ -208,10 +208,14 @@ func (c *Conn) acceptable(seg *Segment, now time.Duration) bool {
 		return seg.Seq.InWindow(c.rcvNxt, wnd)
 	}
 	if wnd == 0 {
-		// RFC 9293 §3.10.7.4: nothing with data is acceptable, but valid
-		// ACKs and RSTs must still be processed. A zero-window probe falls
-		// here and is answered with an ACK by the caller.
-		if seg.Seq == c.rcvNxt && seg.Flags.Has(FlagACK) && len(seg.Payload) > 0 {
+		// RFC 9293 §3.10.7.4: with a zero window nothing that occupies
+		// sequence space is acceptable, "but special allowance should be
+		// made to accept valid ACKs": the peer's window updates must get
+		// through, or two full windows deadlock. The caller then ACKs.
+		// Only at RCV.NXT: a window taken from beyond it would set SND.WL1
+		// past segments the peer has yet to send, and block later updates.
+		if seg.Seq == c.rcvNxt && seg.Flags.Has(FlagACK) &&
+			!seg.Flags.Has(FlagRST) && !seg.Flags.Has(FlagSYN) {
 			c.processAckOnly(seg, now)
 		}
 		return false
@@ -240,12 +244,12 @@ func (c *Conn) acceptable(seg *Segment, now time.Duration) bool {
 
 // processAckOnly applies the ACK of a segment whose data we cannot take.
 func (c *Conn) processAckOnly(seg *Segment, now time.Duration) {
-	if c.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(c.sndMax) {
-		s := *seg
-		s.Payload = nil
-		s.Flags &^= FlagFIN
-		c.processAck(&s, now)
+	if c.state == SynReceived || !seg.Ack.InWindow(c.sndUna, c.sndMax.Sub(c.sndUna)+1) {
+		return
 	}
+	s := *seg
+	s.Flags &^= FlagFIN // the FIN lies beyond the window: not ours to take yet
+	c.processAck(&s, now)
 }
 
 // processAck is the fifth step for the synchronized states. It returns

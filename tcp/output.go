@@ -25,7 +25,7 @@ func (c *Conn) send(seg Segment) {
 // moving the right edge backwards (RFC 9293 §3.8.6: a window SHOULD NOT
 // shrink), scaled unless this is a SYN (RFC 7323 §2.2).
 func (c *Conn) advertise(syn bool) uint16 {
-	wnd := c.rcv.Window()
+	wnd := c.rcvWindow()
 	edge := c.rcvNxt.Add(wnd)
 	if edge.LessThan(c.rcvAdvEdge) {
 		edge = c.rcvAdvEdge
@@ -35,13 +35,17 @@ func (c *Conn) advertise(syn bool) uint16 {
 	if syn {
 		shift = 0
 	}
-	// Round the window down to the scale's granularity, then clamp.
-	wnd >>= shift
-	if wnd > 0xffff {
-		wnd = 0xffff
+	// The scaled field loses the low bits. Rounding down could pull the
+	// right edge back behind what we already offered (a shrinking window
+	// the peer may already have sent into), so in that case round up, as
+	// Linux does; the few bytes beyond the buffer are trimmed on arrival.
+	scaled := wnd >> shift
+	if c.rcvNxt.Add(scaled<<shift).LessThan(c.rcvAdvEdge) {
+		scaled = (wnd + 1<<shift - 1) >> shift
 	}
-	c.rcvAdvEdge = c.rcvNxt.Add(wnd << shift)
-	return uint16(wnd)
+	scaled = min(scaled, 0xffff)
+	c.rcvAdvEdge = c.rcvNxt.Add(scaled << shift)
+	return uint16(scaled)
 }
 
 // sendSyn sends (or resends) our SYN, or SYN+ACK in SYN-RECEIVED, with the
@@ -78,7 +82,10 @@ func (c *Conn) output(now time.Duration) {
 		}
 	}
 	if c.ackNow && c.state != Closed && c.state != SynSent && c.state != Listen {
-		c.send(Segment{Seq: c.sndNxt})
+		// A bare ACK carries SND.MAX, not a rewound SND.NXT (as BSD does):
+		// a sequence number older than data already sent would make the
+		// peer's SND.WL1 rule ignore the window this ACK carries.
+		c.send(Segment{Seq: c.sndMax})
 	}
 }
 
@@ -169,8 +176,21 @@ func (c *Conn) maybeWindowUpdate() {
 	if !c.state.synchronized() || c.finRcvd {
 		return
 	}
-	grow := c.rcvNxt.Add(c.rcv.Window()).Sub(c.rcvAdvEdge)
+	grow := c.rcvNxt.Add(c.rcvWindow()).Sub(c.rcvAdvEdge)
 	if grow >= min(c.rcv.Limit()/2, c.cfg.MSS) {
 		c.ackNow = true
 	}
+}
+
+// rcvWindow is the free space of the receive buffer as configured. The
+// ring itself holds one window-scale unit more (see setRcvLimit), so a
+// window rounded up to that unit is always honoured.
+func (c *Conn) rcvWindow() int {
+	return max(0, c.rcv.Window()-(1<<c.rcvWScale))
+}
+
+// setRcvLimit sizes the receive ring for buf bytes plus the rounding slack
+// of the window scale in use.
+func (c *Conn) setRcvLimit(buf int) {
+	c.rcv.SetLimit(buf + 1<<c.rcvWScale)
 }

@@ -250,3 +250,41 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestFullWindowsBothWaysDoNotDeadlock is an echo server whose peer sends
+// faster than it reads: both receive buffers fill, and the connection must
+// still drain once the readers read (a lost window update here deadlocks).
+func TestFullWindowsBothWaysDoNotDeadlock(t *testing.T) {
+	p := newPair(t, Config{RcvBuf: 100003, SndBuf: 70001})
+	data := pattern(2 << 20)
+	var echoed, back []byte
+	rest := data
+	buf := make([]byte, 1237) // odd sizes make odd windows
+	for i := 0; i < 200000 && len(back) < len(data); i++ {
+		if len(rest) > 0 {
+			n, _ := p.a.Write(rest, p.now)
+			rest = rest[n:]
+		}
+		// The echo server reads only what it can write back at once.
+		if p.b.snd.Free() >= len(buf) {
+			if n, _ := p.b.Read(buf, p.now); n > 0 {
+				echoed = append(echoed, buf[:n]...)
+				if w, _ := p.b.Write(buf[:n], p.now); w != n {
+					t.Fatalf("echo wrote %d of %d", w, n)
+				}
+			}
+		}
+		if i%3 == 0 {
+			if n, _ := p.a.Read(buf, p.now); n > 0 {
+				back = append(back, buf[:n]...)
+			}
+		}
+		p.run()
+		if i%100 == 99 {
+			p.advance(time.Millisecond)
+		}
+	}
+	if string(back) != string(data) {
+		t.Fatalf("echoed %d of %d bytes back (server saw %d)\n%s", len(back), len(data), len(echoed), p.dump())
+	}
+}

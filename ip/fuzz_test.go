@@ -1,0 +1,83 @@
+package ip
+
+import (
+	"testing"
+	"unsafe"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// within reports whether sub lies inside b's backing array, starting off
+// bytes into b.
+func within(b, sub []byte, off int) bool {
+	if len(sub) == 0 {
+		return off <= len(b)
+	}
+	return off+len(sub) <= len(b) && unsafe.SliceData(sub) == &b[off]
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(mustHex(f, capturedSYNHex), capPeer[:])
+	f.Add(mustHex(f, capturedEchoHex), capPeer[:])
+	f.Add(mustHex(f, capturedEchoHex), []byte{0, 0, 0, 0})
+	f.Add(tcpPacket(peer, us, []byte("payload")), us[:])
+	f.Add(icmpPacket(peer, us, header.ICMPv4DstUnreachable, make([]byte, 28)), us[:])
+	f.Add([]byte{0x45}, us[:])
+	f.Add([]byte{0x4f, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}, us[:])
+	f.Fuzz(func(t *testing.T, b []byte, localB []byte) {
+		var local [4]byte
+		copy(local[:], localB)
+		pkt, r := Parse(b, local)
+		if r >= NumDropReasons {
+			t.Fatalf("reason %d out of range", r)
+		}
+		if r != DropNone {
+			return
+		}
+		hl := len(pkt.Header)
+		if hl < 20 || hl > 60 || hl%4 != 0 || !within(b, pkt.Header, 0) {
+			t.Fatalf("header %d bytes, not b[:IHL*4]", hl)
+		}
+		h := header.IPv4(b)
+		if int(h.HeaderLength()) != hl || int(h.TotalLength()) != hl+len(pkt.Payload) || hl+len(pkt.Payload) > len(b) {
+			t.Fatalf("lengths: IHL %d total %d, header %d payload %d, input %d",
+				h.HeaderLength(), h.TotalLength(), hl, len(pkt.Payload), len(b))
+		}
+		if !within(b, pkt.Payload, hl) {
+			t.Fatalf("payload does not lie at b[%d:]", hl)
+		}
+		if header.IPVersion(b) != 4 || rfc1071(pkt.Header) != 0 || h.More() || h.FragmentOffset() != 0 {
+			t.Fatalf("accepted a bad header % x", pkt.Header)
+		}
+		if local != ([4]byte{}) && pkt.Dst != local {
+			t.Fatalf("accepted dst %v for local %v", pkt.Dst, local)
+		}
+		switch pkt.Protocol {
+		case ProtoTCP:
+			off := int(header.TCP(pkt.Payload).DataOffset())
+			if len(pkt.Payload) < 20 || off < 20 || off > len(pkt.Payload) ||
+				rfc1071(pseudo(pkt.Src, pkt.Dst, 6, len(pkt.Payload)), pkt.Payload) != 0 {
+				t.Fatalf("accepted a bad TCP segment")
+			}
+		case ProtoICMP:
+			if len(pkt.Payload) < 8 || rfc1071(pkt.Payload) != 0 {
+				t.Fatalf("accepted a bad ICMP message")
+			}
+		default:
+			t.Fatalf("accepted protocol %d", pkt.Protocol)
+		}
+		// What the stack does next must not panic either, and what it
+		// builds must be valid.
+		out := make([]byte, 65536+100)
+		if n := EchoReply(out, &pkt, 1); n > 0 {
+			if _, r := Parse(out[:n], pkt.Src); r != DropNone {
+				t.Fatalf("our echo reply is dropped: %v", r)
+			}
+		}
+		if n := DestUnreachable(out, pkt.Dst, &pkt, 3, 1); n > 0 {
+			if _, r := Parse(out[:n], pkt.Src); r != DropNone {
+				t.Fatalf("our unreachable is dropped: %v", r)
+			}
+		}
+	})
+}
