@@ -15,8 +15,8 @@ type wire struct {
 	queue [][]byte
 	log   *[]string
 	drop  func(seg *Segment) bool // optional loss
-	owner **Conn                   // the sending connection, for invariants
-	edge  Seq                      // furthest right window edge advertised
+	owner **Conn                  // the sending connection, for invariants
+	edge  Seq                     // furthest right window edge advertised
 	t     *testing.T
 }
 

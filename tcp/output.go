@@ -40,7 +40,7 @@ func (c *Conn) advertise(syn bool) uint16 {
 	// the peer may already have sent into), so in that case round up, as
 	// Linux does; the few bytes beyond the buffer are trimmed on arrival.
 	scaled := wnd >> shift
-	if c.rcvNxt.Add(scaled<<shift).LessThan(c.rcvAdvEdge) {
+	if c.rcvNxt.Add(scaled << shift).LessThan(c.rcvAdvEdge) {
 		scaled = (wnd + 1<<shift - 1) >> shift
 	}
 	scaled = min(scaled, 0xffff)
