@@ -29,7 +29,9 @@ func EchoReply(out []byte, pkt *Packet, id uint16) int {
 	// RFC 1122 §3.2.2.6: the reply's source MUST be the request's specific
 	// destination, so a request to a broadcast or multicast address
 	// (which we MAY discard) has no source we could answer from.
-	if !isUnicast(pkt.Dst) {
+	// Nor is a reply sent to a source that names no single other host
+	// (RFC 1122 §3.2.2; Parse has already dropped such packets).
+	if !isUnicast(pkt.Dst) || !isUnicast(pkt.Src) || pkt.Src == pkt.Dst {
 		return 0
 	}
 	n := HeaderLen + len(pkt.Payload)

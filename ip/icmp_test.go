@@ -93,6 +93,9 @@ func TestEchoReplyRefuses(t *testing.T) {
 	bcast.Dst = [4]byte{255, 255, 255, 255}
 	mcast := bcast
 	mcast.Dst = [4]byte{224, 0, 0, 1}
+	loopSrc, selfSrc := bcast, bcast
+	loopSrc.Dst, loopSrc.Src = us, [4]byte{127, 0, 0, 1}
+	selfSrc.Dst, selfSrc.Src = us, us
 	tooBig := parse(icmpPacket(peer, us, header.ICMPv4Echo, make([]byte, 100)))
 	for name, p := range map[string]*Packet{
 		"echo reply":      parse(icmpPacket(peer, us, header.ICMPv4EchoReply, []byte("x"))),
@@ -104,6 +107,8 @@ func TestEchoReplyRefuses(t *testing.T) {
 		"short icmp":      {Protocol: ProtoICMP, Src: peer, Dst: us, Payload: []byte{8, 0, 0, 0}},
 		"broadcast dst":   &bcast,
 		"multicast dst":   &mcast,
+		"loopback src":    &loopSrc,
+		"src is us":       &selfSrc,
 		"out too small":   tooBig,
 		"nil payload tcp": {Protocol: ProtoTCP},
 	} {

@@ -134,8 +134,9 @@ func Parse(b []byte, local [4]byte) (pkt Packet, reason DropReason) {
 	// RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose
 	// source address is invalid (this-network, loopback, broadcast,
 	// multicast or reserved); §4.2.3.10 likewise for TCP. Our own address
-	// as source means a loop or a spoof.
-	if !isUnicast(pkt.Src) || pkt.Src == local {
+	// (the destination, now known to be ours) as source means a loop or a
+	// spoof.
+	if !isUnicast(pkt.Src) || pkt.Src == pkt.Dst {
 		return pkt, DropSource
 	}
 	pkt.Protocol = h.Protocol()

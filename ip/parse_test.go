@@ -182,6 +182,7 @@ func TestParseDrops(t *testing.T) {
 		{"source 127.0.0.1", tcpPacket([4]byte{127, 0, 0, 1}, us, nil), us, DropSource},
 		{"source our own", tcpPacket(us, us, nil), us, DropSource},
 		{"source 0.0.0.0, any local", tcpPacket([4]byte{}, us, nil), [4]byte{}, DropSource},
+		{"source = destination, any local", tcpPacket(peer, peer, nil), [4]byte{}, DropSource},
 		{"any local accepts unicast", tcp(), [4]byte{}, DropNone},
 		{"valid ICMP", icmp(), us, DropNone},
 		{"valid ICMP echo reply", icmpPacket(peer, us, header.ICMPv4EchoReply, nil), us, DropNone},

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tund-project/tund/stack"
@@ -37,8 +39,15 @@ func serve(l net.Listener, name string, log *slog.Logger, handle func(net.Conn))
 // echo (RFC 862) sends back everything it receives, then closes.
 func echo(c net.Conn) { _, _ = io.Copy(c, c) }
 
+// discarded counts the bytes the discard service has thrown away, for
+// GET /stats.
+var discarded atomic.Int64
+
 // discard (RFC 863) reads and throws away everything.
-func discard(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
+func discard(c net.Conn) {
+	n, _ := io.Copy(io.Discard, c)
+	discarded.Add(n)
+}
 
 // chargenBlock is the RFC 864 pattern: 95 lines of 72 printable
 // characters, each starting one character further along.
@@ -86,6 +95,23 @@ func httpHandler(st *stack.Stack) http.Handler {
 			}
 			n -= k
 		}
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		s := st.Stats()
+		fmt.Fprintf(w, "packets_in %d\npackets_out %d\nsegments_in %d\nsegments_out %d\n",
+			s.PacketsIn, s.PacketsOut, s.SegmentsIn, s.SegmentsOut)
+		fmt.Fprintf(w, "resets_sent %d\necho_replies %d\nactive_opens %d\npassive_opens %d\n",
+			s.ResetsSent, s.EchoReplies, s.ActiveOpens, s.PassiveOpens)
+		reasons := make([]string, 0, len(s.Drops))
+		for r := range s.Drops {
+			reasons = append(reasons, r)
+		}
+		sort.Strings(reasons)
+		for _, r := range reasons {
+			fmt.Fprintf(w, "drops{reason=%q} %d\n", r, s.Drops[r])
+		}
+		fmt.Fprintf(w, "discard_bytes %d\n", discarded.Load())
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -1,0 +1,217 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tund-project/tund/stack"
+	"github.com/tund-project/tund/tun"
+)
+
+// Addresses inside every test namespace (RFC 2544 benchmarking range).
+const (
+	hostAddr  = "198.18.0.1"
+	stackAddr = "198.18.0.2"
+	hostCIDR  = "198.18.0.1/24"
+)
+
+var (
+	tundBin string // built once by TestMain
+	nsSeq   atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if reason := unavailable(); reason == "" {
+			dir, err := os.MkdirTemp("", "tund-it-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			tundBin = filepath.Join(dir, "tund")
+			out, err := exec.Command("go", "build", "-o", tundBin, "../cmd/tund").CombinedOutput()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "build tund: %v\n%s", err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// unavailable says why integration tests cannot run here ("" if they can).
+func unavailable() string {
+	if os.Geteuid() != 0 {
+		return "integration tests need root (network namespaces and TUN devices)"
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return "integration tests need /dev/net/tun: " + err.Error()
+	}
+	for _, tool := range []string{"ip", "curl", "nc", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "integration tests need " + tool + " on PATH"
+		}
+	}
+	return ""
+}
+
+// need skips (or, with TUND_REQUIRE_INTEGRATION=1, fails) when the
+// machine cannot run integration tests.
+func need(t *testing.T) {
+	t.Helper()
+	if reason := unavailable(); reason != "" {
+		if os.Getenv("TUND_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("TUND_REQUIRE_INTEGRATION=1 but %s", reason)
+		}
+		t.Skip(reason)
+	}
+}
+
+// newNetNS creates a namespace for this test and deletes it afterwards,
+// also when the test fails.
+func newNetNS(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("tund-it-%d-%d", os.Getpid(), nsSeq.Add(1))
+	if err := tun.CreateNetNS(name); err != nil {
+		t.Fatalf("create netns: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := tun.DeleteNetNS(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// inNS builds a command that runs inside the namespace, bounded by ctx.
+func inNS(ctx context.Context, ns string, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// startTund runs the tund binary in ns and waits until it serves.
+func startTund(t *testing.T, ns string, extra ...string) {
+	t.Helper()
+	args := append([]string{"-netns", ns, "-tun", "tund0", "-addr", stackAddr, "-host", hostCIDR}, extra...)
+	cmd := exec.Command(tundBin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("tund did not exit on SIGINT")
+		}
+	})
+	ready := make(chan struct{})
+	var logTail strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			if logTail.Len() < 8192 {
+				logTail.WriteString(line + "\n")
+			}
+			if strings.Contains(line, "msg=serving") {
+				close(ready)
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("tund did not start serving:\n%s", logTail.String())
+	}
+}
+
+// startLibraryStack opens a TUN device inside ns and runs the stack
+// library on it, as a program embedding tund would.
+func startLibraryStack(t *testing.T, ns string) *stack.Stack {
+	t.Helper()
+	var dev *tun.TUN
+	err := tun.InNetNS(ns, func() error {
+		var err error
+		dev, err = tun.Open(tun.Config{Name: "tund0", MTU: 1500, Host: netip.MustParsePrefix(hostCIDR)})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("open TUN in %s: %v", ns, err)
+	}
+	st, err := stack.New(dev, stack.Config{Addr: netip.MustParseAddr(stackAddr)})
+	if err != nil {
+		dev.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// randomFile writes n seeded random bytes to a temp file and returns its
+// path and SHA-256.
+func randomFile(t *testing.T, n int, seed uint64) (string, string) {
+	t.Helper()
+	b := randomBytes(n, seed)
+	p := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return p, hex.EncodeToString(sum[:])
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, ^seed))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := n &^ 7; i < n; i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// hashingWriter counts and hashes what is written to it.
+type hashingWriter struct {
+	n int64
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+}
+
+func newHashingWriter() *hashingWriter { return &hashingWriter{h: sha256.New()} }
+
+func (w *hashingWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return w.h.Write(p)
+}
+
+func (w *hashingWriter) sum() string { return hex.EncodeToString(w.h.Sum(nil)) }
