@@ -1,0 +1,51 @@
+# Shared by the scripts: build tund, run it in a throwaway network
+# namespace, and always tear everything down (also on failure or Ctrl-C).
+# Nothing is ever sent outside that namespace.
+
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NS=${NS:-tund-$$}
+STACK=198.18.0.2
+HOSTCIDR=198.18.0.1/24
+WORK=$(mktemp -d)
+TUND_PID=
+
+cleanup() {
+  if [ -n "$TUND_PID" ] && kill -0 "$TUND_PID" 2>/dev/null; then
+    kill -INT "$TUND_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$TUND_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$TUND_PID" 2>/dev/null || true
+  fi
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "$0: needs root (network namespaces and TUN devices)" >&2
+    exit 1
+  fi
+  for t in ip curl nc ping go; do
+    command -v "$t" >/dev/null || { echo "$0: needs $t on PATH" >&2; exit 1; }
+  done
+}
+
+# start_tund [extra tund flags...]: build tund and run it in $NS.
+start_tund() {
+  (cd "$ROOT" && go build -o "$WORK/tund" ./cmd/tund)
+  ip netns add "$NS"
+  "$WORK/tund" -netns "$NS" -addr "$STACK" -host "$HOSTCIDR" "$@" 2>"$WORK/tund.log" &
+  TUND_PID=$!
+  for _ in $(seq 100); do
+    grep -q 'msg=serving' "$WORK/tund.log" 2>/dev/null && return 0
+    kill -0 "$TUND_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "tund did not start:" >&2
+  cat "$WORK/tund.log" >&2
+  exit 1
+}
+
+# in_ns CMD...: run a command inside the namespace.
+in_ns() { ip netns exec "$NS" "$@"; }
