@@ -2,6 +2,8 @@ package tcp
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -286,5 +288,37 @@ func TestFullWindowsBothWaysDoNotDeadlock(t *testing.T) {
 	}
 	if string(back) != string(data) {
 		t.Fatalf("echoed %d of %d bytes back (server saw %d)\n%s", len(back), len(data), len(echoed), p.dump())
+	}
+}
+
+// TestSimultaneousOpen: both ends send SYN before seeing the other's, go
+// through SYN-RECEIVED, and both reach ESTABLISHED (RFC 9293 §3.5 fig. 8).
+func TestSimultaneousOpen(t *testing.T) {
+	p := &pair{t: t}
+	p.aOut = &wire{name: "a>", log: &p.log, owner: &p.a, t: t}
+	p.bOut = &wire{name: "b>", log: &p.log, owner: &p.b, t: t}
+	var trace []string
+	cfg := Config{Trace: func(tr Transition, _ *Segment) {
+		trace = append(trace, fmt.Sprintf("%v→%v on %v", tr.From, tr.To, tr.On))
+	}}
+	p.a = NewActive(cfg, p.aOut, 5000, 6000, 100, 0)
+	p.b = NewActive(cfg, p.bOut, 6000, 5000, 900, 0)
+	synA, synB := p.take(p.aOut), p.take(p.bOut)
+	p.b.Handle(&synA, 0)
+	p.a.Handle(&synB, 0)
+	p.wantState(p.a, SynReceived)
+	p.wantState(p.b, SynReceived)
+	p.run()
+	p.wantState(p.a, Established)
+	p.wantState(p.b, Established)
+	want := "CLOSED→SYN-SENT on app connect,CLOSED→SYN-SENT on app connect," +
+		"SYN-SENT→SYN-RECEIVED on rcv SYN,SYN-SENT→SYN-RECEIVED on rcv SYN," +
+		"SYN-RECEIVED→ESTABLISHED on rcv ACK of SYN,SYN-RECEIVED→ESTABLISHED on rcv ACK of SYN"
+	if got := strings.Join(trace, ","); got != want {
+		t.Fatalf("transitions:\n%s\nwant\n%s", got, want)
+	}
+	data := pattern(50000)
+	if got := p.transfer(p.a, p.b, data); string(got) != string(data) {
+		t.Fatal("transfer after simultaneous open failed")
 	}
 }

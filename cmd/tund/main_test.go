@@ -1,0 +1,48 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseFlagsDefaults(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.tunName != "tund0" || o.addr.String() != "198.18.0.2" || o.host.String() != "198.18.0.1/24" ||
+		o.mtu != 1500 || o.netns != "" || o.backlog != 128 {
+		t.Fatalf("defaults: %+v", o)
+	}
+	if !o.host.Contains(o.addr) {
+		t.Fatal("default stack address outside the default host prefix")
+	}
+}
+
+func TestParseFlagsErrorsNameTheValue(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-mtu", "67"}, "-mtu 67"},
+		{[]string{"-mtu", "70000"}, "-mtu 70000"},
+		{[]string{"-mtu", "big"}, `"big"`},
+		{[]string{"-addr", "::1"}, `-addr "::1"`},
+		{[]string{"-addr", "198.18.0.1"}, "198.18.0.1"}, // collides with -host
+		{[]string{"-host", "198.18.0.1"}, `-host "198.18.0.1"`},
+		{[]string{"-tun", "a-very-long-interface-name"}, `-tun "a-very-long-interface-name"`},
+		{[]string{"-log-level", "loud"}, `-log-level "loud"`},
+		{[]string{"-backlog", "0"}, "-backlog 0"},
+		{[]string{"-msl", "-1s"}, "-msl -1s"},
+		{[]string{"extra"}, `"extra"`},
+	} {
+		_, err := parseFlags(tc.args, io.Discard)
+		if err == nil {
+			t.Fatalf("%v: accepted", tc.args)
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+			t.Fatalf("%v: error %q, want one line naming %s", tc.args, msg, tc.want)
+		}
+	}
+}
