@@ -18,7 +18,7 @@ import (
 )
 
 // pipePair starts two stacks joined by an in-memory link.
-func pipePair(t *testing.T, mtu int) (a, b *Stack) {
+func pipePair(t testing.TB, mtu int) (a, b *Stack) {
 	t.Helper()
 	da, db := tun.Pipe(mtu)
 	var err error

@@ -158,6 +158,7 @@ type Conn struct {
 
 	err    error
 	events Events
+	outSeg Segment // scratch for send, so segments do not escape to the heap
 
 	// Counters for display.
 	Retransmits uint64

@@ -18,7 +18,11 @@ func (c *Conn) send(seg Segment) {
 		seg.Window = c.advertise(seg.Flags&FlagSYN != 0)
 		c.ackNow, c.ackPending, c.ackAt = false, 0, 0
 	}
-	c.out.SendSegment(&seg)
+	// Hand over the connection's own scratch segment: a pointer to the
+	// local would escape through the interface call and cost an
+	// allocation per segment.
+	c.outSeg = seg
+	c.out.SendSegment(&c.outSeg)
 }
 
 // advertise computes the window field: the free receive buffer, never

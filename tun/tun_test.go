@@ -33,8 +33,9 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// testNS creates a network namespace for the test and deletes it after.
-func testNS(t *testing.T) string {
+// newTestNetns creates a network namespace (netns) for the test and deletes it
+// after, also on failure: no real TUN device is ever made outside one.
+func newTestNetns(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("tund-tun-%d-%s", os.Getpid(), t.Name())
 	if len(name) > 60 {
@@ -56,7 +57,7 @@ func testNS(t *testing.T) string {
 
 func TestNetNSLifecycle(t *testing.T) {
 	needRoot(t)
-	ns := testNS(t)
+	ns := newTestNetns(t)
 	if !NetNSExists(ns) {
 		t.Fatal("namespace not found after CreateNetNS")
 	}
@@ -89,7 +90,7 @@ func unwrapAll(err error) error {
 
 func TestCreateConfiguresDevice(t *testing.T) {
 	needRoot(t)
-	ns := testNS(t)
+	ns := newTestNetns(t)
 	var dev *TUN
 	var mtu int
 	var addrs []net.Addr
@@ -133,7 +134,7 @@ func TestCreateConfiguresDevice(t *testing.T) {
 // socket to receive. Traffic stays inside the namespace.
 func TestPacketsBothWays(t *testing.T) {
 	needRoot(t)
-	ns := testNS(t)
+	ns := newTestNetns(t)
 	var dev *TUN
 	var sock *net.UDPConn
 	err := InNetNS(ns, func() error {
@@ -202,7 +203,7 @@ func TestPacketsBothWays(t *testing.T) {
 
 func TestCloseUnblocksRead(t *testing.T) {
 	needRoot(t)
-	ns := testNS(t)
+	ns := newTestNetns(t)
 	var dev *TUN
 	if err := InNetNS(ns, func() error {
 		var err error
@@ -233,7 +234,7 @@ func TestCloseUnblocksRead(t *testing.T) {
 // would, attaches to it, and checks it survives Close still persistent.
 func TestAttachToPersistentDevice(t *testing.T) {
 	needRoot(t)
-	ns := testNS(t)
+	ns := newTestNetns(t)
 	err := InNetNS(ns, func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
