@@ -45,6 +45,10 @@ func randomBytes(n int, seed uint64) []byte {
 
 func TestPipeEchoBothWays(t *testing.T) {
 	a, b := pipePair(t, 1500)
+	runEcho(t, a, b)
+}
+
+func runEcho(t *testing.T, a, b *Stack) {
 	l, err := b.Listen("tcp", ":7")
 	if err != nil {
 		t.Fatal(err)

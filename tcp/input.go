@@ -3,6 +3,8 @@ package tcp
 import (
 	"syscall"
 	"time"
+
+	"github.com/tund-project/tund/window"
 )
 
 // Handle processes one arriving segment (RFC 9293 §3.10.7, SEGMENT
@@ -440,6 +442,10 @@ func (c *Conn) receiveFin(seg *Segment, now time.Duration) {
 func (c *Conn) enterTimeWait(now time.Duration) {
 	c.rtxAt, c.persistAt = 0, 0
 	c.twAt = now + 2*c.cfg.MSL
+	// Everything we sent is acknowledged: the send ring (up to SndBuf
+	// bytes) is dead weight for the next 2MSL. Unread received data stays.
+	c.sndBufSeq = c.sndBufSeq.Add(c.snd.Len())
+	c.snd = window.NewSendBuffer(0)
 }
 
 // finSeq returns the sequence number our FIN has (or will have) and

@@ -86,10 +86,7 @@ func (c *Conn) output(now time.Duration) {
 		}
 	}
 	if c.ackNow && c.state != Closed && c.state != SynSent && c.state != Listen {
-		// A bare ACK carries SND.MAX, not a rewound SND.NXT (as BSD does):
-		// a sequence number older than data already sent would make the
-		// peer's SND.WL1 rule ignore the window this ACK carries.
-		c.send(Segment{Seq: c.sndMax})
+		c.send(Segment{Seq: c.ackSeq()})
 	}
 }
 
@@ -197,4 +194,16 @@ func (c *Conn) rcvWindow() int {
 // of the window scale in use.
 func (c *Conn) setRcvLimit(buf int) {
 	c.rcv.SetLimit(buf + 1<<c.rcvWScale)
+}
+
+// ackSeq is the sequence number of a bare ACK. SND.MAX rather than a
+// rewound SND.NXT (as BSD does), since an older number would make the
+// peer's SND.WL1 rule ignore the window the ACK carries; but never beyond
+// the peer's right window edge (as Linux does), or a peer whose window is
+// shut would find the ACK unacceptable and never learn what we received.
+func (c *Conn) ackSeq() Seq {
+	if edge := c.sndUna.Add(c.sndWnd); c.sndMax.GreaterThan(edge) {
+		return edge.Max(c.sndNxt)
+	}
+	return c.sndMax
 }

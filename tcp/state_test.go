@@ -322,3 +322,23 @@ func TestSimultaneousOpen(t *testing.T) {
 		t.Fatal("transfer after simultaneous open failed")
 	}
 }
+
+func TestTimeWaitReleasesSendBuffer(t *testing.T) {
+	p := newPair(t, Config{})
+	data := pattern(500000)
+	p.transfer(p.a, p.b, data)
+	p.a.Close(p.now)
+	p.run()
+	p.b.Close(p.now)
+	p.run()
+	p.wantState(p.a, TimeWait)
+	if p.a.snd.Limit() != 0 || p.a.snd.Len() != 0 {
+		t.Fatalf("TIME-WAIT keeps a send ring of limit %d", p.a.snd.Limit())
+	}
+	// A retransmitted FIN is still answered correctly afterwards.
+	fin := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt - 1, Ack: p.a.sndMax, Flags: FlagFIN | FlagACK}
+	p.a.Handle(&fin, p.now)
+	if ack := p.take(p.aOut); ack.Ack != p.a.rcvNxt || ack.Seq != p.a.sndMax {
+		t.Fatalf("re-ACK %v", ack.String())
+	}
+}
