@@ -18,11 +18,22 @@ type Config struct {
 	InitialRTO time.Duration // RFC 6298 §2.1
 	MinRTO     time.Duration
 	MaxRTO     time.Duration
-	SynRetries int           // SYN / SYN-ACK retransmissions before giving up
-	MaxRetries int           // data retransmissions before ETIMEDOUT
-	MSL        time.Duration // TIME-WAIT lasts 2*MSL
+	SynRetries int // SYN retransmissions before an active open fails
+	// SynAckRetries is how often a passive open resends its SYN+ACK before
+	// the half-open connection is dropped (Linux tcp_synack_retries).
+	SynAckRetries int
+	MaxRetries    int           // data retransmissions before ETIMEDOUT
+	MSL           time.Duration // TIME-WAIT lasts 2*MSL
+	// FinTimeout reclaims an orphaned connection (closed by the
+	// application) stuck in FIN-WAIT-2 because the peer never sends its
+	// FIN (Linux tcp_fin_timeout). Negative: wait forever.
+	FinTimeout time.Duration
 	DelayedAck time.Duration // longest an ACK is held back; negative: never delay
 	NoWScale   bool          // do not offer window scaling (RFC 7323)
+	// ChallengeACKLimit bounds the RFC 5961 challenge ACKs one connection
+	// sends per second (RFC 5961 §7), so a blind attacker cannot use it as
+	// an amplifier. Negative: no limit.
+	ChallengeACKLimit int
 
 	// Trace, if set, is called on every state transition with the segment
 	// that caused it (nil for application calls and timers).
@@ -32,16 +43,20 @@ type Config struct {
 // DefaultConfig returns the defaults a user gets (DESIGN.md "Defaults").
 func DefaultConfig() Config {
 	return Config{
-		MSS:        1460,
-		RcvBuf:     1 << 20,
-		SndBuf:     1 << 20,
-		InitialRTO: time.Second,
-		MinRTO:     200 * time.Millisecond,
-		MaxRTO:     60 * time.Second,
-		SynRetries: 6,
-		MaxRetries: 15,
-		MSL:        30 * time.Second,
-		DelayedAck: 40 * time.Millisecond,
+		MSS:           1460,
+		RcvBuf:        1 << 20,
+		SndBuf:        1 << 20,
+		InitialRTO:    time.Second,
+		MinRTO:        200 * time.Millisecond,
+		MaxRTO:        60 * time.Second,
+		SynRetries:    6,
+		SynAckRetries: 5,
+		MaxRetries:    15,
+		MSL:           30 * time.Second,
+		FinTimeout:    60 * time.Second,
+		DelayedAck:    40 * time.Millisecond,
+		// Linux's historical tcp_challenge_ack_limit, here per connection.
+		ChallengeACKLimit: 1000,
 	}
 }
 
@@ -67,6 +82,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SynRetries <= 0 {
 		c.SynRetries = d.SynRetries
+	}
+	if c.SynAckRetries <= 0 {
+		c.SynAckRetries = d.SynAckRetries
+	}
+	if c.FinTimeout == 0 {
+		c.FinTimeout = d.FinTimeout
+	}
+	if c.ChallengeACKLimit == 0 {
+		c.ChallengeACKLimit = d.ChallengeACKLimit
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = d.MaxRetries
@@ -154,7 +178,15 @@ type Conn struct {
 	ackAt     time.Duration
 	persistAt time.Duration
 	twAt      time.Duration
+	fw2At     time.Duration // orphaned FIN-WAIT-2 reclaim
 	persistN  int
+
+	// TIME-WAIT: the compact record the owner may take over (TimeWaitInfo).
+	tw TimeWaitEntry
+
+	// RFC 5961 §7 challenge ACK rate limit: count within the current second.
+	challengeSecond time.Duration
+	challengeCount  int
 
 	err    error
 	events Events
@@ -367,6 +399,7 @@ func (c *Conn) Close(now time.Duration) {
 		return
 	}
 	c.CloseWrite(now)
+	c.checkOrphan(now)
 }
 
 // Abort resets the connection (RFC 9293 §3.10.5, ABORT call).
@@ -392,6 +425,7 @@ func (c *Conn) transition(on Trigger, seg *Segment) {
 		return
 	}
 	c.state = t.To
+	noteTransition(t)
 	c.events |= EvState
 	if t.To == Closed || t.To == TimeWait {
 		c.events |= EvReadable | EvWritable
@@ -411,5 +445,39 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt = 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At = 0, 0, 0, 0, 0
+}
+
+// TimeWaitInfo returns the compact TIME-WAIT record of a connection in
+// TIME-WAIT, for an owner that keeps a table of them and lets the full
+// connection go; ok is false in any other state.
+func (c *Conn) TimeWaitInfo() (tw TimeWaitEntry, ok bool) {
+	if c.state != TimeWait {
+		return TimeWaitEntry{}, false
+	}
+	return c.tw, true
+}
+
+// checkOrphan arms the FIN-WAIT-2 reclaim timer for a connection the
+// application has closed: nobody will ever read from it, and a peer that
+// never sends its FIN would otherwise hold it forever.
+func (c *Conn) checkOrphan(now time.Duration) {
+	if c.state == FinWait2 && c.readClosed && c.fw2At == 0 && c.cfg.FinTimeout > 0 {
+		c.fw2At = now + c.cfg.FinTimeout
+	}
+}
+
+// challengeACK schedules an RFC 5961 challenge ACK unless this second's
+// allowance is spent (RFC 5961 §7).
+func (c *Conn) challengeACK(now time.Duration) {
+	if lim := c.cfg.ChallengeACKLimit; lim > 0 {
+		if now-c.challengeSecond >= time.Second {
+			c.challengeSecond, c.challengeCount = now, 0
+		}
+		if c.challengeCount >= lim {
+			return
+		}
+		c.challengeCount++
+	}
+	c.ackNow = true
 }

@@ -20,6 +20,7 @@ func (c *Conn) Handle(seg *Segment, now time.Duration) {
 	default:
 		c.handleSynchronized(seg, now)
 	}
+	c.checkOrphan(now)
 	c.output(now)
 }
 
@@ -93,12 +94,14 @@ func (c *Conn) ackOfSyn(ack Seq, now time.Duration) {
 // handleSynchronized is RFC 9293 §3.10.7.4 for SYN-RECEIVED and every
 // later state.
 func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
-	// TIME-WAIT: a retransmitted FIN means our last ACK was lost. ACK it
-	// again and restart the 2MSL timer (RFC 9293 §3.10.7.4, eighth step).
-	if c.state == TimeWait && seg.Flags.Has(FlagFIN) && !seg.Flags.Has(FlagRST) &&
-		seg.Seq.Add(len(seg.Payload)+1) == c.rcvNxt {
-		c.ackNow = true
-		c.twAt = now + 2*c.cfg.MSL
+	// TIME-WAIT has its own compact rules (timewait.go). A TWReopen
+	// verdict is the owner's business: it forgets this connection and
+	// hands the SYN to its listener, so here it is just dropped.
+	if c.state == TimeWait {
+		if v, _ := c.tw.Handle(seg, now, c.cfg.MSL); v == TWAck {
+			c.ackNow = true
+		}
+		c.twAt = c.tw.Expires
 		return
 	}
 	// SYN-RECEIVED: a duplicate of the peer's SYN means our SYN+ACK was
@@ -121,13 +124,10 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	// match with RCV.NXT; anything else in the window earns a challenge ACK.
 	if seg.Flags.Has(FlagRST) {
 		if seg.Seq != c.rcvNxt {
-			c.ackNow = true
+			c.challengeACK(now)
 			return
 		}
 		switch c.state {
-		case TimeWait:
-			// RFC 1337: an RST must not cut TIME-WAIT short.
-			return
 		case SynReceived:
 			c.fail(RcvRst, seg, syscall.ECONNREFUSED)
 		case Closing, LastAck:
@@ -142,7 +142,7 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	// Fourth, check the SYN bit: RFC 5961 §4.2 (and RFC 9293 §3.10.7.4):
 	// a SYN on a synchronized connection gets a challenge ACK.
 	if seg.Flags.Has(FlagSYN) {
-		c.ackNow = true
+		c.challengeACK(now)
 		return
 	}
 	// Fifth, check the ACK field: without it the segment is dropped.
@@ -260,12 +260,8 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 	ack := seg.Ack
 	// RFC 5961 §5.2: an ACK beyond what we sent, or older than the largest
 	// window the peer ever offered, is answered with an ACK and dropped.
-	if ack.GreaterThan(c.sndMax) {
-		c.ackNow = true
-		return false
-	}
-	if ack.LessThan(c.sndUna.Add(-c.maxSndWnd)) {
-		c.ackNow = true
+	if ack.GreaterThan(c.sndMax) || ack.LessThan(c.sndUna.Add(-c.maxSndWnd)) {
+		c.challengeACK(now)
 		return false
 	}
 
@@ -440,8 +436,12 @@ func (c *Conn) receiveFin(seg *Segment, now time.Duration) {
 
 // enterTimeWait starts the 2MSL wait; nothing else is pending then.
 func (c *Conn) enterTimeWait(now time.Duration) {
-	c.rtxAt, c.persistAt = 0, 0
+	c.rtxAt, c.persistAt, c.fw2At = 0, 0, 0
 	c.twAt = now + 2*c.cfg.MSL
+	c.tw = TimeWaitEntry{
+		SndNxt: c.sndMax, RcvNxt: c.rcvNxt, Expires: c.twAt,
+		Window: c.advertise(false),
+	}
 	// Everything we sent is acknowledged: the send ring (up to SndBuf
 	// bytes) is dead weight for the next 2MSL. Unread received data stays.
 	c.sndBufSeq = c.sndBufSeq.Add(c.snd.Len())

@@ -16,7 +16,7 @@ func (c *Conn) nextTimer() (string, time.Duration) {
 	for _, t := range [...]struct {
 		name string
 		at   time.Duration
-	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}} {
+	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}} {
 		if t.at != 0 && (at == 0 || t.at < at) {
 			name, at = t.name, t.at
 		}
@@ -31,6 +31,13 @@ func (c *Conn) Tick(now time.Duration) {
 		c.twAt = 0
 		c.transition(Timeout2MSL, nil)
 		c.stopTimers()
+		return
+	}
+	if c.fw2At != 0 && now >= c.fw2At {
+		// The application is gone and the peer never finished: reset, as
+		// Linux does when tcp_fin_timeout expires, so the peer learns too.
+		c.send(Segment{Seq: c.sndMax, Flags: FlagRST})
+		c.fail(TimeoutFinWait2, nil, syscall.ETIMEDOUT)
 		return
 	}
 	if c.rtxAt != 0 && now >= c.rtxAt {
@@ -55,8 +62,11 @@ func (c *Conn) Tick(now time.Duration) {
 func (c *Conn) retransmitTimeout(now time.Duration) {
 	c.rtxAt = 0
 	limit := c.cfg.MaxRetries
-	if !c.synAcked {
+	switch {
+	case c.state == SynSent:
 		limit = c.cfg.SynRetries
+	case !c.synAcked:
+		limit = c.cfg.SynAckRetries
 	}
 	if c.retries >= limit {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)

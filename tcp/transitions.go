@@ -18,6 +18,8 @@ const (
 	RcvRst                           // an acceptable RST
 	Timeout2MSL                      // TIME-WAIT expires
 	TimeoutRetransmit                // retransmissions exhausted
+	TimeoutFinWait2                  // an orphaned FIN-WAIT-2 is reclaimed
+	RcvCookieAck                     // the ACK returning a valid SYN cookie
 	numTriggers
 )
 
@@ -25,6 +27,7 @@ var triggerNames = [numTriggers]string{
 	"app connect", "app listen", "app close", "app abort",
 	"rcv SYN", "rcv SYN+ACK", "rcv ACK of SYN", "rcv FIN", "rcv ACK of FIN",
 	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
+	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie",
 }
 
 // String names the trigger as the trace and the diagram print it.
@@ -60,7 +63,6 @@ var Transitions = []Transition{
 
 	{SynReceived, RcvAckOfSyn, Established, ""},
 	{SynReceived, AppClose, FinWait1, "send FIN"},
-	{SynReceived, RcvFin, CloseWait, "send ACK"},
 	{SynReceived, RcvRst, Closed, ""},
 	{SynReceived, TimeoutRetransmit, Closed, ""},
 
@@ -71,6 +73,7 @@ var Transitions = []Transition{
 	{FinWait1, RcvFin, Closing, "send ACK"}, // simultaneous close
 	{FinWait1, RcvFinAckOfFin, TimeWait, "send ACK"},
 	{FinWait2, RcvFin, TimeWait, "send ACK"},
+	{FinWait2, TimeoutFinWait2, Closed, "send RST"}, // orphan reclaimed
 	{Closing, RcvAckOfFin, TimeWait, ""},
 	{TimeWait, Timeout2MSL, Closed, ""},
 
@@ -110,6 +113,17 @@ func init() {
 			panic("tcp: duplicate transition " + t.From.String() + " on " + t.On.String())
 		}
 		transitionIndex[t.From][t.On] = uint8(i + 1)
+	}
+}
+
+// transitionSeen, when set (by the package's tests), is told of every
+// transition taken, so a test can fail when an edge of the table is never
+// exercised.
+var transitionSeen func(t Transition)
+
+func noteTransition(t Transition) {
+	if transitionSeen != nil {
+		transitionSeen(t)
 	}
 }
 

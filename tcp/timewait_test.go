@@ -1,0 +1,97 @@
+package tcp
+
+import (
+	"testing"
+	"time"
+)
+
+func TestTimeWaitEntry(t *testing.T) {
+	p := reach(t, TimeWait, Config{MSL: 10 * time.Second})
+	tw, ok := p.a.TimeWaitInfo()
+	if !ok {
+		t.Fatal("no TIME-WAIT record")
+	}
+	if tw.RcvNxt != p.b.sndMax || tw.SndNxt != p.a.sndMax || tw.Expires != p.now+20*time.Second {
+		t.Fatalf("record %+v; peer sndMax %d, ours %d", tw, uint32(p.b.sndMax), uint32(p.a.sndMax))
+	}
+	if _, ok := p.b.TimeWaitInfo(); ok {
+		t.Error("the passive closer has a TIME-WAIT record")
+	}
+	msl := 10 * time.Second
+	from := func(flags Flags, seq Seq, payload int) *Segment {
+		return &Segment{SrcPort: 80, DstPort: 40000, Seq: seq, Ack: tw.SndNxt, Flags: flags, Payload: make([]byte, payload)}
+	}
+	for _, tc := range []struct {
+		name string
+		seg  *Segment
+		want TimeWaitVerdict
+	}{
+		{"retransmitted FIN", from(FlagFIN|FlagACK, tw.RcvNxt-1, 0), TWAck},
+		{"RST (RFC 1337)", from(FlagRST, tw.RcvNxt, 0), TWDrop},
+		{"RST+ACK (RFC 1337)", from(FlagRST|FlagACK, tw.RcvNxt, 0), TWDrop},
+		{"bare ACK at RCV.NXT", from(FlagACK, tw.RcvNxt, 0), TWDrop},
+		{"stray data", from(FlagACK, tw.RcvNxt, 100), TWAck},
+		{"old duplicate", from(FlagACK, tw.RcvNxt-500, 100), TWAck},
+		{"SYN beyond the old sequence space", from(FlagSYN, tw.RcvNxt+100000, 0), TWReopen},
+		{"SYN with an old ISN", from(FlagSYN, tw.RcvNxt-1, 0), TWAck},
+		{"SYN at RCV.NXT", from(FlagSYN, tw.RcvNxt, 0), TWAck},
+	} {
+		e := tw
+		now := p.now + 5*time.Second
+		v, ack := e.Handle(tc.seg, now, msl)
+		if v != tc.want {
+			t.Errorf("%s: verdict %d, want %d", tc.name, v, tc.want)
+		}
+		if v == TWAck && (ack.Seq != tw.SndNxt || ack.Ack != tw.RcvNxt || ack.Flags != FlagACK ||
+			ack.SrcPort != 40000 || ack.DstPort != 80 || ack.Window != tw.Window) {
+			t.Errorf("%s: ACK %s", tc.name, ack.String())
+		}
+		restarted := e.Expires == now+2*msl
+		if restarted != (tc.name == "retransmitted FIN") {
+			t.Errorf("%s: expiry %v (restart only on the FIN)", tc.name, e.Expires)
+		}
+	}
+}
+
+// TestTimeWaitReopenISS: a connection reopening a TIME-WAIT tuple starts
+// beyond everything the old one sent, even if the ISN clock says less.
+func TestTimeWaitReopenISS(t *testing.T) {
+	tw := TimeWaitEntry{SndNxt: 0xfffff000}
+	if got := tw.ReopenISS(0xfffff100); got != Seq(0xfffff000).Add(1<<16+1) {
+		t.Errorf("ReopenISS near the old SND.NXT = %#x", uint32(got))
+	}
+	if got := tw.ReopenISS(0x40000000); got != 0x40000000 {
+		t.Errorf("ReopenISS far ahead = %#x, want the ISN itself", uint32(got))
+	}
+}
+
+// TestChallengeACKRateLimit: RFC 5961 §7 — at most ChallengeACKLimit
+// challenge ACKs a second, then the allowance refills.
+func TestChallengeACKRateLimit(t *testing.T) {
+	p := reach(t, Established, Config{ChallengeACKLimit: 3})
+	rst := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt + 10, Flags: FlagRST}
+	count := func() int {
+		n := 0
+		for i := 0; i < 10; i++ {
+			r := rst
+			p.a.Handle(&r, p.now)
+		}
+		for len(p.aOut.queue) > 0 {
+			p.take(p.aOut)
+			n++
+		}
+		return n
+	}
+	if n := count(); n != 3 {
+		t.Errorf("%d challenge ACKs in the first second, want 3", n)
+	}
+	p.now += 500 * time.Millisecond
+	if n := count(); n != 0 {
+		t.Errorf("%d more in the same second, want 0", n)
+	}
+	p.now += 600 * time.Millisecond
+	if n := count(); n != 3 {
+		t.Errorf("%d after the second ended, want 3", n)
+	}
+	p.wantState(p.a, Established)
+}
