@@ -33,6 +33,9 @@ type Conn struct {
 	estDone bool
 	removed bool
 	closed  bool // Close was called
+	// inTimeWait: the connection entered TIME-WAIT and was handed to the
+	// stack's TIME-WAIT table; only the table knows when it ends.
+	inTimeWait bool
 
 	est      chan struct{} // closed when established, or when the attempt failed
 	rd, wr   chan struct{} // cap-1 wake-ups
@@ -66,18 +69,7 @@ func (c *Conn) setAddrs() {
 // hook bound to its addresses.
 func (c *Conn) tcpConfig() tcp.Config {
 	cfg := c.s.tcpCfg
-	if c.s.cfg.Trace {
-		local, remote := c.laddr.String(), c.raddr.String()
-		log := c.s.log
-		cfg.Trace = func(t tcp.Transition, seg *tcp.Segment) {
-			msg := fmt.Sprintf("%s %s → %s on %s", remote, t.From, t.To, t.On)
-			if seg != nil {
-				msg += fmt.Sprintf(" seq=%d ack=%d", uint32(seg.Seq), uint32(seg.Ack))
-			}
-			log.Info(msg, "local", local, "remote", remote, "from", t.From.String(),
-				"to", t.To.String(), "trigger", t.On.String())
-		}
-	}
+	cfg.Trace = c.s.tracer(c.s.localOf(c.key), c.key.remote())
 	return cfg
 }
 
@@ -133,6 +125,11 @@ func (c *Conn) stateChanged() {
 				c.lst = nil
 			}
 		}
+	}
+	if c.tcb.State() == tcp.TimeWait && !c.removed {
+		c.s.enterTimeWait(c)
+		notify(c.rd)
+		notify(c.wr)
 	}
 	if c.tcb.State() == tcp.Closed && !c.removed {
 		c.removed = true
@@ -278,6 +275,9 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
 func (c *Conn) State() tcp.State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.inTimeWait && !c.s.inTimeWait(c.key) {
+		return tcp.Closed // the TIME-WAIT table let it go
+	}
 	return c.tcb.State()
 }
 

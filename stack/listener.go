@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/tund-project/tund/tcp"
 )
@@ -23,6 +24,7 @@ type Listener struct {
 	backlog int
 
 	mu       sync.Mutex
+	tl       *tcp.Listening // the LISTEN state and its trace
 	halfOpen int
 	queue    []*Conn
 	closed   bool
@@ -91,22 +93,61 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	}
 	l.port = port
 	l.addr = &net.TCPAddr{IP: s.cfg.Addr.AsSlice(), Port: int(port)}
+	l.tl = tcp.NewListening(tcp.Config{Trace: s.tracer(netip.AddrPortFrom(s.cfg.Addr, port), netip.AddrPort{})})
 	s.listeners[port] = l
 	return l, nil
 }
 
-// onSyn is called by the reader for a SYN to the listening port: admit it
-// if the backlog has room, creating the connection in SYN-RECEIVED.
-func (l *Listener) onSyn(key tuple, syn *tcp.Segment) {
+// classify says what the listener does with a segment that found no
+// connection (tcp.Listening.Classify).
+func (l *Listener) classify(seg *tcp.Segment) tcp.ListenAction {
 	l.mu.Lock()
-	if l.closed || l.halfOpen+len(l.queue) >= l.backlog {
+	defer l.mu.Unlock()
+	return l.tl.Classify(seg)
+}
+
+// onSyn is called by the reader for a SYN to the listening port: admit it
+// if the backlog has room, creating the connection in SYN-RECEIVED. When
+// the SYN reopens a TIME-WAIT tuple, old is the old incarnation, whose
+// sequence space the new ISS must clear. out is the reader's packet
+// buffer, for a SYN cookie answer.
+func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.TimeWaitEntry, out []byte) {
+	s := l.s
+	l.mu.Lock()
+	if l.closed {
 		l.mu.Unlock()
-		l.s.stats.backlogFull.Add(1)
+		return
+	}
+	if l.halfOpen+len(l.queue) >= l.backlog {
+		// BSD semantics: the backlog bounds half-open plus unaccepted
+		// connections. A SYN beyond it is dropped without an answer; the
+		// client retransmits it later. With SYN cookies on, a backlog full
+		// of half-open connections (a SYN flood, most likely) is answered
+		// statelessly instead, as long as the accept queue has room.
+		cookie := s.cfg.SynCookies && len(l.queue) < l.backlog
+		l.mu.Unlock()
+		if cookie {
+			s.sendCookie(key, syn, out)
+			return
+		}
+		s.stats.backlogFull.Add(1)
 		return
 	}
 	l.halfOpen++
 	l.mu.Unlock()
+	l.admit(key, func(c *Conn, now time.Duration) *tcp.Conn {
+		iss := s.isn.ISN(s.addr, key.raddr, key.lport, key.rport, now)
+		if reopen {
+			iss = old.ReopenISS(iss)
+		}
+		return tcp.NewPassive(c.tcpConfig(), c, syn, iss, now)
+	})
+}
 
+// admit creates the connection for key, already counted in halfOpen, with
+// the control block open makes; it reaches the accept queue once
+// established (Listener.ready).
+func (l *Listener) admit(key tuple, open func(c *Conn, now time.Duration) *tcp.Conn) {
 	s := l.s
 	c := s.newConn(key)
 	c.setAddrs()
@@ -117,11 +158,54 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment) {
 		l.halfOpenGone()
 		return
 	}
-	now := s.now()
 	s.stats.passiveOpens.Add(1)
-	c.tcb = tcp.NewPassive(c.tcpConfig(), c, syn,
-		s.isn.ISN(s.addr, key.raddr, key.lport, key.rport, now), now)
+	c.tcb = open(c, s.now())
 	c.after()
+}
+
+// sendCookie answers syn with a SYN+ACK whose ISS is a SYN cookie
+// (RFC 4987 §3.6), keeping no state.
+func (s *Stack) sendCookie(key tuple, syn *tcp.Segment, out []byte) {
+	mss := 536 // RFC 9293 §3.7.1: without the option, assume 536
+	if syn.Options.MSS != 0 {
+		mss = int(syn.Options.MSS)
+	}
+	mss = min(mss, s.tcpCfg.MSS)
+	iss := s.cookies.Make(s.addr, key.raddr, syn, mss, s.now())
+	synack := tcp.CookieSynAck(s.tcpCfg, syn, iss)
+	s.stats.synCookiesSent.Add(1)
+	s.writeSegment(out, key.raddr, &synack)
+}
+
+// onCookieAck tries seg, an ACK that found no connection, as the end of
+// a SYN cookie handshake. It reports whether it took the segment; if not,
+// the caller resets it as usual.
+func (l *Listener) onCookieAck(key tuple, seg *tcp.Segment) bool {
+	s := l.s
+	if !s.cfg.SynCookies || seg.Flags.Has(tcp.FlagSYN) || seg.Flags.Has(tcp.FlagRST) {
+		return false
+	}
+	now := s.now()
+	opts, ok := s.cookies.Check(s.addr, key.raddr, seg, now)
+	if !ok {
+		s.stats.synCookiesBad.Add(1)
+		return false
+	}
+	l.mu.Lock()
+	if l.closed || len(l.queue) >= l.backlog {
+		// No room to queue it: drop the ACK, as Linux does; the client's
+		// data retransmission or a later SYN tries again.
+		l.mu.Unlock()
+		s.stats.backlogFull.Add(1)
+		return true
+	}
+	l.halfOpen++ // ready() moves it to the queue
+	l.mu.Unlock()
+	s.stats.synCookiesOK.Add(1)
+	l.admit(key, func(c *Conn, now time.Duration) *tcp.Conn {
+		return tcp.NewPassiveCookie(c.tcpConfig(), c, seg, opts, now)
+	})
+	return true
 }
 
 // Accept implements net.Listener: it waits for the next completed
@@ -183,6 +267,7 @@ func (l *Listener) Close() error {
 		return &net.OpError{Op: "close", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
 	}
 	l.closed = true
+	l.tl.Close()
 	queue := l.queue
 	l.queue = nil
 	close(l.closedCh)

@@ -27,6 +27,21 @@ func (s *Stack) Connections() []ConnInfo {
 		})
 	}
 	s.lmu.Unlock()
+	now := s.now()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for key, rec := range sh.tw {
+			out = append(out, ConnInfo{
+				Local: s.localOf(key), Remote: key.remote(),
+				Info: tcp.Info{
+					State: tcp.TimeWait, SndNxt: rec.SndNxt, SndUna: rec.SndNxt, RcvNxt: rec.RcvNxt,
+					Timer: "timewait", TimerAt: rec.Expires - now,
+				},
+			})
+		}
+		sh.mu.RUnlock()
+	}
 	for _, c := range s.allConns() {
 		c.mu.Lock()
 		if c.tcb != nil {
@@ -51,6 +66,29 @@ func (s *Stack) Connections() []ConnInfo {
 	return out
 }
 
+// StateCounts returns how many connections are in each state (listeners
+// count as LISTEN, TIME-WAIT table entries as TIME-WAIT). It is cheap
+// enough to call with a hundred thousand TIME-WAIT entries.
+func (s *Stack) StateCounts() map[tcp.State]int {
+	counts := map[tcp.State]int{}
+	s.lmu.Lock()
+	if n := len(s.listeners); n > 0 {
+		counts[tcp.Listen] = n
+	}
+	s.lmu.Unlock()
+	if n := s.timeWaitCount(); n > 0 {
+		counts[tcp.TimeWait] += n
+	}
+	for _, c := range s.allConns() {
+		c.mu.Lock()
+		if c.tcb != nil {
+			counts[c.tcb.State()]++
+		}
+		c.mu.Unlock()
+	}
+	return counts
+}
+
 // Stats are the stack's counters.
 type Stats struct {
 	PacketsIn, PacketsOut     uint64
@@ -59,8 +97,13 @@ type Stats struct {
 	EchoReplies               uint64
 	ActiveOpens, PassiveOpens uint64
 	WriteErrors               uint64
+	TimeWait                  uint64 // entries in the TIME-WAIT table now
+	TimeWaitExpired           uint64 // entries that lived their full 2MSL
+	TimeWaitReused            uint64 // tuples reopened early by a safe SYN
+	SynCookiesSent            uint64
+	SynCookiesValid           uint64 // connections made from a returned cookie
 	// Drops by reason: the IP layer's reasons by their names, plus
-	// "tcp_options", "no_listener" and "backlog_full".
+	// "tcp_options", "no_listener", "backlog_full" and "bad_syn_cookie".
 	Drops map[string]uint64
 }
 
@@ -72,10 +115,14 @@ func (s *Stack) Stats() Stats {
 		ResetsSent: s.stats.resetsSent.Load(), EchoReplies: s.stats.echoReplies.Load(),
 		ActiveOpens: s.stats.activeOpens.Load(), PassiveOpens: s.stats.passiveOpens.Load(),
 		WriteErrors: s.stats.writeErrors.Load(),
+		TimeWait:    uint64(s.timeWaitCount()), TimeWaitExpired: s.stats.timeWaitExpired.Load(),
+		TimeWaitReused: s.stats.timeWaitReused.Load(),
+		SynCookiesSent: s.stats.synCookiesSent.Load(), SynCookiesValid: s.stats.synCookiesOK.Load(),
 		Drops: map[string]uint64{
-			"tcp_options":  s.stats.badTCPOptions.Load(),
-			"no_listener":  s.stats.noListener.Load(),
-			"backlog_full": s.stats.backlogFull.Load(),
+			"tcp_options":    s.stats.badTCPOptions.Load(),
+			"no_listener":    s.stats.noListener.Load(),
+			"backlog_full":   s.stats.backlogFull.Load(),
+			"bad_syn_cookie": s.stats.synCookiesBad.Load(),
 		},
 	}
 	for r, n := range s.ipStats.Snapshot() {

@@ -30,8 +30,15 @@ type Config struct {
 	Backlog int
 	// Logger receives the stack's logs (default slog.Default()).
 	Logger *slog.Logger
-	// Trace logs every state transition with its trigger at Info level.
-	Trace bool
+	// Trace, if set, is called on every state transition of every
+	// connection and listener (tund -trace prints TraceEvent.String). It
+	// runs on the stack's goroutines with the connection locked: it must
+	// be quick and must not call back into the stack.
+	Trace func(TraceEvent)
+	// SynCookies answers SYNs with RFC 4987 SYN cookies instead of
+	// dropping them when a listener's backlog is full of half-open
+	// connections. Off by default: see docs/ARCHITECTURE.md.
+	SynCookies bool
 }
 
 // Ephemeral port range, as Linux's default ip_local_port_range.
@@ -56,20 +63,23 @@ func (t tuple) shard() int {
 type shard struct {
 	mu    sync.RWMutex
 	conns map[tuple]*Conn
+	tw    map[tuple]tcp.TimeWaitEntry // the TIME-WAIT table (timewait.go)
 }
 
 // Stack is a userspace TCP/IPv4 stack running on one device.
 type Stack struct {
-	dev    tun.Device
-	cfg    Config
-	tcpCfg tcp.Config
-	addr   [4]byte
-	log    *slog.Logger
-	start  time.Time
-	isn    *tcp.ISNGenerator
-	mtu    int
+	dev     tun.Device
+	cfg     Config
+	tcpCfg  tcp.Config
+	addr    [4]byte
+	log     *slog.Logger
+	start   time.Time
+	isn     *tcp.ISNGenerator
+	cookies *tcp.SynCookies
+	mtu     int
 
 	shards [numShards]shard
+	twq    twQueue
 
 	lmu       sync.Mutex
 	listeners map[uint16]*Listener
@@ -94,6 +104,11 @@ type counters struct {
 	backlogFull               atomic.Uint64
 	writeErrors               atomic.Uint64
 	activeOpens, passiveOpens atomic.Uint64
+	timeWaitExpired           atomic.Uint64
+	timeWaitReused            atomic.Uint64
+	synCookiesSent            atomic.Uint64
+	synCookiesOK              atomic.Uint64
+	synCookiesBad             atomic.Uint64
 }
 
 // New starts a stack on dev. The stack owns dev from now on and closes it
@@ -122,6 +137,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		log:       cfg.Logger,
 		start:     time.Now(),
 		isn:       tcp.NewISNGenerator(),
+		cookies:   tcp.NewSynCookies(),
 		mtu:       mtu,
 		listeners: make(map[uint16]*Listener),
 		done:      make(chan struct{}),
@@ -132,7 +148,10 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	}
 	for i := range s.shards {
 		s.shards[i].conns = make(map[tuple]*Conn)
+		s.shards[i].tw = make(map[tuple]tcp.TimeWaitEntry)
 	}
+	s.twq.timer = time.AfterFunc(time.Hour, s.twExpire)
+	s.twq.timer.Stop()
 	go s.readLoop()
 	return s, nil
 }
@@ -161,6 +180,7 @@ func (s *Stack) Close() error {
 		for _, c := range s.allConns() {
 			c.abort()
 		}
+		s.twq.timer.Stop()
 		err = s.dev.Close()
 		<-s.done
 	})
@@ -221,16 +241,24 @@ func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
 		c.handle(seg)
 		return
 	}
+	handled, reopen, old := s.handleTimeWait(key, seg, out)
+	if handled && !reopen {
+		return
+	}
 	s.lmu.Lock()
 	l := s.listeners[seg.DstPort]
 	s.lmu.Unlock()
 	if l != nil {
-		switch tcp.OnListen(seg) {
+		switch l.classify(seg) {
 		case tcp.ListenAccept:
-			l.onSyn(key, seg)
+			l.onSyn(key, seg, reopen, &old, out)
 			return
 		case tcp.ListenDrop:
 			return
+		case tcp.ListenReset:
+			if l.onCookieAck(key, seg) {
+				return
+			}
 		}
 	} else {
 		s.stats.noListener.Add(1)
@@ -288,6 +316,9 @@ func (s *Stack) insert(key tuple, c *Conn) bool {
 	defer sh.mu.Unlock()
 	if _, ok := sh.conns[key]; ok {
 		return false
+	}
+	if _, ok := sh.tw[key]; ok {
+		return false // a TIME-WAIT tuple is reused only by a safe SYN
 	}
 	sh.conns[key] = c
 	return true

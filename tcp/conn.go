@@ -209,13 +209,20 @@ func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
 		sndMSS:     536, // RFC 9293 §3.7.1: default send MSS without the option
 	}
 	if !cfg.NoWScale {
-		// RFC 7323 §2.2: the smallest shift that lets the buffer be advertised.
-		for c.rcvWScale < 14 && cfg.RcvBuf>>c.rcvWScale > 0xffff {
-			c.rcvWScale++
-		}
+		c.rcvWScale = rcvShift(cfg)
 	}
 	c.setRcvLimit(cfg.RcvBuf)
 	return c
+}
+
+// rcvShift is the window scale we offer: RFC 7323 §2.2, the smallest
+// shift that lets the whole receive buffer be advertised.
+func rcvShift(cfg Config) uint8 {
+	var shift uint8
+	for shift < 14 && cfg.RcvBuf>>shift > 0xffff {
+		shift++
+	}
+	return shift
 }
 
 // NewActive starts an active open (RFC 9293 §3.10.1, OPEN call in CLOSED

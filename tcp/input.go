@@ -94,12 +94,16 @@ func (c *Conn) ackOfSyn(ack Seq, now time.Duration) {
 // handleSynchronized is RFC 9293 §3.10.7.4 for SYN-RECEIVED and every
 // later state.
 func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
-	// TIME-WAIT has its own compact rules (timewait.go). A TWReopen
-	// verdict is the owner's business: it forgets this connection and
-	// hands the SYN to its listener, so here it is just dropped.
+	// TIME-WAIT has its own compact rules (timewait.go). On TWReopen this
+	// incarnation ends, and the owner hands the SYN to its listener.
 	if c.state == TimeWait {
-		if v, _ := c.tw.Handle(seg, now, c.cfg.MSL); v == TWAck {
+		switch v, _ := c.tw.Handle(seg, now, c.cfg.MSL); v {
+		case TWAck:
 			c.ackNow = true
+		case TWReopen:
+			c.transition(RcvSyn, seg)
+			c.stopTimers()
+			return
 		}
 		c.twAt = c.tw.Expires
 		return

@@ -95,3 +95,18 @@ func TestChallengeACKRateLimit(t *testing.T) {
 	}
 	p.wantState(p.a, Established)
 }
+
+// TestTimeWaitReopenedBySafeSyn: the control block itself honours TWReopen
+// by closing, so its owner can give the SYN to a listener.
+func TestTimeWaitReopenedBySafeSyn(t *testing.T) {
+	p := reach(t, TimeWait, Config{})
+	old := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt - 1, Flags: FlagSYN}
+	p.a.Handle(&old, p.now)
+	p.wantState(p.a, TimeWait)
+	syn := Segment{SrcPort: 80, DstPort: 40000, Seq: p.a.rcvNxt + 1<<20, Flags: FlagSYN}
+	p.a.Handle(&syn, p.now)
+	p.wantState(p.a, Closed)
+	if p.a.Err() != nil {
+		t.Errorf("reopen left error %v", p.a.Err())
+	}
+}

@@ -54,6 +54,9 @@ var Transitions = []Transition{
 	{Closed, AppListen, Listen, ""},
 	{Listen, RcvSyn, SynReceived, "send SYN+ACK"},
 	{Listen, AppClose, Closed, ""},
+	// A listener under a SYN flood keeps no state for the handshake: the
+	// connection is born ESTABLISHED when the ACK brings its cookie back.
+	{Listen, RcvCookieAck, Established, ""},
 
 	{SynSent, RcvSynAck, Established, "send ACK"},
 	{SynSent, RcvSyn, SynReceived, "send SYN+ACK"}, // simultaneous open
@@ -76,6 +79,10 @@ var Transitions = []Transition{
 	{FinWait2, TimeoutFinWait2, Closed, "send RST"}, // orphan reclaimed
 	{Closing, RcvAckOfFin, TimeWait, ""},
 	{TimeWait, Timeout2MSL, Closed, ""},
+	// A SYN whose ISN lies beyond the old connection's sequence space ends
+	// TIME-WAIT early so the tuple can carry a new connection (RFC 9293
+	// §3.10.7.4, RFC 1122 §4.2.2.13, RFC 6191); the SYN goes to the listener.
+	{TimeWait, RcvSyn, Closed, ""},
 
 	{CloseWait, AppClose, LastAck, "send FIN"},
 	{LastAck, RcvAckOfFin, Closed, ""},
@@ -126,6 +133,9 @@ func noteTransition(t Transition) {
 		transitionSeen(t)
 	}
 }
+
+// Lookup returns the edge of the table leaving from on trigger, if any.
+func Lookup(from State, on Trigger) (Transition, bool) { return lookupTransition(from, on) }
 
 // lookupTransition returns the edge leaving from on trigger, if any.
 func lookupTransition(from State, on Trigger) (Transition, bool) {

@@ -25,6 +25,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,9 +46,24 @@ type options struct {
 	logLevel slog.Level
 	backlog  int
 	msl      time.Duration
+	// finTimeout reclaims orphaned FIN-WAIT-2 connections.
+	finTimeout    time.Duration
+	synAckRetries int
+	synCookies    bool
+	control       string // control socket path ("" when -control=none)
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "ss" {
+		if err := ssCommand(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				os.Exit(0)
+			}
+			fmt.Fprintf(os.Stderr, "tund: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,6 +92,10 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	backlog := fs.Int("backlog", 128, "default listen `backlog` (SYN-RECEIVED plus unaccepted connections)")
 	msl := fs.Duration("msl", tcp.DefaultConfig().MSL, "maximum segment lifetime; TIME-WAIT lasts 2*MSL")
+	finTimeout := fs.Duration("fin-timeout", tcp.DefaultConfig().FinTimeout, "reclaim a connection the application closed that sits this long in FIN-WAIT-2")
+	synAckRetries := fs.Int("synack-retries", tcp.DefaultConfig().SynAckRetries, "SYN+ACK retransmissions before a half-open connection is dropped")
+	synCookies := fs.Bool("syncookies", false, "answer SYNs with SYN cookies (RFC 4987) when a listen backlog is full of half-open connections")
+	control := fs.String("control", "", "control socket `path` for tund ss (default /run/tund/TUN.sock; \"none\" disables it)")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
 	fs.Usage = func() {
@@ -87,7 +108,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	o := options{tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl}
+	o := options{tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
+		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -112,6 +134,18 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.msl <= 0 {
 		return o, fmt.Errorf("-msl %v: must be positive", o.msl)
+	}
+	if o.finTimeout <= 0 {
+		return o, fmt.Errorf("-fin-timeout %v: must be positive", o.finTimeout)
+	}
+	if o.synAckRetries < 1 || o.synAckRetries > 30 {
+		return o, fmt.Errorf("-synack-retries %d: must be between 1 and 30", o.synAckRetries)
+	}
+	switch o.control {
+	case "":
+		o.control = defaultControl(o.tunName)
+	case "none":
+		o.control = ""
 	}
 	return o, nil
 }
@@ -150,18 +184,48 @@ func run(o options) error {
 	log.Info("TUN device ready", "dev", dev.Name(), "created", dev.Created(), "mtu", dev.MTU(),
 		"host", o.host, "addr", o.addr, "netns", o.netns)
 
-	st, err := stack.New(dev, stack.Config{
-		Addr:    o.addr,
-		TCP:     tcp.Config{MSL: o.msl},
-		Backlog: o.backlog,
-		Logger:  log,
-		Trace:   o.trace,
-	})
+	cfg := stack.Config{
+		Addr:       o.addr,
+		TCP:        tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries},
+		Backlog:    o.backlog,
+		Logger:     log,
+		SynCookies: o.synCookies,
+	}
+	if o.trace {
+		// One plain line per transition on stderr, with the time since
+		// start, so a learner can read a connection's life top to bottom.
+		var mu sync.Mutex
+		cfg.Trace = func(ev stack.TraceEvent) {
+			mu.Lock()
+			fmt.Fprintf(os.Stderr, "trace %10.6f %s\n", ev.Time.Seconds(), ev)
+			mu.Unlock()
+		}
+	}
+	st, err := stack.New(dev, cfg)
 	if err != nil {
 		dev.Close()
 		return err
 	}
 	defer st.Close()
+
+	if o.control != "" {
+		if err := os.MkdirAll(filepath.Dir(o.control), 0o755); err != nil {
+			return fmt.Errorf("-control %q: %w", o.control, err)
+		}
+		cl, err := stack.ListenControl(o.control)
+		if err != nil {
+			return fmt.Errorf("-control %q: %w", o.control, err)
+		}
+		defer os.Remove(o.control)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			if err := st.ServeControl(ctx, cl); err != nil {
+				log.Error("control socket stopped", "err", err)
+			}
+		}()
+		log.Info("control socket ready", "path", o.control, "try", "tund ss -control "+o.control)
+	}
 
 	var listeners []net.Listener
 	listen := func(port int) (net.Listener, error) {

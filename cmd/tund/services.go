@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tund-project/tund/stack"
+	"github.com/tund-project/tund/tcp"
 )
 
 // serve accepts connections on l and runs handle for each in its own
@@ -111,6 +112,14 @@ func httpHandler(st *stack.Stack) http.Handler {
 		for _, r := range reasons {
 			fmt.Fprintf(w, "drops{reason=%q} %d\n", r, s.Drops[r])
 		}
+		fmt.Fprintf(w, "time_wait %d\ntime_wait_expired %d\ntime_wait_reused %d\nsyn_cookies_sent %d\nsyn_cookies_valid %d\n",
+			s.TimeWait, s.TimeWaitExpired, s.TimeWaitReused, s.SynCookiesSent, s.SynCookiesValid)
+		counts := st.StateCounts()
+		for state := tcp.Closed; state <= tcp.TimeWait; state++ {
+			if n := counts[state]; n > 0 {
+				fmt.Fprintf(w, "connections{state=%q} %d\n", state.String(), n)
+			}
+		}
 		fmt.Fprintf(w, "discard_bytes %d\n", discarded.Load())
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +128,13 @@ func httpHandler(st *stack.Stack) http.Handler {
 		fmt.Fprintf(&b, "<!doctype html><title>tund %s</title><h1>tund at %s</h1>\n", st.Addr(), st.Addr())
 		b.WriteString("<p>A userspace TCP/IPv4 stack. Try <a href=\"/bytes/1048576\">/bytes/1048576</a>.</p>\n")
 		b.WriteString("<table border=1 cellpadding=3><tr><th>State</th><th>Local</th><th>Remote</th><th>Send-Q</th><th>Recv-Q</th><th>Timer</th></tr>\n")
-		for _, c := range st.Connections() {
+		conns := st.Connections()
+		const maxRows = 500 // thousands of TIME-WAIT entries make a useless page
+		if len(conns) > maxRows {
+			fmt.Fprintf(&b, "<p>%d connections; the first %d are listed (tund ss lists all).</p>\n", len(conns), maxRows)
+			conns = conns[:maxRows]
+		}
+		for _, c := range conns {
 			remote := "*:*"
 			if c.Remote.IsValid() {
 				remote = c.Remote.String()

@@ -1,0 +1,153 @@
+package stack
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tund-project/tund/tcp"
+)
+
+// The control socket lets a separate process look inside a running stack:
+// `tund ss` and `tund stats` connect to it. It is a unix stream socket
+// (so it works across network namespaces: it lives in the filesystem),
+// one request per connection: the client writes a command word and a
+// newline, the server answers with one JSON document and closes.
+//
+//	connections  → []ControlConn, every connection and TIME-WAIT entry
+//	states       → map of RFC state name to count
+//	stats        → Stats
+
+// ControlConn is one line of `tund ss`, as the control socket sends it.
+type ControlConn struct {
+	State         string `json:"state"` // RFC 9293 name, e.g. "TIME-WAIT"
+	Local         string `json:"local"`
+	Remote        string `json:"remote"` // "*:*" for a listener
+	SendQ         int    `json:"send_q"`
+	RecvQ         int    `json:"recv_q"`
+	Timer         string `json:"timer,omitempty"`    // retransmit, delack, persist, timewait, finwait2
+	TimerLeftMs   int64  `json:"timer_ms,omitempty"` // until it fires
+	MSS           int    `json:"mss,omitempty"`
+	Cwnd          int    `json:"cwnd,omitempty"`
+	SSThresh      int    `json:"ssthresh,omitempty"`
+	SndWnd        int    `json:"snd_wnd,omitempty"`
+	RcvWnd        int    `json:"rcv_wnd,omitempty"`
+	SRTTMicros    int64  `json:"srtt_us,omitempty"`
+	RTOMicros     int64  `json:"rto_us,omitempty"`
+	Retransmits   uint64 `json:"retransmits,omitempty"`
+	BytesInFlight int    `json:"in_flight,omitempty"`
+}
+
+// ListenControl opens the control socket at path. A stale socket file
+// left by a process that died is replaced; one that a live process still
+// answers on is an error.
+func ListenControl(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another process is serving it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return net.Listen("unix", path)
+}
+
+// ServeControl answers control requests on l until ctx is done or l is
+// closed. Each request is served on its own goroutine.
+func (s *Stack) ServeControl(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go s.serveControlConn(c)
+	}
+}
+
+func (s *Stack) serveControlConn(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	var v any
+	switch cmd := strings.TrimSpace(line); cmd {
+	case "connections":
+		v = s.controlConnections()
+	case "states":
+		counts := map[string]int{}
+		for st, n := range s.StateCounts() {
+			counts[st.String()] = n
+		}
+		v = counts
+	case "stats":
+		v = s.Stats()
+	default:
+		v = map[string]string{"error": fmt.Sprintf("unknown command %q", cmd)}
+	}
+	w := bufio.NewWriter(c)
+	_ = json.NewEncoder(w).Encode(v)
+	_ = w.Flush()
+}
+
+func (s *Stack) controlConnections() []ControlConn {
+	infos := s.Connections()
+	out := make([]ControlConn, len(infos))
+	for i, ci := range infos {
+		remote := "*:*"
+		if ci.Remote.IsValid() {
+			remote = ci.Remote.String()
+		}
+		out[i] = ControlConn{
+			State: ci.State.String(), Local: ci.Local.String(), Remote: remote,
+			SendQ: ci.SendQ, RecvQ: ci.RecvQ, Timer: ci.Timer, TimerLeftMs: ci.TimerAt.Milliseconds(),
+			MSS: ci.MSS, Cwnd: ci.Cwnd, SSThresh: ci.SSThresh, SndWnd: ci.SndWnd, RcvWnd: ci.RcvWnd,
+			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
+			Retransmits: ci.Retransmits, BytesInFlight: ci.SndNxt.Sub(ci.SndUna),
+		}
+		if ci.State == tcp.TimeWait || ci.State == tcp.Listen {
+			out[i].BytesInFlight = 0
+		}
+	}
+	return out
+}
+
+// QueryControl sends cmd to the control socket at path and decodes the
+// answer into v.
+func QueryControl(ctx context.Context, path, cmd string, v any) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w (is tund running? see -control)", path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(c, "%s\n", cmd); err != nil {
+		return err
+	}
+	raw, err := bufio.NewReader(c).ReadBytes(0)
+	if err != nil && len(raw) == 0 {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return json.Unmarshal(raw, v)
+}
