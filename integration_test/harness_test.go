@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +155,14 @@ func startTund(t *testing.T, ns string, extra ...string) {
 // library on it, as a program embedding tund would.
 func startLibraryStack(t *testing.T, ns string) *stack.Stack {
 	t.Helper()
+	return startLibraryStackCfg(t, ns, stack.Config{}, nil)
+}
+
+// startLibraryStackCfg is startLibraryStack with a config (Addr is set
+// here) and an optional wrapper around the device, for tests that need to
+// watch or hold packets.
+func startLibraryStackCfg(t *testing.T, ns string, cfg stack.Config, wrap func(tun.Device) tun.Device) *stack.Stack {
+	t.Helper()
 	var dev *tun.TUN
 	err := tun.InNetNS(ns, func() error {
 		var err error
@@ -161,13 +172,121 @@ func startLibraryStack(t *testing.T, ns string) *stack.Stack {
 	if err != nil {
 		t.Fatalf("open TUN in %s: %v", ns, err)
 	}
-	st, err := stack.New(dev, stack.Config{Addr: netip.MustParseAddr(stackAddr)})
+	var d tun.Device = dev
+	if wrap != nil {
+		d = wrap(dev)
+	}
+	cfg.Addr = netip.MustParseAddr(stackAddr)
+	st, err := stack.New(d, cfg)
 	if err != nil {
 		dev.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// nsDial makes a kernel TCP connection from inside ns. With a non-zero
+// lport the socket binds that local port first (SO_REUSEADDR), so
+// successive connections reuse one four-tuple.
+func nsDial(t *testing.T, ns, addr string, lport int) (*net.TCPConn, error) {
+	t.Helper()
+	var c net.Conn
+	err := tun.InNetNS(ns, func() error {
+		d := net.Dialer{Timeout: 20 * time.Second}
+		if lport != 0 {
+			d.LocalAddr = &net.TCPAddr{Port: lport}
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+				})
+				if err != nil {
+					return err
+				}
+				return serr
+			}
+		}
+		var err error
+		c, err = d.Dial("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// nsListen opens a kernel TCP listener inside ns.
+func nsListen(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := tun.InNetNS(ns, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// kernelSS runs `ss -tanH` with a filter inside ns and returns its lines:
+// the kernel's own view of its side of the connections.
+func kernelSS(t *testing.T, ns string, filter ...string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := inNS(ctx, ns, "ss", append([]string{"-tanH"}, filter...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss %v: %v\n%s", filter, err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// tracer collects a stack's trace lines.
+type tracer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (tr *tracer) trace(ev stack.TraceEvent) {
+	tr.mu.Lock()
+	tr.lines = append(tr.lines, ev.String())
+	tr.mu.Unlock()
+}
+
+// of returns the lines about one peer address ("ip:port"), in order.
+func (tr *tracer) of(peer string) []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []string
+	for _, l := range tr.lines {
+		if strings.HasPrefix(l, peer+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond every 10 ms for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
 }
 
 // randomFile writes n seeded random bytes to a temp file and returns its
