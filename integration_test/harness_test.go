@@ -106,8 +106,21 @@ func inNS(ctx context.Context, ns string, name string, args ...string) *exec.Cmd
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
 
+// tundProc is a running tund; log returns what it has printed to stderr
+// so far (the first 256 KiB).
+type tundProc struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (p *tundProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.String()
+}
+
 // startTund runs the tund binary in ns and waits until it serves.
-func startTund(t *testing.T, ns string, extra ...string) {
+func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 	t.Helper()
 	args := append([]string{"-netns", ns, "-tun", "tund0", "-addr", stackAddr, "-host", hostCIDR}, extra...)
 	cmd := exec.Command(tundBin, args...)
@@ -130,14 +143,16 @@ func startTund(t *testing.T, ns string, extra ...string) {
 		}
 	})
 	ready := make(chan struct{})
-	var logTail strings.Builder
+	proc := &tundProc{}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			if logTail.Len() < 8192 {
-				logTail.WriteString(line + "\n")
+			proc.mu.Lock()
+			if proc.buf.Len() < 256<<10 {
+				proc.buf.WriteString(line + "\n")
 			}
+			proc.mu.Unlock()
 			if strings.Contains(line, "msg=serving") {
 				close(ready)
 			}
@@ -147,8 +162,9 @@ func startTund(t *testing.T, ns string, extra ...string) {
 	select {
 	case <-ready:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("tund did not start serving:\n%s", logTail.String())
+		t.Fatalf("tund did not start serving:\n%s", proc.log())
 	}
+	return proc
 }
 
 // startLibraryStack opens a TUN device inside ns and runs the stack

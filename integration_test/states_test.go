@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -452,4 +453,57 @@ func portOf(hostport string) int {
 		return -1
 	}
 	return n
+}
+
+// TestTundTraceAndSS: tund -trace prints each transition of a curl
+// request's connection as a line a learner can read, and tund ss shows
+// the listeners of the built-in services.
+func TestTundTraceAndSS(t *testing.T) {
+	need(t)
+	ns := newNetNS(t)
+	ctl := filepath.Join(t.TempDir(), "ctl.sock")
+	proc := startTund(t, ns, "-trace", "-control", ctl)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := inNS(ctx, ns, "curl", "-sS", "-o", "/dev/null", "-w", "%{local_port}", "http://"+stackAddr+"/bytes/5000").Output()
+	if err != nil {
+		t.Fatalf("curl: %v", err)
+	}
+	peer := hostAddr + ":" + strings.TrimSpace(string(out))
+	want := []string{
+		peer + " LISTEN → SYN-RECEIVED on rcv SYN seq=",
+		peer + " SYN-RECEIVED → ESTABLISHED on rcv ACK of SYN seq=",
+		peer + " ESTABLISHED → CLOSE-WAIT on rcv FIN seq=",
+		peer + " CLOSE-WAIT → LAST-ACK on app close (send FIN)",
+		peer + " LAST-ACK → CLOSED on rcv ACK of FIN seq=",
+	}
+	ok := waitFor(5*time.Second, func() bool { return strings.Contains(proc.log(), want[len(want)-1]) })
+	var lines []string
+	for _, l := range strings.Split(proc.log(), "\n") {
+		if strings.HasPrefix(l, "trace ") {
+			lines = append(lines, l)
+		}
+	}
+	if !ok {
+		t.Errorf("trace never showed the close:\n%s", strings.Join(lines, "\n"))
+	}
+	wantTrace(t, lines, want...)
+	wantTrace(t, lines, stackAddr+":80 CLOSED → LISTEN on app listen")
+
+	ssOut, err := exec.Command(tundBin, "ss", "-control", ctl).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tund ss: %v\n%s", err, ssOut)
+	}
+	for _, port := range []string{"7", "9", "19", "80"} {
+		if !regexpLine(string(ssOut), `^LISTEN\s+0\s+0\s+`+regexp.QuoteMeta(stackAddr+":"+port)+`\s+\*:\*`) {
+			t.Errorf("tund ss lacks the listener on port %s:\n%s", port, ssOut)
+		}
+	}
+	if !strings.Contains(string(ssOut), "Total: 4 (LISTEN 4)") {
+		t.Errorf("tund ss summary:\n%s", ssOut)
+	}
+}
+
+func regexpLine(text, re string) bool {
+	return regexp.MustCompile("(?m)" + re).MatchString(text)
 }
