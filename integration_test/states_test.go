@@ -287,6 +287,7 @@ func TestSimultaneousCloseWithKernel(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return st.StateCounts()[tcp.TimeWait] == 1 }) {
 		t.Fatalf("stack states %v, want one TIME-WAIT", st.StateCounts())
 	}
+	t.Logf("trace:\n%s", strings.Join(tr.of(kc.LocalAddr().String()), "\n"))
 	wantTrace(t, tr.of(kc.LocalAddr().String()),
 		"ESTABLISHED → FIN-WAIT-1 on app close",
 		"FIN-WAIT-1 → CLOSING on rcv FIN",
@@ -506,4 +507,60 @@ func TestTundTraceAndSS(t *testing.T) {
 
 func regexpLine(text, re string) bool {
 	return regexp.MustCompile("(?m)" + re).MatchString(text)
+}
+
+// TestClientPath: the stack as the client — CLOSED → SYN-SENT →
+// ESTABLISHED, then the active close FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT
+// against a kernel listener that closes when it reads EOF. The trace is
+// logged (go test -v) for docs/life-of-a-connection.md.
+func TestClientPath(t *testing.T) {
+	need(t)
+	ns := newNetNS(t)
+	tr := &tracer{}
+	st := startLibraryStackCfg(t, ns, stack.Config{Trace: tr.trace}, nil)
+	kl := nsListen(t, ns, hostAddr+":9000")
+	done := make(chan []byte, 1)
+	closeNow := make(chan struct{})
+	go func() {
+		c, err := kl.Accept()
+		if err != nil {
+			done <- nil
+			return
+		}
+		b, _ := io.ReadAll(c) // until the stack's FIN
+		done <- b
+		// Hold our side open until the stack sits in FIN-WAIT-2, or our
+		// FIN could carry the ACK of its FIN (FIN-WAIT-1 → TIME-WAIT).
+		<-closeNow
+		c.Close()
+	}()
+	c, err := st.Dial("tcp", hostAddr+":9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("hello from the stack\n")
+	c.Write(msg)
+	c.(*stack.Conn).CloseWrite()
+	if b := <-done; !bytes.Equal(b, msg) {
+		t.Fatalf("kernel listener read %q", b)
+	}
+	if !waitFor(5*time.Second, func() bool { return c.(*stack.Conn).State() == tcp.FinWait2 }) {
+		t.Fatalf("state %v, want FIN-WAIT-2 once the kernel ACKed our FIN", c.(*stack.Conn).State())
+	}
+	close(closeNow)
+	if n, err := c.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		t.Fatalf("read after the kernel's FIN: %d %v, want EOF", n, err)
+	}
+	c.Close()
+	lines := tr.of(hostAddr + ":9000")
+	t.Logf("trace:\n%s", strings.Join(lines, "\n"))
+	wantTrace(t, lines,
+		"CLOSED → SYN-SENT on app connect",
+		"SYN-SENT → ESTABLISHED on rcv SYN+ACK",
+		"ESTABLISHED → FIN-WAIT-1 on app close",
+		"FIN-WAIT-1 → FIN-WAIT-2 on rcv ACK of FIN",
+		"FIN-WAIT-2 → TIME-WAIT on rcv FIN")
+	if n := st.StateCounts()[tcp.TimeWait]; n != 1 {
+		t.Errorf("TIME-WAIT entries %d, want 1", n)
+	}
 }

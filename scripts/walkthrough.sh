@@ -41,10 +41,11 @@ trace_since "$m"
 step "4. A connection that stays open: nc $STACK 9 (discard) for a second, seen by tund ss -i"
 m=$(mark)
 in_ns timeout 1 nc $STACK 9 < /dev/zero >/dev/null 2>&1 &
+NC=$!
 sleep 0.5
 echo '$ tund ss -i -state established'
 ss -i -state established
-wait || true  # timeout ends nc with status 124
+wait $NC || true  # timeout ends nc with status 124
 sleep 0.2
 trace_since "$m"
 
