@@ -4,7 +4,32 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
+
+func TestSSFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-state", "DANCING"}, `-state "DANCING"`},
+		{[]string{"extra"}, `"extra"`},
+		{[]string{"-control", "/nonexistent/tund.sock"}, "/nonexistent/tund.sock"},
+	} {
+		err := ssCommand(tc.args, io.Discard, io.Discard)
+		if err == nil {
+			t.Fatalf("%v: accepted", tc.args)
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+			t.Fatalf("%v: error %q, want one line naming %s", tc.args, msg, tc.want)
+		}
+	}
+	for _, name := range []string{"time-wait", "TIME_WAIT", "close-wait", "ESTABLISHED", "syn_recv"} {
+		if _, ok := parseState(name); !ok {
+			t.Errorf("state %q not understood", name)
+		}
+	}
+}
 
 func TestParseFlagsDefaults(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)
@@ -14,6 +39,15 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o.tunName != "tund0" || o.addr.String() != "198.18.0.2" || o.host.String() != "198.18.0.1/24" ||
 		o.mtu != 1500 || o.netns != "" || o.backlog != 128 {
 		t.Fatalf("defaults: %+v", o)
+	}
+	if o.control != "/run/tund/tund0.sock" || o.synCookies || o.finTimeout != time.Minute || o.synAckRetries != 5 {
+		t.Fatalf("defaults: %+v", o)
+	}
+	if o, _ := parseFlags([]string{"-tun", "tx1", "-control", "none"}, io.Discard); o.control != "" {
+		t.Errorf("-control none gave %q", o.control)
+	}
+	if o, _ := parseFlags([]string{"-tun", "tx1"}, io.Discard); o.control != "/run/tund/tx1.sock" {
+		t.Errorf("control socket for -tun tx1: %q", o.control)
 	}
 	if !o.host.Contains(o.addr) {
 		t.Fatal("default stack address outside the default host prefix")
@@ -35,6 +69,9 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-log-level", "loud"}, `-log-level "loud"`},
 		{[]string{"-backlog", "0"}, "-backlog 0"},
 		{[]string{"-msl", "-1s"}, "-msl -1s"},
+		{[]string{"-fin-timeout", "0s"}, "-fin-timeout 0s"},
+		{[]string{"-synack-retries", "0"}, "-synack-retries 0"},
+		{[]string{"-synack-retries", "99"}, "-synack-retries 99"},
 		{[]string{"extra"}, `"extra"`},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
