@@ -99,6 +99,7 @@ func (p *pair) run() {
 
 // advance moves virtual time forward in steps, firing timers.
 func (p *pair) advance(d time.Duration) {
+	p.run() // segments in flight arrive first, so their timers count
 	end := p.now + d
 	for {
 		next := end

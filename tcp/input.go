@@ -208,10 +208,12 @@ func (c *Conn) acceptable(seg *Segment, now time.Duration) bool {
 	}
 	segLen := seg.Len()
 	if segLen == 0 {
-		if wnd == 0 {
-			return seg.Seq == c.rcvNxt
-		}
-		return seg.Seq.InWindow(c.rcvNxt, wnd)
+		// RFC 9293 §3.10.7.4 reads RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND.
+		// We accept the right edge itself too, as Linux does: a bare ACK
+		// carries SND.NXT, and a peer that filled our window sends exactly
+		// the right edge; refusing it would throw away the very ACKs that
+		// let the peer's data (and so our buffer space) move again.
+		return seg.Seq.InWindow(c.rcvNxt, wnd+1)
 	}
 	if wnd == 0 {
 		// RFC 9293 §3.10.7.4: with a zero window nothing that occupies

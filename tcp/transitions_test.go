@@ -26,7 +26,7 @@ func reach(t *testing.T, s State, cfg Config) *pair {
 		p.a = NewPassive(cfg, p.aOut, &syn, 5000, 0)
 		p.take(p.aOut) // the SYN+ACK, never delivered
 	default:
-		*p = *newPair(t, cfg)
+		p = newPair(t, cfg)
 		switch s {
 		case Established:
 		case FinWait1:
@@ -254,5 +254,32 @@ func TestListening(t *testing.T) {
 	}
 	if len(trace) != 2 || trace[0].On != AppListen || trace[1].On != AppClose {
 		t.Errorf("trace %v", trace)
+	}
+}
+
+// TestAckAtRightEdgeAccepted: a filled b's window but its last segment
+// was lost, so b still offers a few bytes while a's bare ACKs carry
+// SND.NXT — exactly b's right edge. b must take those ACKs (as Linux
+// does), or the data b sends is never acknowledged and both sides sit on
+// retransmission timeouts: the stall two full buffers in an echo used to
+// cause.
+func TestAckAtRightEdgeAccepted(t *testing.T) {
+	p := reach(t, Established, Config{RcvBuf: 8192, NoWScale: true})
+	edge := p.a.sndUna.Add(p.a.sndWnd)
+	p.aOut.drop = func(seg *Segment) bool {
+		return len(seg.Payload) > 0 && seg.Seq.Add(len(seg.Payload)) == edge
+	}
+	p.a.Write(pattern(8192), p.now)
+	p.run()
+	p.aOut.drop = nil
+	if p.a.sndMax != edge || p.b.rcvNxt == edge {
+		t.Fatalf("setup: a sndMax %d, edge %d, b rcvNxt %d", uint32(p.a.sndMax), uint32(edge), uint32(p.b.rcvNxt))
+	}
+	// b sends to a; a's ACK (seq = b's right edge) must reach b's send side
+	// before b's retransmission timer would have to rescue it.
+	p.b.Write([]byte("reply"), p.now)
+	p.advance(100 * time.Millisecond)
+	if p.b.sndUna != p.b.sndMax {
+		t.Fatalf("b's data never acknowledged: una %d, max %d\n%s", uint32(p.b.sndUna), uint32(p.b.sndMax), p.dump())
 	}
 }
