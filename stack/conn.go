@@ -252,6 +252,52 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
+// SetNoDelay controls Nagle's algorithm, as (*net.TCPConn).SetNoDelay
+// does: with noDelay true, small writes go out at once instead of waiting
+// for the previous segment's ACK. Nagle is on by default (Config.TCP.NoDelay
+// changes the default).
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.tcb.SetNoDelay(noDelay, c.s.now())
+	c.after()
+	return nil
+}
+
+// SetReadBuffer sets the receive buffer (the most the connection
+// advertises) to bytes and turns its autotuning off, as SO_RCVBUF does.
+func (c *Conn) SetReadBuffer(bytes int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opErr("set", net.ErrClosed)
+	}
+	if bytes <= 0 {
+		return c.opErr("set", os.NewSyscallError("setsockopt", syscall.EINVAL))
+	}
+	c.tcb.SetRcvBuf(bytes, c.s.now())
+	c.after()
+	return nil
+}
+
+// SetWriteBuffer sets the send buffer to bytes, as SO_SNDBUF does.
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.opErr("set", net.ErrClosed)
+	}
+	if bytes <= 0 {
+		return c.opErr("set", os.NewSyscallError("setsockopt", syscall.EINVAL))
+	}
+	c.tcb.SetSndBuf(bytes)
+	c.after()
+	return nil
+}
+
 // LocalAddr implements net.Conn; it is a *net.TCPAddr.
 func (c *Conn) LocalAddr() net.Addr { return c.laddr }
 

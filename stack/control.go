@@ -38,6 +38,8 @@ type ControlConn struct {
 	SSThresh      int    `json:"ssthresh,omitempty"`
 	SndWnd        int    `json:"snd_wnd,omitempty"`
 	RcvWnd        int    `json:"rcv_wnd,omitempty"`
+	RcvBuf        int    `json:"rcv_buf,omitempty"`
+	SndBuf        int    `json:"snd_buf,omitempty"`
 	SRTTMicros    int64  `json:"srtt_us,omitempty"`
 	RTOMicros     int64  `json:"rto_us,omitempty"`
 	Retransmits   uint64 `json:"retransmits,omitempty"`
@@ -114,6 +116,7 @@ func (s *Stack) controlConnections() []ControlConn {
 			State: ci.State.String(), Local: ci.Local.String(), Remote: remote,
 			SendQ: ci.SendQ, RecvQ: ci.RecvQ, Timer: ci.Timer, TimerLeftMs: ci.TimerAt.Milliseconds(),
 			MSS: ci.MSS, Cwnd: ci.Cwnd, SSThresh: ci.SSThresh, SndWnd: ci.SndWnd, RcvWnd: ci.RcvWnd,
+			RcvBuf: ci.RcvBuf, SndBuf: ci.SndBuf,
 			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
 			Retransmits: ci.Retransmits, BytesInFlight: ci.SndNxt.Sub(ci.SndUna),
 		}

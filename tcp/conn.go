@@ -12,9 +12,19 @@ import (
 // Config holds the knobs of one connection. Zero fields take the values of
 // DefaultConfig.
 type Config struct {
-	MSS        int           // largest segment payload we accept; from the MTU
-	RcvBuf     int           // receive buffer size: the most we advertise
+	MSS int // largest segment payload we accept; from the MTU
+	// RcvBuf is the receive buffer a connection starts with; its free
+	// space is the window we advertise. Autotuning grows it toward the
+	// bandwidth-delay product, up to RcvBufMax.
+	RcvBuf int
+	// RcvBufMax caps receive-buffer autotuning; the window scale offered
+	// on the SYN is chosen so this much can be advertised.
+	RcvBufMax int
+	// NoAutoTune keeps the receive buffer at RcvBuf (SetReadBuffer on a
+	// connection does the same, as SO_RCVBUF does on Linux).
+	NoAutoTune bool
 	SndBuf     int           // send buffer size
+	NoDelay    bool          // turn Nagle's algorithm off (SetNoDelay on a connection)
 	InitialRTO time.Duration // RFC 6298 §2.1
 	MinRTO     time.Duration
 	MaxRTO     time.Duration
@@ -44,7 +54,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MSS:           1460,
-		RcvBuf:        1 << 20,
+		RcvBuf:        128 << 10, // Linux's tcp_rmem default
+		RcvBufMax:     6 << 20,   // Linux's tcp_rmem maximum
 		SndBuf:        1 << 20,
 		InitialRTO:    time.Second,
 		MinRTO:        200 * time.Millisecond,
@@ -68,6 +79,10 @@ func (c Config) withDefaults() Config {
 	if c.RcvBuf <= 0 {
 		c.RcvBuf = d.RcvBuf
 	}
+	if c.RcvBufMax <= 0 {
+		c.RcvBufMax = d.RcvBufMax
+	}
+	c.RcvBufMax = max(c.RcvBufMax, c.RcvBuf)
 	if c.SndBuf <= 0 {
 		c.SndBuf = d.SndBuf
 	}
@@ -145,6 +160,7 @@ type Conn struct {
 	sndBufSeq Seq  // sequence number of the first byte in snd
 	finQueued bool // the application closed its sending side
 	synAcked  bool
+	noDelay   bool // Nagle off
 
 	// Receive sequence space.
 	irs        Seq
@@ -153,10 +169,18 @@ type Conn struct {
 	wscaleOK   bool // both sides sent the window scale option
 	rcvAdvEdge Seq  // right edge of the last window we advertised
 	rcv        window.RecvBuffer
-	finRcvd    bool // the peer's FIN was processed (EOF after buffered data)
-	oooFin     bool // a FIN arrived beyond a gap
-	oooFinSeq  Seq
-	readClosed bool
+	rcvBufSize int              // the receive buffer as configured (the ring adds scale slack)
+	tuner      window.Autotuner // Max 0: autotuning off
+	// Receiver-side RTT estimate for autotuning when we send no data to
+	// time (Linux's rcv_rtt_est): how long a whole window takes to arrive.
+	rcvRTTMeasuring bool
+	rcvRTTMark      Seq
+	rcvRTTStart     time.Duration
+	rcvRTT          time.Duration
+	finRcvd         bool // the peer's FIN was processed (EOF after buffered data)
+	oooFin          bool // a FIN arrived beyond a gap
+	oooFinSeq       Seq
+	readClosed      bool
 
 	// ACK scheduling.
 	ackNow     bool
@@ -179,7 +203,10 @@ type Conn struct {
 	persistAt time.Duration
 	twAt      time.Duration
 	fw2At     time.Duration // orphaned FIN-WAIT-2 reclaim
-	persistN  int
+	persistN  int           // window probes sent since the window closed (their backoff)
+	// probesUnanswered counts window probes since the peer last sent an
+	// acceptable segment; too many and the peer is gone.
+	probesUnanswered int
 
 	// TIME-WAIT: the compact record the owner may take over (TimeWaitInfo).
 	tw TimeWaitEntry
@@ -207,6 +234,10 @@ func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
 		rcv:        window.NewRecvBuffer(cfg.RcvBuf),
 		rto:        retransmit.NewRTO(cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO),
 		sndMSS:     536, // RFC 9293 §3.7.1: default send MSS without the option
+		noDelay:    cfg.NoDelay,
+	}
+	if !cfg.NoAutoTune {
+		c.tuner.Max = cfg.RcvBufMax
 	}
 	if !cfg.NoWScale {
 		c.rcvWScale = rcvShift(cfg)
@@ -216,10 +247,14 @@ func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
 }
 
 // rcvShift is the window scale we offer: RFC 7323 §2.2, the smallest
-// shift that lets the whole receive buffer be advertised.
+// shift that lets the largest receive buffer we may grow to be advertised.
 func rcvShift(cfg Config) uint8 {
+	size := cfg.RcvBuf
+	if !cfg.NoAutoTune {
+		size = max(size, cfg.RcvBufMax)
+	}
 	var shift uint8
-	for shift < 14 && cfg.RcvBuf>>shift > 0xffff {
+	for shift < 14 && size>>shift > 0xffff {
 		shift++
 	}
 	return shift
@@ -267,9 +302,12 @@ func (c *Conn) takeSynOptions(syn *Segment) {
 		c.wscaleOK = true
 		c.sndWScale = uint8(syn.Options.WScale)
 	} else {
+		// Without scaling no window beyond 64 KiB can be offered: a
+		// bigger buffer would be dead weight.
 		c.wscaleOK = false
 		c.sndWScale, c.rcvWScale = 0, 0
-		c.setRcvLimit(c.cfg.RcvBuf)
+		c.tuner.Max = min(c.tuner.Max, 0xffff)
+		c.setRcvLimit(min(c.rcvBufSize, 0xffff))
 	}
 	c.cc = retransmit.NewNewReno(c.sndMSS)
 }
@@ -300,6 +338,7 @@ type Info struct {
 	SndUna, SndNxt Seq
 	RcvNxt         Seq
 	SndWnd, RcvWnd int
+	RcvBuf, SndBuf int // buffer sizes now (the receive buffer grows with autotuning)
 	SendQ, RecvQ   int
 	MSS            int
 	Cwnd, SSThresh int
@@ -314,6 +353,7 @@ func (c *Conn) Info() Info {
 	in := Info{
 		State: c.state, SndUna: c.sndUna, SndNxt: c.sndNxt, RcvNxt: c.rcvNxt,
 		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
+		RcvBuf: c.rcvBufSize, SndBuf: c.snd.Limit(),
 		MSS: c.sndMSS, SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
 	}
 	if c.cc != nil {
@@ -346,6 +386,9 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 	}
 	n := c.rcv.Read(p)
 	if n > 0 {
+		if size := c.tuner.OnRead(n, now, c.rcvRTTEstimate(), c.rcvBufSize); size > 0 {
+			c.setRcvLimit(size)
+		}
 		c.maybeWindowUpdate()
 		c.output(now)
 		return n, nil
@@ -377,6 +420,40 @@ func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
 	}
 	return n, nil
 }
+
+// SetNoDelay turns Nagle's algorithm off (true: small writes go out at
+// once) or back on.
+func (c *Conn) SetNoDelay(noDelay bool, now time.Duration) {
+	c.noDelay = noDelay
+	if noDelay {
+		c.output(now)
+	}
+}
+
+// SetRcvBuf fixes the receive buffer at n bytes and stops autotuning, as
+// SO_RCVBUF does. It cannot exceed what the window scale agreed on the SYN
+// can advertise, and the window already offered is still honoured.
+func (c *Conn) SetRcvBuf(n int, now time.Duration) {
+	c.tuner.Max = 0
+	if c.state != SynSent && c.state != Closed && c.state != Listen {
+		n = min(n, 0xffff<<c.rcvWScale)
+	}
+	c.setRcvLimit(max(n, 1))
+	c.maybeWindowUpdate()
+	c.output(now)
+}
+
+// SetSndBuf sets the send buffer size, as SO_SNDBUF does. Bytes already
+// queued stay queued.
+func (c *Conn) SetSndBuf(n int) {
+	c.snd.SetLimit(max(n, 1))
+	if c.snd.Free() > 0 {
+		c.events |= EvWritable
+	}
+}
+
+// RcvBuf is the current receive buffer size (it grows with autotuning).
+func (c *Conn) RcvBuf() int { return c.rcvBufSize }
 
 // CloseWrite closes the sending direction: a FIN follows the queued data
 // (RFC 9293 §3.10.4, CLOSE call). Reading continues until the peer's FIN.

@@ -279,9 +279,12 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 		c.dupAck(now)
 	}
 
+	// The peer answered: whatever window probes were outstanding were not
+	// sent into the void (RFC 1122 §4.2.2.17).
+	c.probesUnanswered = 0
 	// RFC 9293 §3.10.7.4: update the send window from the newest segment
 	// (SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK).
-	if c.sndWL1.LessThan(seg.Seq) || (c.sndWL1 == seg.Seq && c.sndWL2.LessThanEq(ack)) {
+	if window.UpdateSendWindow(uint32(c.sndWL1), uint32(c.sndWL2), uint32(seg.Seq), uint32(ack)) {
 		wnd := int(seg.Window) << c.sndWScale
 		if wnd > c.sndWnd {
 			c.events |= EvWritable
@@ -404,10 +407,12 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 	filledGap := adv > len(payload)
 	c.rcvNxt = c.rcvNxt.Add(adv)
 	c.events |= EvReadable
-	c.ackPending++
-	// RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full
-	// segment, and at once when a gap was filled.
-	if c.ackPending >= 2 || filledGap || c.rcv.HasOutOfOrder() || c.cfg.DelayedAck < 0 {
+	c.ackPending += adv
+	c.measureRcvRTT(now)
+	if c.cfg.DelayedAck < 0 || window.AckNow(window.AckState{
+		UnackedBytes: c.ackPending, MSS: c.cfg.MSS,
+		OutOfOrder: c.rcv.HasOutOfOrder(), FilledGap: filledGap,
+	}) {
 		c.ackNow = true
 	} else if c.ackAt == 0 {
 		c.ackAt = now + c.cfg.DelayedAck
@@ -416,6 +421,38 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 		c.oooFin = false
 		c.receiveFin(nil, now)
 	}
+}
+
+// measureRcvRTT times how long a whole advertised window takes to arrive:
+// for a window-limited sender that is one round trip. It is the RTT
+// autotuning uses when this side sends no data to time (Linux's
+// rcv_rtt_est does the same without timestamps).
+func (c *Conn) measureRcvRTT(now time.Duration) {
+	if !c.rcvRTTMeasuring {
+		c.rcvRTTMeasuring, c.rcvRTTMark, c.rcvRTTStart = true, c.rcvAdvEdge, now
+		return
+	}
+	if c.rcvNxt.LessThan(c.rcvRTTMark) {
+		return
+	}
+	sample := now - c.rcvRTTStart
+	switch {
+	case sample <= 0:
+	case c.rcvRTT == 0 || sample < c.rcvRTT:
+		c.rcvRTT = sample
+	default:
+		c.rcvRTT += (sample - c.rcvRTT) / 8
+	}
+	c.rcvRTTMeasuring = false
+}
+
+// rcvRTTEstimate is the round trip autotuning works with: the sender's
+// smoothed RTT if we have timed our own data, else the receiver estimate.
+func (c *Conn) rcvRTTEstimate() time.Duration {
+	if s := c.rto.SRTT(); s > 0 {
+		return s
+	}
+	return c.rcvRTT
 }
 
 // receiveFin is the eighth step for a FIN at RCV.NXT.

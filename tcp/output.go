@@ -1,6 +1,10 @@
 package tcp
 
-import "time"
+import (
+	"time"
+
+	"github.com/tund-project/tund/window"
+)
 
 // send fills in the fields every segment of this connection shares (ports,
 // ACK and window) and hands it to the Sender. Every segment but a bare RST
@@ -29,11 +33,9 @@ func (c *Conn) send(seg Segment) {
 // moving the right edge backwards (RFC 9293 §3.8.6: a window SHOULD NOT
 // shrink), scaled unless this is a SYN (RFC 7323 §2.2).
 func (c *Conn) advertise(syn bool) uint16 {
-	wnd := c.rcvWindow()
-	edge := c.rcvNxt.Add(wnd)
-	if edge.LessThan(c.rcvAdvEdge) {
-		edge = c.rcvAdvEdge
-		wnd = edge.Sub(c.rcvNxt)
+	wnd := window.ReceiveWindow(c.rcvWindow(), c.rcvAdvEdge.Sub(c.rcvNxt), c.rcvBufSize, c.cfg.MSS)
+	if syn {
+		wnd = c.rcvWindow()
 	}
 	shift := c.rcvWScale
 	if syn {
@@ -102,7 +104,10 @@ func (c *Conn) sendData(now time.Duration) {
 		}
 		room := c.sndUna.Add(wnd).Sub(c.sndNxt)
 		if unsent > 0 {
-			n := min(unsent, room, c.sndMSS)
+			n := window.SendSize(window.SendState{
+				Unsent: unsent, Usable: room, MSS: c.sndMSS, MaxWnd: c.maxSndWnd,
+				InFlight: c.sndNxt.Sub(c.sndUna), NoDelay: c.noDelay, Fin: c.finQueued,
+			})
 			if n <= 0 {
 				c.armPersist(now)
 				return
@@ -162,10 +167,12 @@ func (c *Conn) retransmitFirst(now time.Duration) {
 	c.rtxAt = now + c.rto.Timeout()
 }
 
-// armPersist starts the persist timer when the peer's window is closed and
-// nothing is in flight to elicit a window update (RFC 9293 §3.8.6.1).
+// armPersist starts the persist timer when data waits for the peer's
+// window and nothing is in flight whose ACK could open it: a closed window
+// (RFC 9293 §3.8.6.1) or one too small to be worth a segment (the sender
+// SWS override timeout, RFC 1122 §4.2.3.4).
 func (c *Conn) armPersist(now time.Duration) {
-	if c.sndWnd == 0 && c.sndUna == c.sndMax && c.persistAt == 0 {
+	if c.sndUna == c.sndMax && c.persistAt == 0 {
 		c.persistAt = now + c.rto.Timeout()
 	}
 }
@@ -177,8 +184,8 @@ func (c *Conn) maybeWindowUpdate() {
 	if !c.state.synchronized() || c.finRcvd {
 		return
 	}
-	grow := c.rcvNxt.Add(c.rcvWindow()).Sub(c.rcvAdvEdge)
-	if grow >= min(c.rcv.Limit()/2, c.cfg.MSS) {
+	offered := c.rcvAdvEdge.Sub(c.rcvNxt)
+	if window.ReceiveWindow(c.rcvWindow(), offered, c.rcvBufSize, c.cfg.MSS) > offered {
 		c.ackNow = true
 	}
 }
@@ -193,6 +200,7 @@ func (c *Conn) rcvWindow() int {
 // setRcvLimit sizes the receive ring for buf bytes plus the rounding slack
 // of the window scale in use.
 func (c *Conn) setRcvLimit(buf int) {
+	c.rcvBufSize = buf
 	c.rcv.SetLimit(buf + 1<<c.rcvWScale)
 }
 

@@ -91,17 +91,34 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	c.rtxAt = now + c.rto.Timeout()
 }
 
-// probeWindow sends a zero-window probe: a segment one byte below SND.UNA
-// that the peer must answer with an ACK carrying its current window. It is
-// retried with exponential backoff for as long as the window stays shut;
-// answered probes never time the connection out.
+// probeWindow runs when the persist timer fires. With the window shut it
+// sends a zero-window probe: a segment one byte below SND.UNA that the
+// peer must answer with an ACK carrying its current window. With a window
+// open but too small for the sender SWS rule, it overrides the rule and
+// sends what fits (RFC 1122 §4.2.3.4). Probes back off exponentially for
+// as long as the window stays shut; a peer that keeps answering them is
+// never dropped for it (RFC 1122 §4.2.2.17), but one that stops answering
+// is given up after MaxRetries probes, like a lost retransmission.
 func (c *Conn) probeWindow(now time.Duration) {
 	c.persistAt = 0
-	if c.sndWnd != 0 || c.snd.Len() == 0 {
+	unsent := c.snd.Len() - c.sndNxt.Sub(c.sndBufSeq)
+	if unsent <= 0 || c.sndUna != c.sndMax {
+		return
+	}
+	if c.probesUnanswered >= c.cfg.MaxRetries {
+		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
+		return
+	}
+	if c.sndWnd > 0 {
+		n := min(unsent, c.sndWnd, c.sndMSS)
+		off := c.sndNxt.Sub(c.sndBufSeq)
+		seg := Segment{Seq: c.sndNxt, Payload: c.snd.Peek(off, n), Flags: FlagPSH}
+		c.transmit(seg, now)
 		return
 	}
 	c.send(Segment{Seq: c.sndUna.Add(-1)})
 	c.persistN++
+	c.probesUnanswered++
 	d := c.rto.Timeout()
 	for i := 0; i < c.persistN && d < c.cfg.MaxRTO; i++ {
 		d *= 2

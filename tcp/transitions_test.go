@@ -264,7 +264,8 @@ func TestListening(t *testing.T) {
 // retransmission timeouts: the stall two full buffers in an echo used to
 // cause.
 func TestAckAtRightEdgeAccepted(t *testing.T) {
-	p := reach(t, Established, Config{RcvBuf: 8192, NoWScale: true})
+	// NoDelay: Nagle would hold the last small segment back.
+	p := reach(t, Established, Config{RcvBuf: 8192, NoWScale: true, NoDelay: true})
 	edge := p.a.sndUna.Add(p.a.sndWnd)
 	p.aOut.drop = func(seg *Segment) bool {
 		return len(seg.Payload) > 0 && seg.Seq.Add(len(seg.Payload)) == edge

@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,6 +53,10 @@ type options struct {
 	synAckRetries int
 	synCookies    bool
 	control       string // control socket path ("" when -control=none)
+	rcvBuf        int    // 0: autotuned
+	rcvBufMax     int
+	sndBuf        int
+	noDelay       bool
 }
 
 func main() {
@@ -95,6 +101,10 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	finTimeout := fs.Duration("fin-timeout", tcp.DefaultConfig().FinTimeout, "reclaim a connection the application closed that sits this long in FIN-WAIT-2")
 	synAckRetries := fs.Int("synack-retries", tcp.DefaultConfig().SynAckRetries, "SYN+ACK retransmissions before a half-open connection is dropped")
 	synCookies := fs.Bool("syncookies", false, "answer SYNs with SYN cookies (RFC 4987) when a listen backlog is full of half-open connections")
+	rcvBuf := fs.String("rcvbuf", "auto", "receive buffer `size` per connection (e.g. 64K, 1M), or auto: start at 128K and autotune up to -rcvbuf-max")
+	rcvBufMax := fs.String("rcvbuf-max", "6M", "receive buffer autotuning cap (`size`)")
+	sndBuf := fs.String("sndbuf", "1M", "send buffer `size` per connection")
+	noDelay := fs.Bool("nodelay", false, "turn Nagle's algorithm off for every connection")
 	control := fs.String("control", "", "control socket `path` for tund ss (default /run/tund/TUN.sock; \"none\" disables it)")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
@@ -109,7 +119,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o := options{tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
-		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control}
+		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
+		noDelay: *noDelay}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -140,6 +151,17 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.synAckRetries < 1 || o.synAckRetries > 30 {
 		return o, fmt.Errorf("-synack-retries %d: must be between 1 and 30", o.synAckRetries)
+	}
+	if *rcvBuf != "auto" {
+		if o.rcvBuf, err = parseSize(*rcvBuf); err != nil {
+			return o, fmt.Errorf("-rcvbuf %q: %v", *rcvBuf, err)
+		}
+	}
+	if o.rcvBufMax, err = parseSize(*rcvBufMax); err != nil {
+		return o, fmt.Errorf("-rcvbuf-max %q: %v", *rcvBufMax, err)
+	}
+	if o.sndBuf, err = parseSize(*sndBuf); err != nil {
+		return o, fmt.Errorf("-sndbuf %q: %v", *sndBuf, err)
 	}
 	switch o.control {
 	case "":
@@ -185,8 +207,9 @@ func run(o options) error {
 		"host", o.host, "addr", o.addr, "netns", o.netns)
 
 	cfg := stack.Config{
-		Addr:       o.addr,
-		TCP:        tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries},
+		Addr: o.addr,
+		TCP: tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries,
+			RcvBuf: o.rcvBuf, NoAutoTune: o.rcvBuf != 0, RcvBufMax: o.rcvBufMax, SndBuf: o.sndBuf, NoDelay: o.noDelay},
 		Backlog:    o.backlog,
 		Logger:     log,
 		SynCookies: o.synCookies,
@@ -271,4 +294,29 @@ func run(o options) error {
 		_ = l.Close()
 	}
 	return nil
+}
+
+// parseSize parses a byte count with an optional K, M or G suffix (powers
+// of two), between 1 KiB and 1 GiB.
+func parseSize(s string) (int, error) {
+	mult := 1
+	num := strings.TrimSpace(s)
+	if n := len(num); n > 0 {
+		switch num[n-1] {
+		case 'k', 'K':
+			mult, num = 1<<10, num[:n-1]
+		case 'm', 'M':
+			mult, num = 1<<20, num[:n-1]
+		case 'g', 'G':
+			mult, num = 1<<30, num[:n-1]
+		}
+	}
+	v, err := strconv.Atoi(num)
+	if err != nil {
+		return 0, fmt.Errorf("not a size such as 65536, 64K or 4M")
+	}
+	if v*mult < 1<<10 || v*mult > 1<<30 {
+		return 0, fmt.Errorf("must be between 1K and 1G")
+	}
+	return v * mult, nil
 }

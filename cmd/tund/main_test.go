@@ -43,6 +43,12 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o.control != "/run/tund/tund0.sock" || o.synCookies || o.finTimeout != time.Minute || o.synAckRetries != 5 {
 		t.Fatalf("defaults: %+v", o)
 	}
+	if o.rcvBuf != 0 || o.rcvBufMax != 6<<20 || o.sndBuf != 1<<20 || o.noDelay {
+		t.Fatalf("buffer defaults: %+v", o)
+	}
+	if o, err := parseFlags([]string{"-rcvbuf", "64K", "-sndbuf", "2m"}, io.Discard); err != nil || o.rcvBuf != 64<<10 || o.sndBuf != 2<<20 {
+		t.Errorf("-rcvbuf 64K -sndbuf 2m: %+v %v", o, err)
+	}
 	if o, _ := parseFlags([]string{"-tun", "tx1", "-control", "none"}, io.Discard); o.control != "" {
 		t.Errorf("-control none gave %q", o.control)
 	}
@@ -70,6 +76,10 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-backlog", "0"}, "-backlog 0"},
 		{[]string{"-msl", "-1s"}, "-msl -1s"},
 		{[]string{"-fin-timeout", "0s"}, "-fin-timeout 0s"},
+		{[]string{"-rcvbuf", "lots"}, `-rcvbuf "lots"`},
+		{[]string{"-rcvbuf", "12"}, `-rcvbuf "12"`},
+		{[]string{"-rcvbuf-max", "2G"}, `-rcvbuf-max "2G"`},
+		{[]string{"-sndbuf", "-1M"}, `-sndbuf "-1M"`},
 		{[]string{"-synack-retries", "0"}, "-synack-retries 0"},
 		{[]string{"-synack-retries", "99"}, "-synack-retries 99"},
 		{[]string{"extra"}, `"extra"`},
