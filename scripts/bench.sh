@@ -6,6 +6,8 @@
 #   - connections per second: short HTTP requests, one connection each
 #   - echo round-trip latency (p50/p90/p99) over one connection, next to
 #     ping's ICMP round trip through the same TUN device
+#   - bulk upload into the stack (its receive window at work) against the
+#     receive buffer size: fixed -rcvbuf sizes, and autotuning
 # Usage: sudo scripts/bench.sh [-n ROUNDS]   (needs root, curl, nc, go)
 source "$(dirname "$0")/lib.sh"
 ROUNDS=3
@@ -48,6 +50,27 @@ for mtu in 1500 9000; do
     echo "  ping through the same TUN (kernel ICMP, for reference):"
     in_ns ping -q -c 200 -i 0.002 "$STACK" | tail -1 | sed 's/^/    /'
   fi
+  kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
+  ip netns del "$NS" 2>/dev/null || true
+done
+
+# Upload throughput against the receive buffer: the kernel sends 256 MiB
+# to the discard service; the stack's receive buffer is the window the
+# kernel may fill. Fixed sizes, then autotuning (tund's default).
+UP=268435456
+echo "  upload 256 MiB into the stack (nc to discard) by receive buffer:"
+for rb in 8K 16K 64K 256K 1M 4M auto; do
+  NS=tund-bench-$$-rb-$rb
+  start_tund -rcvbuf "$rb"
+  best=0
+  for _ in $(seq "$ROUNDS"); do
+    start=$(date +%s.%N)
+    head -c "$UP" /dev/zero | in_ns timeout 60 nc -N "$STACK" 9
+    end=$(date +%s.%N)
+    gbps=$(echo "$UP $start $end" | awk '{printf "%.2f", $1*8/($3-$2)/1e9}')
+    best=$(echo "$gbps $best" | awk '{print ($1 > $2) ? $1 : $2}')
+  done
+  printf "    -rcvbuf %-5s best %s Gbit/s\n" "$rb" "$best"
   kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
   ip netns del "$NS" 2>/dev/null || true
 done

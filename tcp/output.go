@@ -51,6 +51,10 @@ func (c *Conn) advertise(syn bool) uint16 {
 	}
 	scaled = min(scaled, 0xffff)
 	c.rcvAdvEdge = c.rcvNxt.Add(scaled << shift)
+	// The ring must hold everything this offer lets the peer send.
+	if need := c.rcv.Len() + int(scaled<<shift); need > c.rcv.Limit() {
+		c.rcv.SetLimit(need)
+	}
 	return uint16(scaled)
 }
 
@@ -190,18 +194,19 @@ func (c *Conn) maybeWindowUpdate() {
 	}
 }
 
-// rcvWindow is the free space of the receive buffer as configured. The
-// ring itself holds one window-scale unit more (see setRcvLimit), so a
-// window rounded up to that unit is always honoured.
+// rcvWindow is the free space of the receive buffer as configured.
 func (c *Conn) rcvWindow() int {
-	return max(0, c.rcv.Window()-(1<<c.rcvWScale))
+	return max(0, c.rcvBufSize-c.rcv.Len())
 }
 
-// setRcvLimit sizes the receive ring for buf bytes plus the rounding slack
-// of the window scale in use.
+// setRcvLimit sets the receive buffer to buf bytes. The ring itself may
+// hold more: one window-scale unit of slack, so a window rounded up to
+// that unit is honoured, and whatever a window already offered promised —
+// a buffer that shrinks (SetReadBuffer) must still take the bytes the peer
+// was allowed to send, or it would drop them forever.
 func (c *Conn) setRcvLimit(buf int) {
 	c.rcvBufSize = buf
-	c.rcv.SetLimit(buf + 1<<c.rcvWScale)
+	c.rcv.SetLimit(max(buf+1<<c.rcvWScale, c.rcv.Len()+c.rcvAdvEdge.Sub(c.rcvNxt)))
 }
 
 // ackSeq is the sequence number of a bare ACK. SND.MAX rather than a
