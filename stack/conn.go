@@ -27,7 +27,7 @@ type Conn struct {
 	mu      sync.Mutex // guards tcb and everything below
 	tcb     *tcp.Conn
 	pkt     []byte // output packet buffer, one MTU
-	timer   *time.Timer
+	timer   Timer
 	timerAt time.Duration
 	lst     *Listener // while half-open or waiting in the accept queue
 	estDone bool
@@ -55,7 +55,7 @@ func (s *Stack) newConn(key tuple) *Conn {
 		rdl:      newDeadline(),
 		wdl:      newDeadline(),
 	}
-	c.timer = time.AfterFunc(time.Hour, c.onTimer)
+	c.timer = s.clock.AfterFunc(time.Hour, c.onTimer)
 	c.timer.Stop()
 	return c
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// runs on the stack's goroutines with the connection locked: it must
 	// be quick and must not call back into the stack.
 	Trace func(TraceEvent)
+	// Clock supplies the time and timers of the protocol (default: the
+	// wall clock). Tests use a ManualClock.
+	Clock Clock
 	// SynCookies answers SYNs with RFC 4987 SYN cookies instead of
 	// dropping them when a listener's backlog is full of half-open
 	// connections. Off by default: see docs/ARCHITECTURE.md.
@@ -73,7 +76,7 @@ type Stack struct {
 	tcpCfg  tcp.Config
 	addr    [4]byte
 	log     *slog.Logger
-	start   time.Time
+	clock   Clock
 	isn     *tcp.ISNGenerator
 	cookies *tcp.SynCookies
 	mtu     int
@@ -126,6 +129,9 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{start: time.Now()}
+	}
 	mtu := dev.MTU()
 	if mtu < 68 {
 		return nil, fmt.Errorf("stack: device MTU %d is below the IPv4 minimum 68", mtu)
@@ -135,7 +141,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		cfg:       cfg,
 		addr:      cfg.Addr.As4(),
 		log:       cfg.Logger,
-		start:     time.Now(),
+		clock:     cfg.Clock,
 		isn:       tcp.NewISNGenerator(),
 		cookies:   tcp.NewSynCookies(),
 		mtu:       mtu,
@@ -150,7 +156,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		s.shards[i].conns = make(map[tuple]*Conn)
 		s.shards[i].tw = make(map[tuple]tcp.TimeWaitEntry)
 	}
-	s.twq.timer = time.AfterFunc(time.Hour, s.twExpire)
+	s.twq.timer = s.clock.AfterFunc(time.Hour, s.twExpire)
 	s.twq.timer.Stop()
 	go s.readLoop()
 	return s, nil
@@ -160,7 +166,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 func (s *Stack) Addr() netip.Addr { return s.cfg.Addr }
 
 // now is the stack's monotonic clock, the time every core call is given.
-func (s *Stack) now() time.Duration { return time.Since(s.start) }
+func (s *Stack) now() time.Duration { return s.clock.Now() }
 
 // Close resets every connection, closes every listener and the device, and
 // waits for the reader to stop.

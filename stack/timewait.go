@@ -27,7 +27,7 @@ type twQueue struct {
 	mu    sync.Mutex
 	items []twExpiry // items[head:] are pending, oldest first
 	head  int
-	timer *time.Timer
+	timer Timer
 	armed time.Duration // when timer fires; 0 if stopped
 }
 
