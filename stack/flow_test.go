@@ -153,49 +153,6 @@ func TestSetReadBufferLimitsWindowAndSetWriteBufferLimitsQueue(t *testing.T) {
 	}
 }
 
-// TestAutotuningGrowsReceiveBuffer: a reader that keeps pace lets the
-// receive buffer grow from its 128 KiB start toward the cap.
-func TestAutotuningGrowsReceiveBuffer(t *testing.T) {
-	a, b := pipePairCfg(t, Config{}, Config{TCP: tcp.Config{RcvBufMax: 2 << 20}})
-	l, err := b.Listen("tcp", ":5003")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		io.Copy(io.Discard, c)
-		ci, _ := connInfo(b, 5003)
-		done <- ci.RcvBuf
-	}()
-	c, err := a.Dial("tcp", "10.9.0.2:5003")
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	grown := 0
-	for i := 0; i < 64 && grown < 2<<20; i++ {
-		if _, err := c.Write(buf); err != nil {
-			t.Fatal(err)
-		}
-		if si, ok := connInfo(b, 5003); ok {
-			grown = si.RcvBuf
-		}
-	}
-	c.Close()
-	t.Logf("receive buffer grew to %d", grown)
-	if grown <= 128<<10 {
-		t.Errorf("receive buffer stayed at %d", grown)
-	}
-	if grown > 2<<20 {
-		t.Errorf("receive buffer %d beyond its cap", grown)
-	}
-	<-done
-}
-
 // TestZeroWindowHeldForMinutesOfVirtualTime: both stacks run on one
 // ManualClock. The receiver stops reading; the sender sits at a zero
 // window for ten minutes of virtual time, probing with backoff, and the
