@@ -167,7 +167,7 @@ type Conn struct {
 	rcvNxt     Seq
 	rcvWScale  uint8
 	wscaleOK   bool // both sides sent the window scale option
-	rcvAdvEdge Seq  // right edge of the last window we advertised
+	rcvAdvEdge Seq  // furthest right edge we offered: never moves left
 	rcv        window.RecvBuffer
 	rcvBufSize int              // the receive buffer as configured (the ring adds scale slack)
 	tuner      window.Autotuner // Max 0: autotuning off
@@ -438,7 +438,9 @@ func (c *Conn) SetRcvBuf(n int, now time.Duration) {
 	if c.state != SynSent && c.state != Closed && c.state != Listen {
 		n = min(n, 0xffff<<c.rcvWScale)
 	}
-	c.setRcvLimit(max(n, 1))
+	// At least two window-scale units (and 256 bytes), or the window,
+	// counted in whole units, could never open.
+	c.setRcvLimit(max(n, 2<<c.rcvWScale, 256))
 	c.maybeWindowUpdate()
 	c.output(now)
 }

@@ -27,8 +27,11 @@ func (w *wire) SendSegment(seg *Segment) {
 	// RFC 9293 §3.8.6: the right edge of the advertised window must never
 	// move backwards.
 	if w.owner != nil && *w.owner != nil && seg.Flags.Has(FlagACK) && !seg.Flags.Has(FlagSYN) && !seg.Flags.Has(FlagRST) {
-		edge := seg.Ack.Add(int(seg.Window) << (*w.owner).rcvWScale)
-		if w.edge != 0 && edge.LessThan(w.edge) {
+		// The field counts whole scale units, so the edge it expresses
+		// may retract by less than one unit (RFC 7323 §2.4), never more.
+		unit := 1 << (*w.owner).rcvWScale
+		edge := seg.Ack.Add(int(seg.Window) * unit)
+		if w.edge != 0 && edge.Add(unit-1).LessThan(w.edge) {
 			w.t.Errorf("%s shrank its window: right edge %d after %d (%s)", w.name, uint32(edge), uint32(w.edge), seg.String())
 		}
 		w.edge = w.edge.Max(edge)

@@ -29,30 +29,31 @@ func (c *Conn) send(seg Segment) {
 	c.out.SendSegment(&c.outSeg)
 }
 
-// advertise computes the window field: the free receive buffer, never
-// moving the right edge backwards (RFC 9293 §3.8.6: a window SHOULD NOT
-// shrink), scaled unless this is a SYN (RFC 7323 §2.2).
+// advertise computes the window field from the free receive buffer,
+// scaled unless this is a SYN (RFC 7323 §2.2).
+//
+// rcvAdvEdge is the furthest right edge ever offered: what the peer may
+// send, what acceptable() admits, what the ring keeps room for. It never
+// moves left (RFC 9293 §3.8.6: a window SHOULD NOT shrink). The field
+// itself is rounded down to the scale unit, so the edge it expresses may
+// sit up to one unit short of rcvAdvEdge — the retraction RFC 7323 §2.4
+// describes — while everything up to rcvAdvEdge is still accepted.
+// Rounding up instead (as Linux long did) lets a peer sending small
+// segments push the edge one rounding further with every ACK, past the
+// buffer without bound.
 func (c *Conn) advertise(syn bool) uint16 {
-	wnd := window.ReceiveWindow(c.rcvWindow(), c.rcvAdvEdge.Sub(c.rcvNxt), c.rcvBufSize, c.cfg.MSS)
-	if syn {
-		wnd = c.rcvWindow()
-	}
 	shift := c.rcvWScale
 	if syn {
 		shift = 0
 	}
-	// The scaled field loses the low bits. Rounding down could pull the
-	// right edge back behind what we already offered (a shrinking window
-	// the peer may already have sent into), so in that case round up, as
-	// Linux does; the few bytes beyond the buffer are trimmed on arrival.
-	scaled := wnd >> shift
-	if c.rcvNxt.Add(scaled << shift).LessThan(c.rcvAdvEdge) {
-		scaled = (wnd + 1<<shift - 1) >> shift
+	promised := c.rcvAdvEdge.Sub(c.rcvNxt)
+	wnd := window.ReceiveWindow(c.rcvWindow(), promised, c.rcvBufSize, c.cfg.MSS, shift)
+	scaled := min(wnd>>shift, 0xffff)
+	if edge := c.rcvNxt.Add(scaled << shift); edge.GreaterThan(c.rcvAdvEdge) {
+		c.rcvAdvEdge = edge
 	}
-	scaled = min(scaled, 0xffff)
-	c.rcvAdvEdge = c.rcvNxt.Add(scaled << shift)
-	// The ring must hold everything this offer lets the peer send.
-	if need := c.rcv.Len() + int(scaled<<shift); need > c.rcv.Limit() {
+	// The ring must hold everything an offer let the peer send.
+	if need := c.rcv.Len() + c.rcvAdvEdge.Sub(c.rcvNxt); need > c.rcv.Limit() {
 		c.rcv.SetLimit(need)
 	}
 	return uint16(scaled)
@@ -108,10 +109,19 @@ func (c *Conn) sendData(now time.Duration) {
 		}
 		room := c.sndUna.Add(wnd).Sub(c.sndNxt)
 		if unsent > 0 {
-			n := window.SendSize(window.SendState{
-				Unsent: unsent, Usable: room, MSS: c.sndMSS, MaxWnd: c.maxSndWnd,
-				InFlight: c.sndNxt.Sub(c.sndUna), NoDelay: c.noDelay, Fin: c.finQueued,
-			})
+			var n int
+			if c.sndNxt.LessThan(c.sndMax) {
+				// Resending after a timeout: data the peer was already
+				// offered goes as the windows allow, with no SWS or Nagle
+				// wait (RFC 9293 §3.8.6.2.1), or a small window would
+				// keep it from ever being retransmitted.
+				n = min(unsent, room, c.sndMSS, c.sndMax.Sub(c.sndNxt))
+			} else {
+				n = window.SendSize(window.SendState{
+					Unsent: unsent, Usable: room, MSS: c.sndMSS, MaxWnd: c.maxSndWnd,
+					InFlight: c.sndNxt.Sub(c.sndUna), NoDelay: c.noDelay, Fin: c.finQueued,
+				})
+			}
 			if n <= 0 {
 				c.armPersist(now)
 				return
@@ -189,7 +199,7 @@ func (c *Conn) maybeWindowUpdate() {
 		return
 	}
 	offered := c.rcvAdvEdge.Sub(c.rcvNxt)
-	if window.ReceiveWindow(c.rcvWindow(), offered, c.rcvBufSize, c.cfg.MSS) > offered {
+	if window.ReceiveWindow(c.rcvWindow(), offered, c.rcvBufSize, c.cfg.MSS, c.rcvWScale) > offered {
 		c.ackNow = true
 	}
 }
@@ -199,14 +209,13 @@ func (c *Conn) rcvWindow() int {
 	return max(0, c.rcvBufSize-c.rcv.Len())
 }
 
-// setRcvLimit sets the receive buffer to buf bytes. The ring itself may
-// hold more: one window-scale unit of slack, so a window rounded up to
-// that unit is honoured, and whatever a window already offered promised —
-// a buffer that shrinks (SetReadBuffer) must still take the bytes the peer
-// was allowed to send, or it would drop them forever.
+// setRcvLimit sets the receive buffer to buf bytes. The ring may hold
+// more when a window already offered promised more: a buffer that shrinks
+// (SetReadBuffer) must still take the bytes the peer was allowed to send,
+// or it would drop them forever.
 func (c *Conn) setRcvLimit(buf int) {
 	c.rcvBufSize = buf
-	c.rcv.SetLimit(max(buf+1<<c.rcvWScale, c.rcv.Len()+c.rcvAdvEdge.Sub(c.rcvNxt)))
+	c.rcv.SetLimit(max(buf, c.rcv.Len()+c.rcvAdvEdge.Sub(c.rcvNxt)))
 }
 
 // ackSeq is the sequence number of a bare ACK. SND.MAX rather than a

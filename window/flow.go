@@ -62,17 +62,19 @@ func SendSize(s SendState) int {
 }
 
 // ReceiveWindow returns the window to advertise. free is the receive
-// buffer's free space, offered what is left of the last advertisement
-// (its right edge minus RCV.NXT), bufSize the buffer's size and mss the
-// largest segment the peer sends. RFC 1122 §4.2.3.3 (receiver silly window
+// buffer's free space, offered what the last advertisement promised (its
+// right edge minus RCV.NXT), bufSize the buffer's size, mss the largest
+// segment the peer sends, and shift our window scale: the window field
+// counts units of 1<<shift bytes. RFC 1122 §4.2.3.3 (receiver silly window
 // avoidance): the right edge moves only when it can move by at least
-// min(bufSize/2, MSS), so a slow reader does not invite a stream of tiny
-// segments; and it never moves left (RFC 9293 §3.8.6), so the result is
-// never below offered.
-func ReceiveWindow(free, offered, bufSize, mss int) int {
+// min(bufSize/2, MSS), and then to the free space rounded down to the
+// scale unit, so we never promise more than the buffer holds; and it never
+// moves left (RFC 9293 §3.8.6), so the result is never below offered.
+func ReceiveWindow(free, offered, bufSize, mss int, shift uint8) int {
 	offered = max(offered, 0)
-	if free-offered >= min(bufSize/2, mss) {
-		return free
+	wnd := free &^ (1<<shift - 1)
+	if wnd-offered >= min(bufSize/2, mss) {
+		return wnd
 	}
 	return offered
 }
