@@ -17,27 +17,7 @@ import (
 
 	"github.com/tund-project/tund/stack"
 	"github.com/tund-project/tund/tcp"
-	"github.com/tund-project/tund/tun"
 )
-
-// blDialFrom makes a kernel TCP connection from inside ns, from local
-// address laddr ("" lets the kernel choose), with its own timeout.
-func blDialFrom(ns, laddr, addr string, timeout time.Duration) (*net.TCPConn, error) {
-	var c net.Conn
-	err := tun.InNetNS(ns, func() error {
-		d := net.Dialer{Timeout: timeout}
-		if laddr != "" {
-			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(laddr)}
-		}
-		var err error
-		c, err = d.Dial("tcp", addr)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
-}
 
 // blPrefixServer accepts on l until it is closed; each connection gets
 // one line back with prefix in front, then is closed.
@@ -209,7 +189,7 @@ func TestSynCookiesLetClientsInWhenBacklogIsFullOfHalfOpen(t *testing.T) {
 			}
 
 			for i := 0; i < 2; i++ {
-				c, err := blDialFrom(ns, halfOpenAddr, stackAddr+":8001", 5*time.Second)
+				c, err := nsDialOpts(ns, stackAddr+":8001", dialOpts{srcIP: halfOpenAddr, timeout: 5 * time.Second})
 				if err != nil {
 					t.Fatalf("half-open dial %d from %s: %v", i, halfOpenAddr, err)
 				}
@@ -222,7 +202,7 @@ func TestSynCookiesLetClientsInWhenBacklogIsFullOfHalfOpen(t *testing.T) {
 
 			before := st.Stats()
 			t0 := time.Now()
-			c, err := blDialFrom(ns, "", stackAddr+":8001", 2*time.Second)
+			c, err := nsDialOpts(ns, stackAddr+":8001", dialOpts{timeout: 2 * time.Second})
 			took := time.Since(t0)
 			after := st.Stats()
 			states := st.StateCounts()

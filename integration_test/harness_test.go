@@ -202,16 +202,26 @@ func startLibraryStackCfg(t *testing.T, ns string, cfg stack.Config, wrap func(t
 	return st
 }
 
-// nsDial makes a kernel TCP connection from inside ns. With a non-zero
-// lport the socket binds that local port first (SO_REUSEADDR), so
-// successive connections reuse one four-tuple.
-func nsDial(t *testing.T, ns, addr string, lport int) (*net.TCPConn, error) {
-	t.Helper()
+// dialOpts shape a kernel connection made by nsDialOpts.
+type dialOpts struct {
+	srcIP   string        // local address ("": the kernel chooses)
+	srcPort int           // local port, bound with SO_REUSEADDR (0: ephemeral)
+	timeout time.Duration // 0: 20 s
+}
+
+// nsDialOpts makes a kernel TCP connection from inside ns. With a source
+// port, successive connections can reuse one four-tuple.
+func nsDialOpts(ns, addr string, o dialOpts) (*net.TCPConn, error) {
 	var c net.Conn
 	err := tun.InNetNS(ns, func() error {
-		d := net.Dialer{Timeout: 20 * time.Second}
-		if lport != 0 {
-			d.LocalAddr = &net.TCPAddr{Port: lport}
+		d := net.Dialer{Timeout: o.timeout}
+		if d.Timeout == 0 {
+			d.Timeout = 20 * time.Second
+		}
+		if o.srcIP != "" || o.srcPort != 0 {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.srcIP), Port: o.srcPort}
+		}
+		if o.srcPort != 0 {
 			d.Control = func(_, _ string, rc syscall.RawConn) error {
 				var serr error
 				err := rc.Control(func(fd uintptr) {
@@ -231,6 +241,13 @@ func nsDial(t *testing.T, ns, addr string, lport int) (*net.TCPConn, error) {
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
+}
+
+// nsDial makes a kernel TCP connection from inside ns, from local port
+// lport if it is not 0.
+func nsDial(t *testing.T, ns, addr string, lport int) (*net.TCPConn, error) {
+	t.Helper()
+	return nsDialOpts(ns, addr, dialOpts{srcPort: lport})
 }
 
 // nsListen opens a kernel TCP listener inside ns.

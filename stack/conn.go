@@ -257,43 +257,32 @@ func (c *Conn) CloseWrite() error {
 // for the previous segment's ACK. Nagle is on by default (Config.TCP.NoDelay
 // changes the default).
 func (c *Conn) SetNoDelay(noDelay bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return c.opErr("set", net.ErrClosed)
-	}
-	c.tcb.SetNoDelay(noDelay, c.s.now())
-	c.after()
-	return nil
+	return c.setOption(1, func(now time.Duration) { c.tcb.SetNoDelay(noDelay, now) })
 }
 
 // SetReadBuffer sets the receive buffer (the most the connection
 // advertises) to bytes and turns its autotuning off, as SO_RCVBUF does.
 func (c *Conn) SetReadBuffer(bytes int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return c.opErr("set", net.ErrClosed)
-	}
-	if bytes <= 0 {
-		return c.opErr("set", os.NewSyscallError("setsockopt", syscall.EINVAL))
-	}
-	c.tcb.SetRcvBuf(bytes, c.s.now())
-	c.after()
-	return nil
+	return c.setOption(bytes, func(now time.Duration) { c.tcb.SetRcvBuf(bytes, now) })
 }
 
 // SetWriteBuffer sets the send buffer to bytes, as SO_SNDBUF does.
 func (c *Conn) SetWriteBuffer(bytes int) error {
+	return c.setOption(bytes, func(time.Duration) { c.tcb.SetSndBuf(bytes) })
+}
+
+// setOption applies a socket option to the control block: net.ErrClosed
+// after Close, EINVAL for a size that is not positive.
+func (c *Conn) setOption(size int, apply func(now time.Duration)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return c.opErr("set", net.ErrClosed)
 	}
-	if bytes <= 0 {
+	if size <= 0 {
 		return c.opErr("set", os.NewSyscallError("setsockopt", syscall.EINVAL))
 	}
-	c.tcb.SetSndBuf(bytes)
+	apply(c.s.now())
 	c.after()
 	return nil
 }
