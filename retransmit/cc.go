@@ -1,23 +1,52 @@
 package retransmit
 
-// Controller is a congestion control algorithm. All sizes are bytes; the
-// tcp core calls it under the connection's lock.
+import (
+	"fmt"
+	"time"
+)
+
+// Controller is a congestion control algorithm. All sizes are bytes, all
+// times durations on the connection's clock; the tcp core calls it under
+// the connection's lock.
 type Controller interface {
+	// Name is the algorithm's name as tund's flags spell it ("newreno").
+	Name() string
 	// Window is the congestion window: how many bytes may be in flight.
 	Window() int
-	// OnAck reports that acked bytes of new data were acknowledged while
-	// flight bytes were outstanding before the ACK.
-	OnAck(acked, flight int)
-	// OnFastRetransmit reports the third duplicate ACK (RFC 5681 §3.2).
-	OnFastRetransmit(flight int)
+	// SSThresh is the slow start threshold, for display.
+	SSThresh() int
+	// OnAck reports an ACK of new data outside loss recovery.
+	OnAck(a Ack)
+	// OnFastRetransmit reports that loss recovery begins: the third
+	// duplicate ACK (RFC 5681 §3.2) or SACK evidence of loss (RFC 6675).
+	OnFastRetransmit(flight int, now time.Duration)
 	// OnDupAck reports a further duplicate ACK during fast recovery.
 	OnDupAck()
 	// OnRecoveryEnd reports that fast recovery is over.
-	OnRecoveryEnd()
+	OnRecoveryEnd(now time.Duration)
 	// OnTimeout reports a retransmission timeout (RFC 5681 §3.1, eq. 4).
-	OnTimeout(flight int)
-	// SSThresh is the slow start threshold, for display.
-	SSThresh() int
+	OnTimeout(flight int, now time.Duration)
+}
+
+// Ack describes one acknowledgment of new data for Controller.OnAck.
+type Ack struct {
+	Acked  int           // bytes newly acknowledged
+	Flight int           // bytes outstanding before this ACK
+	Now    time.Duration // when it arrived
+	SRTT   time.Duration // smoothed round-trip time (0 until measured)
+	// CwndLimited reports whether the sender was using (nearly) the whole
+	// congestion window. RFC 7661 §4.3: a window the sender does not use
+	// has not been validated by the network and must not grow.
+	CwndLimited bool
+}
+
+// New returns the controller called name for segments of mss bytes.
+func New(name string, mss int) (Controller, error) {
+	switch name {
+	case "newreno", "":
+		return NewNewReno(mss), nil
+	}
+	return nil, fmt.Errorf("unknown congestion control %q (want newreno)", name)
 }
 
 // InitialWindow is the RFC 6928 initial congestion window for an MSS:
@@ -42,6 +71,9 @@ func NewNewReno(mss int) *NewReno {
 	return &NewReno{mss: mss, cwnd: InitialWindow(mss), ssthresh: 1 << 30}
 }
 
+// Name implements Controller.
+func (c *NewReno) Name() string { return "newreno" }
+
 // Window implements Controller.
 func (c *NewReno) Window() int { return c.cwnd }
 
@@ -49,10 +81,11 @@ func (c *NewReno) Window() int { return c.cwnd }
 func (c *NewReno) SSThresh() int { return c.ssthresh }
 
 // OnAck implements Controller.
-func (c *NewReno) OnAck(acked, flight int) {
-	if c.recovery {
+func (c *NewReno) OnAck(a Ack) {
+	if c.recovery || !a.CwndLimited {
 		return
 	}
+	acked := a.Acked
 	if c.cwnd < c.ssthresh {
 		// RFC 5681 §3.1: slow start grows by at most one SMSS per ACK.
 		c.cwnd += min(acked, c.mss)
@@ -67,7 +100,7 @@ func (c *NewReno) OnAck(acked, flight int) {
 }
 
 // OnFastRetransmit implements Controller (RFC 5681 §3.2 steps 2-3).
-func (c *NewReno) OnFastRetransmit(flight int) {
+func (c *NewReno) OnFastRetransmit(flight int, _ time.Duration) {
 	c.ssthresh = max(flight/2, 2*c.mss)
 	c.cwnd = c.ssthresh + 3*c.mss
 	c.recovery = true
@@ -81,7 +114,7 @@ func (c *NewReno) OnDupAck() {
 }
 
 // OnRecoveryEnd implements Controller: deflate to ssthresh (step 6).
-func (c *NewReno) OnRecoveryEnd() {
+func (c *NewReno) OnRecoveryEnd(time.Duration) {
 	if c.recovery {
 		c.cwnd = c.ssthresh
 		c.recovery = false
@@ -91,7 +124,7 @@ func (c *NewReno) OnRecoveryEnd() {
 
 // OnTimeout implements Controller: RFC 5681 §3.1 equation 4, then
 // cwnd = 1 SMSS (loss window).
-func (c *NewReno) OnTimeout(flight int) {
+func (c *NewReno) OnTimeout(flight int, _ time.Duration) {
 	c.ssthresh = max(flight/2, 2*c.mss)
 	c.cwnd = c.mss
 	c.recovery = false

@@ -53,11 +53,11 @@ func TestNewRenoPhases(t *testing.T) {
 		t.Fatalf("IW %d, want %d (RFC 6928)", c.Window(), 10*mss)
 	}
 	// Slow start: +1 MSS per full ACK.
-	c.OnAck(mss, 10*mss)
+	c.OnAck(Ack{Acked: mss, Flight: 10 * mss, CwndLimited: true})
 	if c.Window() != 11*mss {
 		t.Fatalf("slow start: %d", c.Window())
 	}
-	c.OnFastRetransmit(20 * mss)
+	c.OnFastRetransmit(20*mss, 0)
 	if c.SSThresh() != 10*mss || c.Window() != 13*mss {
 		t.Fatalf("fast retransmit: ssthresh %d cwnd %d", c.SSThresh(), c.Window())
 	}
@@ -65,18 +65,18 @@ func TestNewRenoPhases(t *testing.T) {
 	if c.Window() != 14*mss {
 		t.Fatalf("inflation: %d", c.Window())
 	}
-	c.OnRecoveryEnd()
+	c.OnRecoveryEnd(0)
 	if c.Window() != 10*mss {
 		t.Fatalf("deflation: %d", c.Window())
 	}
 	// Congestion avoidance: one MSS per window's worth of ACKed bytes.
 	for i := 0; i < 10; i++ {
-		c.OnAck(mss, 10*mss)
+		c.OnAck(Ack{Acked: mss, Flight: 10 * mss, CwndLimited: true})
 	}
 	if c.Window() != 11*mss {
 		t.Fatalf("congestion avoidance: %d", c.Window())
 	}
-	c.OnTimeout(8 * mss)
+	c.OnTimeout(8*mss, 0)
 	if c.Window() != mss || c.SSThresh() != 4*mss {
 		t.Fatalf("timeout: cwnd %d ssthresh %d", c.Window(), c.SSThresh())
 	}

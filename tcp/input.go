@@ -4,6 +4,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tund-project/tund/retransmit"
 	"github.com/tund-project/tund/window"
 )
 
@@ -352,13 +353,19 @@ func (c *Conn) newAck(ack Seq, now time.Duration) {
 		if c.recover.LessThanEq(ack) {
 			// RFC 6582 §3.2 step 3: full acknowledgment ends recovery.
 			c.inRecover = false
-			c.cc.OnRecoveryEnd()
+			c.cc.OnRecoveryEnd(now)
 		} else {
 			// Partial ACK: retransmit the next hole at once.
 			c.retransmitFirst(now)
 		}
 	} else if c.cc != nil {
-		c.cc.OnAck(acked, flight)
+		// RFC 7661: grow only a window the sender was actually filling
+		// (within one MSS of it), or an idle or application-limited
+		// connection would grow cwnd without bound.
+		c.cc.OnAck(retransmit.Ack{
+			Acked: acked, Flight: flight, Now: now, SRTT: c.rto.SRTT(),
+			CwndLimited: flight+c.sndMSS >= c.cc.Window(),
+		})
 	}
 	c.dupAcks = 0
 
@@ -382,7 +389,7 @@ func (c *Conn) dupAck(now time.Duration) {
 	if c.dupAcks == 3 && c.cc != nil {
 		c.inRecover = true
 		c.recover = c.sndMax
-		c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna))
+		c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna), now)
 		c.retransmitFirst(now)
 	}
 }

@@ -83,7 +83,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 		return
 	}
 	if c.cc != nil {
-		c.cc.OnTimeout(c.sndMax.Sub(c.sndUna))
+		c.cc.OnTimeout(c.sndMax.Sub(c.sndUna), now)
 	}
 	// Go back to the first unacknowledged byte; output resends from there
 	// as the (now one-segment) congestion window allows.
