@@ -40,6 +40,13 @@ type Config struct {
 	FinTimeout time.Duration
 	DelayedAck time.Duration // longest an ACK is held back; negative: never delay
 	NoWScale   bool          // do not offer window scaling (RFC 7323)
+	// NoTimestamps and NoSACK turn off offering the RFC 7323 timestamp
+	// option and RFC 2018 selective acknowledgments (both on by default).
+	NoTimestamps bool
+	NoSACK       bool
+	// CongestionControl names the algorithm: "newreno" (default) or any
+	// other name retransmit.New knows.
+	CongestionControl string
 	// ChallengeACKLimit bounds the RFC 5961 challenge ACKs one connection
 	// sends per second (RFC 5961 §7), so a blind attacker cannot use it as
 	// an amplifier. Negative: no limit.
@@ -168,9 +175,12 @@ type Conn struct {
 	rcvWScale  uint8
 	wscaleOK   bool // both sides sent the window scale option
 	rcvAdvEdge Seq  // furthest right edge we offered: never moves left
-	rcv        window.RecvBuffer
-	rcvBufSize int              // the receive buffer as configured (the ring adds scale slack)
-	tuner      window.Autotuner // Max 0: autotuning off
+	// rcvShownEdge is the edge our last window field expressed, up to one
+	// scale unit short of rcvAdvEdge (the field counts whole units).
+	rcvShownEdge Seq
+	rcv          window.RecvBuffer
+	rcvBufSize   int              // the receive buffer as configured (the ring adds scale slack)
+	tuner        window.Autotuner // Max 0: autotuning off
 	// Receiver-side RTT estimate for autotuning when we send no data to
 	// time (Linux's rcv_rtt_est): how long a whole window takes to arrive.
 	rcvRTTMeasuring bool
@@ -215,6 +225,19 @@ type Conn struct {
 	challengeSecond time.Duration
 	challengeCount  int
 
+	// RFC 7323 timestamps: negotiated, our clock's offset, the peer's
+	// newest timestamp to echo (TS.Recent), and RCV.NXT in our last ACK.
+	tsOK        bool
+	tsOffset    uint32
+	tsRecent    uint32
+	lastAckSent Seq
+	// RFC 2018 / RFC 6675 selective acknowledgment.
+	sackOK  bool
+	sb      retransmit.Scoreboard // what the peer holds beyond SND.UNA
+	highRxt Seq                   // highest sequence retransmitted in this recovery
+	lastOOO Seq                   // start of the latest out-of-order segment (first SACK block)
+
+	clock  time.Duration // the now of the current call, for timestamps
 	err    error
 	events Events
 	outSeg Segment // scratch for send, so segments do not escape to the heap
@@ -264,8 +287,10 @@ func rcvShift(cfg Config) uint8 {
 // state with active mode): it chooses iss, sends a SYN and enters SYN-SENT.
 func NewActive(cfg Config, out Sender, lport, rport uint16, iss Seq, now time.Duration) *Conn {
 	c := newConn(cfg, out, lport, rport)
+	c.clock = now
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
 	c.sndBufSeq = iss + 1
+	c.tsOffset = uint32(iss) * 2654435761 // RFC 7323 §5.4: a per-connection random offset
 	c.transition(AppConnect, nil)
 	c.sendSyn(now)
 	return c
@@ -276,12 +301,14 @@ func NewActive(cfg Config, out Sender, lport, rport uint16, iss Seq, now time.Du
 // the peer's ISN and options, sends SYN+ACK and enters SYN-RECEIVED.
 func NewPassive(cfg Config, out Sender, syn *Segment, iss Seq, now time.Duration) *Conn {
 	c := newConn(cfg, out, syn.DstPort, syn.SrcPort)
+	c.clock = now
 	c.state = Listen
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
 	c.sndBufSeq = iss + 1
 	c.irs = syn.Seq
 	c.rcvNxt = syn.Seq + 1
-	c.rcvAdvEdge = c.rcvNxt
+	c.rcvAdvEdge, c.rcvShownEdge = c.rcvNxt, c.rcvNxt
+	c.tsOffset = uint32(iss) * 2654435761 // RFC 7323 §5.4: a per-connection random offset
 	c.takeSynOptions(syn)
 	// The window of a SYN is never scaled (RFC 7323 §2.2).
 	c.sndWnd = int(syn.Window)
@@ -309,7 +336,43 @@ func (c *Conn) takeSynOptions(syn *Segment) {
 		c.tuner.Max = min(c.tuner.Max, 0xffff)
 		c.setRcvLimit(min(c.rcvBufSize, 0xffff))
 	}
-	c.cc = retransmit.NewNewReno(c.sndMSS)
+	// RFC 2018 §2 and RFC 7323 §3.2: SACK and timestamps are used only
+	// when both SYNs carried them.
+	c.sackOK = syn.Options.SACKPermitted && !c.cfg.NoSACK
+	c.tsOK = syn.Options.HasTS && !c.cfg.NoTimestamps
+	if c.tsOK {
+		c.tsRecent = syn.Options.TSVal
+	}
+	cc, err := retransmit.New(c.cfg.CongestionControl, c.sndMSS)
+	if err != nil {
+		cc = retransmit.NewNewReno(c.sndMSS) // the stack validated the name already
+	}
+	c.cc = cc
+}
+
+// tsVal is our timestamp clock: milliseconds plus the connection's offset
+// (RFC 7323 §5.4: 1 ms to 1 s per tick).
+func (c *Conn) tsVal(now time.Duration) uint32 {
+	return uint32(now/time.Millisecond) + c.tsOffset
+}
+
+// rcvMSS is the largest payload the peer sends us: our MSS less the
+// options on every segment.
+func (c *Conn) rcvMSS() int {
+	if c.tsOK {
+		return c.cfg.MSS - 12
+	}
+	return c.cfg.MSS
+}
+
+// segMSS is the most payload one segment carries: the peer's MSS less
+// the options every segment carries (RFC 6691: the MSS option counts
+// data only, so the sender makes room for its options).
+func (c *Conn) segMSS() int {
+	if c.tsOK {
+		return c.sndMSS - 12 // NOP NOP + 10-byte timestamp option
+	}
+	return c.sndMSS
 }
 
 // State is the current RFC 9293 state.
@@ -354,7 +417,7 @@ func (c *Conn) Info() Info {
 		State: c.state, SndUna: c.sndUna, SndNxt: c.sndNxt, RcvNxt: c.rcvNxt,
 		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
 		RcvBuf: c.rcvBufSize, SndBuf: c.snd.Limit(),
-		MSS: c.sndMSS, SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
+		MSS: c.segMSS(), SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
 	}
 	if c.cc != nil {
 		in.Cwnd, in.SSThresh = c.cc.Window(), c.cc.SSThresh()
@@ -381,6 +444,7 @@ func (c *Conn) Established() bool { return c.state.synchronized() }
 // ready yet (the caller waits for EvReadable), io.EOF after the peer's FIN,
 // or the error that ended the connection.
 func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
+	c.clock = now
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -408,6 +472,7 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 // the send buffer is full: the caller waits for EvWritable). It fails with
 // EPIPE after CloseWrite or the error that ended the connection.
 func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
+	c.clock = now
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -424,6 +489,7 @@ func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
 // SetNoDelay turns Nagle's algorithm off (true: small writes go out at
 // once) or back on.
 func (c *Conn) SetNoDelay(noDelay bool, now time.Duration) {
+	c.clock = now
 	c.noDelay = noDelay
 	if noDelay {
 		c.output(now)
@@ -434,6 +500,7 @@ func (c *Conn) SetNoDelay(noDelay bool, now time.Duration) {
 // SO_RCVBUF does. It cannot exceed what the window scale agreed on the SYN
 // can advertise, and the window already offered is still honoured.
 func (c *Conn) SetRcvBuf(n int, now time.Duration) {
+	c.clock = now
 	c.tuner.Max = 0
 	if c.state != SynSent && c.state != Closed && c.state != Listen {
 		n = min(n, 0xffff<<c.rcvWScale)
@@ -460,6 +527,7 @@ func (c *Conn) RcvBuf() int { return c.rcvBufSize }
 // CloseWrite closes the sending direction: a FIN follows the queued data
 // (RFC 9293 §3.10.4, CLOSE call). Reading continues until the peer's FIN.
 func (c *Conn) CloseWrite(now time.Duration) {
+	c.clock = now
 	if c.finQueued {
 		return
 	}
@@ -490,6 +558,7 @@ func (c *Conn) Close(now time.Duration) {
 
 // Abort resets the connection (RFC 9293 §3.10.5, ABORT call).
 func (c *Conn) Abort(now time.Duration) {
+	c.clock = now
 	switch c.state {
 	case Closed:
 		return

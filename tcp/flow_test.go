@@ -83,7 +83,7 @@ func newWarmPair(t *testing.T, cfg Config) *pair {
 	readSome(t, p.b, p.now, nil)
 	p.advance(time.Second)
 	offered, free := p.b.rcvAdvEdge.Sub(p.b.rcvNxt), p.b.rcvWindow()
-	if free-offered >= min(p.b.RcvBuf()/2, p.b.cfg.MSS) {
+	if free-offered >= min(p.b.RcvBuf()/2, p.b.rcvMSS()) {
 		t.Fatalf("warm-up: b offers %d of %d free\n%s", offered, free, p.dump())
 	}
 	return p
@@ -235,7 +235,7 @@ func TestDelayedAck(t *testing.T) {
 	})
 	t.Run("two full-sized segments are ACKed at once", func(t *testing.T) {
 		p := newPair(t, Config{})
-		mss := p.a.sndMSS
+		mss := p.a.segMSS()
 		p.a.Write(pattern(2*mss), p.now)
 		s1, s2 := p.take(p.aOut), p.take(p.aOut)
 		if len(s1.Payload) != mss || len(s2.Payload) != mss {
@@ -258,7 +258,7 @@ func TestDelayedAck(t *testing.T) {
 	})
 	t.Run("an out-of-order segment gets an immediate duplicate ACK", func(t *testing.T) {
 		p := newPair(t, Config{})
-		mss := p.a.sndMSS
+		mss := p.a.segMSS()
 		p.a.Write(pattern(4*mss), p.now)
 		s := []Segment{p.take(p.aOut), p.take(p.aOut), p.take(p.aOut), p.take(p.aOut)}
 		p.b.Handle(&s[0], p.now)
@@ -704,7 +704,7 @@ func TestReceiverSWS(t *testing.T) {
 			p := newPair(t, tc.cfg)
 			data, _ := fillWindow(t, p, 3*tc.cfg.RcvBuf)
 			buf := p.b.RcvBuf()
-			threshold := min(buf/2, p.b.cfg.MSS)
+			threshold := min(buf/2, p.b.rcvMSS())
 			held0 := p.b.RecvQueue()
 			if unit := 1 << p.b.rcvWScale; held0 > buf+unit {
 				t.Errorf("BUG: the full receiver holds %d bytes, more than its %d-byte buffer plus one window-scale unit (%d): "+
@@ -839,7 +839,7 @@ func TestSenderSWS(t *testing.T) {
 				if n == 0 {
 					return
 				}
-				floor := min(p.a.sndMSS, p.a.maxSndWnd/2)
+				floor := min(p.a.segMSS(), p.a.maxSndWnd/2)
 				switch {
 				case n >= floor:
 				case seg.Seq.Add(n) == streamEnd:
@@ -848,7 +848,7 @@ func TestSenderSWS(t *testing.T) {
 					overrides++
 				default:
 					t.Errorf("at %v a sent %d bytes (%s): below min(MSS %d, max window %d / 2) = %d, not the last segment nor a persist override",
-						p.now, n, seg.String(), p.a.sndMSS, p.a.maxSndWnd, floor)
+						p.now, n, seg.String(), p.a.segMSS(), p.a.maxSndWnd, floor)
 				}
 			})
 			var got []byte
@@ -1145,7 +1145,7 @@ func TestLostSmallSegmentRetransmitted(t *testing.T) {
 				"sendData, whose window.SendSize applies the sender SWS rule (usable %d < MSS %d and < max window/2 %d, more queued) "+
 				"and returns 0, and armPersist does nothing while data is in flight; the peer, alive and never asked again, stays silent\n%s",
 				len(lost.Payload), uint32(lost.Seq), len(lost.Payload), p.a.Err(), p.now, p.a.Retransmits,
-				len(lost.Payload), p.a.sndMSS, p.a.maxSndWnd/2, logTail(p, 8))
+				len(lost.Payload), p.a.segMSS(), p.a.maxSndWnd/2, logTail(p, 8))
 		}
 	})
 
@@ -1175,7 +1175,7 @@ func TestLostSmallSegmentRetransmitted(t *testing.T) {
 				"a is %v (%v) at %v with %d retransmission timeouts and SND.UNA still %d: on a timeout it never resends "+
 				"the old data within [SND.UNA, SND.UNA+SND.WND) because window.SendSize's SWS rule refuses a %d-byte segment "+
 				"while more is queued (and no persist timer runs with data in flight)\n%s",
-				wnd, p.a.sndMSS, p.a.State(), p.a.Err(), p.now, p.a.Retransmits, uint32(p.a.sndUna), wnd, logTail(p, 8))
+				wnd, p.a.segMSS(), p.a.State(), p.a.Err(), p.now, p.a.Retransmits, uint32(p.a.sndUna), wnd, logTail(p, 8))
 		}
 		var got []byte
 		for i := 0; i < 1000 && len(got) < len(data); i++ {

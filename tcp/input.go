@@ -13,6 +13,7 @@ import (
 // stack handles with ResetFor and NewPassive. The segment's payload is only
 // read during the call.
 func (c *Conn) Handle(seg *Segment, now time.Duration) {
+	c.clock = now
 	switch c.state {
 	case Closed, Listen:
 		return
@@ -54,7 +55,7 @@ func (c *Conn) handleSynSent(seg *Segment, now time.Duration) {
 	}
 	c.irs = seg.Seq
 	c.rcvNxt = seg.Seq + 1
-	c.rcvAdvEdge = c.rcvNxt
+	c.rcvAdvEdge, c.rcvShownEdge = c.rcvNxt, c.rcvNxt
 	c.takeSynOptions(seg)
 	c.sndWnd = int(seg.Window) // a SYN's window is never scaled
 	c.maxSndWnd = c.sndWnd
@@ -116,6 +117,15 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 		return
 	}
 
+	// RFC 7323 §5.3 PAWS: a segment whose timestamp is older than the
+	// newest we have seen is an old duplicate from a previous wrap of the
+	// sequence space: ACK it (rate-limited) and drop it. An RST is exempt.
+	if c.tsOK && seg.Options.HasTS && !seg.Flags.Has(FlagRST) &&
+		int32(seg.Options.TSVal-c.tsRecent) < 0 {
+		c.challengeACK(now)
+		return
+	}
+
 	// First, check the sequence number.
 	if !c.acceptable(seg, now) {
 		// RFC 9293 §3.10.7.4: an unacceptable segment gets an ACK (unless
@@ -124,6 +134,13 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 			c.ackNow = true
 		}
 		return
+	}
+	// RFC 7323 §4.3: remember the timestamp to echo, from a segment that
+	// covers the last ACK we sent (so a delayed ACK's timestamp is the
+	// oldest of the segments it acknowledges, and RTTs include the delay).
+	if c.tsOK && seg.Options.HasTS && int32(seg.Options.TSVal-c.tsRecent) >= 0 &&
+		seg.Seq.LessThanEq(c.lastAckSent) {
+		c.tsRecent = seg.Options.TSVal
 	}
 	// Second, check the RST bit (RFC 5961 §3.2): reset only on an exact
 	// match with RCV.NXT; anything else in the window earns a challenge ACK.
@@ -272,11 +289,21 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 		return false
 	}
 
+	// RFC 2018: record what the peer reports holding beyond SND.UNA.
+	sackNews := false
+	if c.sackOK {
+		for i := 0; i < seg.Options.NumSACK; i++ {
+			b := seg.Options.SACK[i]
+			if c.sb.Add(uint32(b.Start), uint32(b.End), uint32(ack.Max(c.sndUna)), uint32(c.sndMax)) {
+				sackNews = true
+			}
+		}
+	}
 	finSeq, finSent := c.finSeq()
 	if c.sndUna.LessThan(ack) {
-		c.newAck(ack, now)
+		c.newAck(seg, now)
 	} else if ack == c.sndUna && len(seg.Payload) == 0 && !seg.Flags.Has(FlagFIN) &&
-		int(seg.Window)<<c.sndWScale == c.sndWnd && c.sndUna != c.sndMax {
+		(sackNews || int(seg.Window)<<c.sndWScale == c.sndWnd) && c.sndUna != c.sndMax {
 		c.dupAck(now)
 	}
 
@@ -321,7 +348,8 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 }
 
 // newAck handles an ACK that acknowledges new data (SND.UNA < SEG.ACK).
-func (c *Conn) newAck(ack Seq, now time.Duration) {
+func (c *Conn) newAck(seg *Segment, now time.Duration) {
+	ack := seg.Ack
 	acked := ack.Sub(c.sndUna)
 	flight := c.sndMax.Sub(c.sndUna)
 	if !c.synAcked {
@@ -341,19 +369,31 @@ func (c *Conn) newAck(ack Seq, now time.Duration) {
 		c.sndNxt = ack
 	}
 	// RTT sample (Karn: only for a segment never retransmitted, which
-	// rttTiming guarantees since a retransmission cancels it).
-	if c.rttTiming && c.rttSeq.LessThan(ack) {
+	// rttTiming guarantees since a retransmission cancels it). While no
+	// segment is being timed (after a retransmission), the echoed
+	// timestamp still gives an unambiguous sample (RFC 7323 §4.1): it
+	// names the transmission the peer acknowledged.
+	switch {
+	case c.rttTiming && c.rttSeq.LessThan(ack):
 		c.rto.Sample(now - c.rttStart)
 		c.rttTiming = false
+	case !c.rttTiming && c.tsOK && seg.Options.HasTS && seg.Options.TSEcr != 0:
+		if ms := int32(c.tsVal(now) - seg.Options.TSEcr); ms >= 0 {
+			c.rto.Sample(time.Duration(ms)*time.Millisecond + time.Millisecond/2)
+		}
 	}
+	c.sb.Ack(uint32(ack))
 	c.retries = 0
 	c.rto.ResetBackoff()
 
 	if c.inRecover {
 		if c.recover.LessThanEq(ack) {
-			// RFC 6582 §3.2 step 3: full acknowledgment ends recovery.
+			// RFC 6582 §3.2 step 3 / RFC 6675 §5: full acknowledgment
+			// ends recovery.
 			c.inRecover = false
 			c.cc.OnRecoveryEnd(now)
+		} else if c.sackOK {
+			c.sackRecover(now)
 		} else {
 			// Partial ACK: retransmit the next hole at once.
 			c.retransmitFirst(now)
@@ -364,7 +404,7 @@ func (c *Conn) newAck(ack Seq, now time.Duration) {
 		// connection would grow cwnd without bound.
 		c.cc.OnAck(retransmit.Ack{
 			Acked: acked, Flight: flight, Now: now, SRTT: c.rto.SRTT(),
-			CwndLimited: flight+c.sndMSS >= c.cc.Window(),
+			CwndLimited: flight+c.segMSS() >= c.cc.Window(),
 		})
 	}
 	c.dupAcks = 0
@@ -378,19 +418,82 @@ func (c *Conn) newAck(ack Seq, now time.Duration) {
 	}
 }
 
-// dupAck counts duplicate ACKs; the third starts fast retransmit
-// (RFC 5681 §3.2, RFC 6582).
+// dupAck counts duplicate ACKs. Loss recovery starts on the third
+// (RFC 5681 §3.2, RFC 6582) or, with SACK, as soon as the scoreboard shows
+// enough data beyond the first hole to call it lost (RFC 6675 §5).
 func (c *Conn) dupAck(now time.Duration) {
 	c.dupAcks++
 	if c.inRecover {
-		c.cc.OnDupAck()
+		if c.sackOK {
+			c.sackRecover(now)
+		} else {
+			c.cc.OnDupAck()
+		}
 		return
 	}
-	if c.dupAcks == 3 && c.cc != nil {
+	if c.cc == nil {
+		return
+	}
+	if c.dupAcks >= 3 || (c.sackOK && c.sb.IsLost(uint32(c.sndUna), c.segMSS())) {
 		c.inRecover = true
 		c.recover = c.sndMax
+		c.highRxt = c.sndUna
 		c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna), now)
-		c.retransmitFirst(now)
+		if c.sackOK {
+			c.sackRecover(now)
+		} else {
+			c.retransmitFirst(now)
+		}
+	}
+}
+
+// pipe is RFC 6675's estimate of the bytes still in the network: what
+// lies beyond the highest SACKed byte, plus the holes below it that we
+// have retransmitted; holes not yet retransmitted are presumed lost.
+func (c *Conn) pipe() int {
+	una := uint32(c.sndUna)
+	highest := Seq(c.sb.Highest(una))
+	return c.sndMax.Sub(highest) + c.sb.HoleBytes(una, uint32(c.highRxt.Min(highest)))
+}
+
+// sackRecover is the sending half of RFC 6675 §5 (steps C): while the
+// congestion window has room beyond the pipe, retransmit the next lost
+// hole, else send new data.
+func (c *Conn) sackRecover(now time.Duration) {
+	mss := c.segMSS()
+	for i := 0; i < 64; i++ {
+		if c.cc.Window()-c.pipe() < mss {
+			return
+		}
+		una := uint32(c.sndUna)
+		highest := c.sb.Highest(una)
+		from := c.highRxt.Max(c.sndUna)
+		// Rule 1: the first un-SACKed range below the highest SACK, not
+		// yet retransmitted, that the scoreboard deems lost.
+		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.sb.IsLost(start, mss) {
+			n := min(int(end-start), mss)
+			s := Seq(start)
+			seg := Segment{Seq: s, Payload: c.snd.Peek(s.Sub(c.sndBufSeq), n)}
+			if len(seg.Payload) == 0 {
+				return
+			}
+			c.Retransmits++
+			c.rttTiming = false
+			c.send(seg)
+			c.highRxt = s.Add(len(seg.Payload))
+			if c.rtxAt == 0 {
+				c.rtxAt = now + c.rto.Timeout()
+			}
+			continue
+		}
+		// Rule 2: new data, as the peer's window allows.
+		off := c.sndMax.Sub(c.sndBufSeq)
+		n := min(c.snd.Len()-off, mss, c.sndUna.Add(c.sndWnd).Sub(c.sndMax))
+		if n <= 0 || c.sndNxt != c.sndMax {
+			return
+		}
+		seg := Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}
+		c.transmit(seg, now)
 	}
 }
 
@@ -405,6 +508,9 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 	}
 	off := seq.Sub(c.rcvNxt)
 	adv := c.rcv.Write(off, payload)
+	if off > 0 {
+		c.lastOOO = seq
+	}
 	if off > 0 || adv == 0 {
 		// Out of order or duplicate: ACK at once so the sender sees the
 		// gap (RFC 5681 §4.2).
@@ -417,7 +523,7 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 	c.ackPending += adv
 	c.measureRcvRTT(now)
 	if c.cfg.DelayedAck < 0 || window.AckNow(window.AckState{
-		UnackedBytes: c.ackPending, MSS: c.cfg.MSS,
+		UnackedBytes: c.ackPending, MSS: c.rcvMSS(),
 		OutOfOrder: c.rcv.HasOutOfOrder(), FilledGap: filledGap,
 	}) {
 		c.ackNow = true

@@ -82,6 +82,7 @@ func NewPassiveCookie(cfg Config, out Sender, ack *Segment, opts CookieOptions, 
 	c.rcvNxt = ack.Seq
 	// The SYN+ACK advertised min(RcvBuf, 65535) unscaled.
 	c.rcvAdvEdge = c.rcvNxt.Add(min(c.cfg.RcvBuf, 0xffff))
+	c.rcvShownEdge = c.rcvAdvEdge
 	var syn Segment
 	syn.Options.MSS = uint16(opts.MSS)
 	if opts.WScale >= 0 {

@@ -21,6 +21,21 @@ func (c *Conn) send(seg Segment) {
 	if seg.Flags&FlagRST == 0 {
 		seg.Window = c.advertise(seg.Flags&FlagSYN != 0)
 		c.ackNow, c.ackPending, c.ackAt = false, 0, 0
+		if seg.Flags&FlagACK != 0 {
+			c.lastAckSent = seg.Ack
+		}
+		// RFC 7323 §3.2: once negotiated, every segment but an RST
+		// carries a timestamp; our SYN offers one (TSecr 0).
+		if c.tsOK || (seg.Flags&FlagSYN != 0 && c.state == SynSent && !c.cfg.NoTimestamps) {
+			seg.Options.HasTS = true
+			seg.Options.TSVal = c.tsVal(c.clock)
+			if c.tsOK {
+				seg.Options.TSEcr = c.tsRecent
+			}
+		}
+		if c.sackOK && seg.Flags&FlagSYN == 0 && c.rcv.HasOutOfOrder() {
+			c.addSACKBlocks(&seg)
+		}
 	}
 	// Hand over the connection's own scratch segment: a pointer to the
 	// local would escape through the interface call and cost an
@@ -46,10 +61,14 @@ func (c *Conn) advertise(syn bool) uint16 {
 	if syn {
 		shift = 0
 	}
-	promised := c.rcvAdvEdge.Sub(c.rcvNxt)
-	wnd := window.ReceiveWindow(c.rcvWindow(), promised, c.rcvBufSize, c.cfg.MSS, shift)
+	// Receiver SWS is judged against what the last field said; the field
+	// never says less than what was promised, rounded down.
+	wnd := window.ReceiveWindow(c.rcvWindow(), c.shownWindow(), c.rcvBufSize, c.rcvMSS(), shift)
+	wnd = max(wnd, c.rcvAdvEdge.Sub(c.rcvNxt))
 	scaled := min(wnd>>shift, 0xffff)
-	if edge := c.rcvNxt.Add(scaled << shift); edge.GreaterThan(c.rcvAdvEdge) {
+	edge := c.rcvNxt.Add(scaled << shift)
+	c.rcvShownEdge = edge
+	if edge.GreaterThan(c.rcvAdvEdge) {
 		c.rcvAdvEdge = edge
 	}
 	// The ring must hold everything an offer let the peer send.
@@ -57,6 +76,12 @@ func (c *Conn) advertise(syn bool) uint16 {
 		c.rcv.SetLimit(need)
 	}
 	return uint16(scaled)
+}
+
+// shownWindow is the window the last advertisement expressed, from
+// RCV.NXT: at most one scale unit short of the promise (rcvAdvEdge).
+func (c *Conn) shownWindow() int {
+	return max(0, c.rcvShownEdge.Sub(c.rcvNxt))
 }
 
 // sendSyn sends (or resends) our SYN, or SYN+ACK in SYN-RECEIVED, with the
@@ -69,6 +94,11 @@ func (c *Conn) sendSyn(now time.Duration) {
 	if !c.cfg.NoWScale && (c.state == SynSent || c.wscaleOK) {
 		seg.Options.HasWScale = true
 		seg.Options.WScale = int8(c.rcvWScale)
+	}
+	// RFC 2018 §2: offer SACK on a SYN, and on a SYN+ACK only if the
+	// peer's SYN did.
+	if !c.cfg.NoSACK && (c.state == SynSent || c.sackOK) {
+		seg.Options.SACKPermitted = true
 	}
 	if c.state == SynReceived {
 		seg.Flags |= FlagACK
@@ -115,10 +145,10 @@ func (c *Conn) sendData(now time.Duration) {
 				// offered goes as the windows allow, with no SWS or Nagle
 				// wait (RFC 9293 §3.8.6.2.1), or a small window would
 				// keep it from ever being retransmitted.
-				n = min(unsent, room, c.sndMSS, c.sndMax.Sub(c.sndNxt))
+				n = min(unsent, room, c.segMSS(), c.sndMax.Sub(c.sndNxt))
 			} else {
 				n = window.SendSize(window.SendState{
-					Unsent: unsent, Usable: room, MSS: c.sndMSS, MaxWnd: c.maxSndWnd,
+					Unsent: unsent, Usable: room, MSS: c.segMSS(), MaxWnd: c.maxSndWnd,
 					InFlight: c.sndNxt.Sub(c.sndUna), NoDelay: c.noDelay, Fin: c.finQueued,
 				})
 			}
@@ -167,7 +197,7 @@ func (c *Conn) transmit(seg Segment, now time.Duration) {
 // SND.NXT (fast retransmit, RFC 5681 §3.2 step 2).
 func (c *Conn) retransmitFirst(now time.Duration) {
 	off := c.sndUna.Sub(c.sndBufSeq)
-	payload := c.snd.Peek(off, c.sndMSS)
+	payload := c.snd.Peek(off, c.segMSS())
 	seg := Segment{Seq: c.sndUna, Payload: payload}
 	if fin, sent := c.finSeq(); sent && c.sndUna.Add(len(payload)) == fin {
 		seg.Flags |= FlagFIN
@@ -198,8 +228,8 @@ func (c *Conn) maybeWindowUpdate() {
 	if !c.state.synchronized() || c.finRcvd {
 		return
 	}
-	offered := c.rcvAdvEdge.Sub(c.rcvNxt)
-	if window.ReceiveWindow(c.rcvWindow(), offered, c.rcvBufSize, c.cfg.MSS, c.rcvWScale) > offered {
+	shown := c.shownWindow()
+	if window.ReceiveWindow(c.rcvWindow(), shown, c.rcvBufSize, c.rcvMSS(), c.rcvWScale) > shown {
 		c.ackNow = true
 	}
 }
@@ -228,4 +258,35 @@ func (c *Conn) ackSeq() Seq {
 		return edge.Max(c.sndNxt)
 	}
 	return c.sndMax
+}
+
+// addSACKBlocks reports the out-of-order data we hold (RFC 2018 §4): the
+// block holding the most recently received segment first, then the others
+// from the lowest, as many as fit in the option space the segment leaves
+// (a full-sized data segment has none to spare, so SACK rides on ACKs).
+func (c *Conn) addSACKBlocks(seg *Segment) {
+	used := seg.Options.encodedLen() + 4                 // NOP NOP kind len
+	room := min(40-used, c.sndMSS-len(seg.Payload)-used) // 40 option bytes at most
+	limit := min(room/8, MaxSACKBlocks)
+	if limit <= 0 {
+		return
+	}
+	var first SACKBlock
+	c.rcv.OutOfOrder(func(start, end int) {
+		b := SACKBlock{c.rcvNxt.Add(start), c.rcvNxt.Add(end)}
+		if first.Start == first.End && c.lastOOO.InWindow(b.Start, b.End.Sub(b.Start)) {
+			first = b
+		}
+	})
+	o := &seg.Options
+	if first.Start != first.End {
+		o.SACK[0], o.NumSACK = first, 1
+	}
+	c.rcv.OutOfOrder(func(start, end int) {
+		b := SACKBlock{c.rcvNxt.Add(start), c.rcvNxt.Add(end)}
+		if o.NumSACK < limit && b != first {
+			o.SACK[o.NumSACK] = b
+			o.NumSACK++
+		}
+	})
 }

@@ -26,6 +26,7 @@ func (c *Conn) nextTimer() (string, time.Duration) {
 
 // Tick runs every timer that has expired by now.
 func (c *Conn) Tick(now time.Duration) {
+	c.clock = now
 	if c.twAt != 0 && now >= c.twAt {
 		// RFC 9293 §3.10.8: when the 2MSL timer expires, delete the TCB.
 		c.twAt = 0
@@ -78,6 +79,10 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	c.rttTiming = false // Karn's rule
 	c.inRecover = false
 	c.dupAcks = 0
+	// Start over from SND.UNA: the peer may have discarded what it SACKed
+	// (RFC 2018 §8), so the scoreboard is not trusted past a timeout.
+	c.sb.Reset()
+	c.highRxt = c.sndUna
 	if !c.synAcked {
 		c.sendSyn(now)
 		return
@@ -110,7 +115,7 @@ func (c *Conn) probeWindow(now time.Duration) {
 		return
 	}
 	if c.sndWnd > 0 {
-		n := min(unsent, c.sndWnd, c.sndMSS)
+		n := min(unsent, c.sndWnd, c.segMSS())
 		off := c.sndNxt.Sub(c.sndBufSeq)
 		seg := Segment{Seq: c.sndNxt, Payload: c.snd.Peek(off, n), Flags: FlagPSH}
 		c.transmit(seg, now)

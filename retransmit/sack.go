@@ -1,0 +1,173 @@
+package retransmit
+
+// Scoreboard is the SACK sender's record of which bytes beyond SND.UNA
+// the peer has told us it holds (RFC 2018, RFC 6675 §3). Sequence numbers
+// are raw 32-bit values compared with serial arithmetic (RFC 1982), so the
+// package does not depend on the tcp core. It keeps at most MaxRanges
+// disjoint ranges, sorted; a fixed array, so updating it never allocates.
+type Scoreboard struct {
+	r [MaxRanges]span
+	n int
+}
+
+// MaxRanges bounds the SACKed ranges remembered. A peer reports at most
+// four per segment; more holes than this only make recovery slower.
+const MaxRanges = 32
+
+// DupThresh is RFC 6675's duplicate threshold: three segments' worth of
+// evidence beyond a hole mark it lost.
+const DupThresh = 3
+
+type span struct{ start, end uint32 }
+
+func lt(a, b uint32) bool  { return int32(a-b) < 0 }
+func leq(a, b uint32) bool { return int32(a-b) <= 0 }
+func maxSeq(a, b uint32) uint32 {
+	if lt(a, b) {
+		return b
+	}
+	return a
+}
+func minSeq(a, b uint32) uint32 {
+	if lt(a, b) {
+		return a
+	}
+	return b
+}
+
+// Reset forgets everything (after a retransmission timeout the sender
+// starts over from SND.UNA, and the peer may have reneged: RFC 2018 §8).
+func (s *Scoreboard) Reset() { s.n = 0 }
+
+// Empty reports whether nothing beyond SND.UNA is SACKed.
+func (s *Scoreboard) Empty() bool { return s.n == 0 }
+
+// Add records a SACK block [start, end) reported by the peer, if it is
+// plausible: inside (una, max], where max is the highest sequence number
+// sent (RFC 2018 §3 lets a receiver report only what it holds). It
+// reports whether the block told us anything new.
+func (s *Scoreboard) Add(start, end, una, max uint32) bool {
+	if !lt(start, end) || lt(max, end) {
+		return false
+	}
+	start = maxSeq(start, una)
+	if !lt(start, end) {
+		return false
+	}
+	// Find where it goes, merging every range it overlaps or touches.
+	i := 0
+	for i < s.n && lt(s.r[i].end, start) {
+		i++
+	}
+	j := i
+	merged := span{start, end}
+	for j < s.n && leq(s.r[j].start, end) {
+		merged.start = minSeq(merged.start, s.r[j].start)
+		merged.end = maxSeq(merged.end, s.r[j].end)
+		j++
+	}
+	if j-i == 1 && s.r[i] == merged {
+		return false // nothing new
+	}
+	if i == j && s.n == MaxRanges {
+		return false // full: keep what we have
+	}
+	// Replace r[i:j] with merged.
+	shift := 1 - (j - i)
+	if shift > 0 {
+		copy(s.r[i+1:s.n+1], s.r[i:s.n])
+	} else if shift < 0 {
+		copy(s.r[i+1:], s.r[j:s.n])
+	}
+	s.r[i] = merged
+	s.n += shift
+	return true
+}
+
+// Ack drops everything below una, the new SND.UNA.
+func (s *Scoreboard) Ack(una uint32) {
+	k := 0
+	for i := 0; i < s.n; i++ {
+		r := s.r[i]
+		if leq(r.end, una) {
+			continue
+		}
+		r.start = maxSeq(r.start, una)
+		s.r[k] = r
+		k++
+	}
+	s.n = k
+}
+
+// Highest is the end of the highest SACKed range, or una if none.
+func (s *Scoreboard) Highest(una uint32) uint32 {
+	if s.n == 0 {
+		return una
+	}
+	return maxSeq(una, s.r[s.n-1].end)
+}
+
+// SackedAbove is the number of SACKed bytes above seq.
+func (s *Scoreboard) SackedAbove(seq uint32) int {
+	total := 0
+	for i := s.n - 1; i >= 0; i-- {
+		r := s.r[i]
+		if leq(r.end, seq) {
+			break
+		}
+		total += int(r.end - maxSeq(r.start, seq))
+	}
+	return total
+}
+
+// IsLost is RFC 6675's IsLost(seq): the byte at seq is deemed lost when
+// DupThresh separate SACKed ranges lie above it, or more than
+// (DupThresh-1)*mss SACKed bytes do.
+func (s *Scoreboard) IsLost(seq uint32, mss int) bool {
+	ranges := 0
+	for i := s.n - 1; i >= 0 && lt(seq, s.r[i].end); i-- {
+		ranges++
+	}
+	return ranges >= DupThresh || s.SackedAbove(seq) > (DupThresh-1)*mss
+}
+
+// NextHole returns the first range of un-SACKed bytes at or after from
+// and below limit.
+func (s *Scoreboard) NextHole(from, limit uint32) (start, end uint32, ok bool) {
+	start = from
+	for i := 0; i < s.n; i++ {
+		r := s.r[i]
+		if leq(r.end, start) {
+			continue
+		}
+		if leq(r.start, start) {
+			start = r.end // inside a SACKed range: skip past it
+			continue
+		}
+		end = minSeq(r.start, limit)
+		return start, end, lt(start, end)
+	}
+	return start, limit, lt(start, limit)
+}
+
+// HoleBytes is the number of un-SACKed bytes in [from, to).
+func (s *Scoreboard) HoleBytes(from, to uint32) int {
+	if !lt(from, to) {
+		return 0
+	}
+	total := int(to - from)
+	for i := 0; i < s.n; i++ {
+		a, b := maxSeq(s.r[i].start, from), minSeq(s.r[i].end, to)
+		if lt(a, b) {
+			total -= int(b - a)
+		}
+	}
+	return total
+}
+
+// Ranges calls f for each SACKed range in order, for display and tests.
+func (s *Scoreboard) Ranges(f func(start, end uint32)) {
+	for i := 0; i < s.n; i++ {
+		f(s.r[i].start, s.r[i].end)
+	}
+}
