@@ -102,5 +102,17 @@ func (s *Segment) String() string {
 	if s.Options.HasWScale {
 		str += fmt.Sprintf(" wscale=%d", s.Options.WScale)
 	}
+	if s.Options.SACKPermitted {
+		str += " sackOK"
+	}
+	if s.Options.HasTS {
+		str += fmt.Sprintf(" ts=%d/%d", s.Options.TSVal, s.Options.TSEcr)
+	}
+	for i := 0; i < s.Options.NumSACK; i++ {
+		if i == 0 {
+			str += " sack="
+		}
+		str += fmt.Sprintf("[%d,%d)", uint32(s.Options.SACK[i].Start), uint32(s.Options.SACK[i].End))
+	}
 	return str
 }
