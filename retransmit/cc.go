@@ -45,8 +45,10 @@ func New(name string, mss int) (Controller, error) {
 	switch name {
 	case "newreno", "":
 		return NewNewReno(mss), nil
+	case "cubic":
+		return NewCubic(mss), nil
 	}
-	return nil, fmt.Errorf("unknown congestion control %q (want newreno)", name)
+	return nil, fmt.Errorf("unknown congestion control %q (want newreno or cubic)", name)
 }
 
 // InitialWindow is the RFC 6928 initial congestion window for an MSS:
