@@ -271,6 +271,20 @@ func (c *Conn) SetWriteBuffer(bytes int) error {
 	return c.setOption(bytes, func(time.Duration) { c.tcb.SetSndBuf(bytes) })
 }
 
+// SetCongestionControl chooses this connection's congestion control
+// algorithm ("newreno" or "cubic"), like Linux's TCP_CONGESTION option.
+func (c *Conn) SetCongestionControl(name string) error {
+	var err error
+	serr := c.setOption(1, func(time.Duration) { err = c.tcb.SetCongestionControl(name) })
+	if serr != nil {
+		return serr
+	}
+	if err != nil {
+		return c.opErr("set", fmt.Errorf("%w: %v", syscall.ENOENT, err))
+	}
+	return nil
+}
+
 // setOption applies a socket option to the control block: net.ErrClosed
 // after Close, EINVAL for a size that is not positive.
 func (c *Conn) setOption(size int, apply func(now time.Duration)) error {

@@ -39,6 +39,9 @@ type ControlConn struct {
 	SndWnd        int    `json:"snd_wnd,omitempty"`
 	RcvWnd        int    `json:"rcv_wnd,omitempty"`
 	RcvBuf        int    `json:"rcv_buf,omitempty"`
+	CC            string `json:"cc,omitempty"`
+	SACK          bool   `json:"sack,omitempty"`
+	TS            bool   `json:"ts,omitempty"`
 	SndBuf        int    `json:"snd_buf,omitempty"`
 	SRTTMicros    int64  `json:"srtt_us,omitempty"`
 	RTOMicros     int64  `json:"rto_us,omitempty"`
@@ -116,7 +119,7 @@ func (s *Stack) controlConnections() []ControlConn {
 			State: ci.State.String(), Local: ci.Local.String(), Remote: remote,
 			SendQ: ci.SendQ, RecvQ: ci.RecvQ, Timer: ci.Timer, TimerLeftMs: ci.TimerAt.Milliseconds(),
 			MSS: ci.MSS, Cwnd: ci.Cwnd, SSThresh: ci.SSThresh, SndWnd: ci.SndWnd, RcvWnd: ci.RcvWnd,
-			RcvBuf: ci.RcvBuf, SndBuf: ci.SndBuf,
+			RcvBuf: ci.RcvBuf, SndBuf: ci.SndBuf, CC: ci.CC, SACK: ci.SACK, TS: ci.TS,
 			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
 			Retransmits: ci.Retransmits, BytesInFlight: ci.SndNxt.Sub(ci.SndUna),
 		}

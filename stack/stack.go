@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tund-project/tund/ip"
+	"github.com/tund-project/tund/retransmit"
 	"github.com/tund-project/tund/tcp"
 	"github.com/tund-project/tund/tun"
 )
@@ -131,6 +132,9 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = wallClock{start: time.Now()}
+	}
+	if _, err := retransmit.New(cfg.TCP.CongestionControl, 1460); err != nil {
+		return nil, fmt.Errorf("stack: %v", err)
 	}
 	mtu := dev.MTU()
 	if mtu < 68 {

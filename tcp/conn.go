@@ -401,7 +401,9 @@ type Info struct {
 	SndUna, SndNxt Seq
 	RcvNxt         Seq
 	SndWnd, RcvWnd int
-	RcvBuf, SndBuf int // buffer sizes now (the receive buffer grows with autotuning)
+	RcvBuf, SndBuf int    // buffer sizes now (the receive buffer grows with autotuning)
+	CC             string // congestion control algorithm
+	SACK, TS       bool   // selective acknowledgments and timestamps in use
 	SendQ, RecvQ   int
 	MSS            int
 	Cwnd, SSThresh int
@@ -420,8 +422,9 @@ func (c *Conn) Info() Info {
 		MSS: c.segMSS(), SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
 	}
 	if c.cc != nil {
-		in.Cwnd, in.SSThresh = c.cc.Window(), c.cc.SSThresh()
+		in.Cwnd, in.SSThresh, in.CC = c.cc.Window(), c.cc.SSThresh(), c.cc.Name()
 	}
+	in.SACK, in.TS = c.sackOK, c.tsOK
 	in.Timer, in.TimerAt = c.nextTimer()
 	return in
 }
@@ -519,6 +522,22 @@ func (c *Conn) SetSndBuf(n int) {
 	if c.snd.Free() > 0 {
 		c.events |= EvWritable
 	}
+}
+
+// SetCongestionControl switches the connection to the named algorithm
+// ("newreno", "cubic"). On an established connection the new controller
+// starts from its initial window, as after an idle restart.
+func (c *Conn) SetCongestionControl(name string) error {
+	mss := c.sndMSS
+	cc, err := retransmit.New(name, mss)
+	if err != nil {
+		return err
+	}
+	c.cfg.CongestionControl = name
+	if c.cc != nil {
+		c.cc = cc
+	}
+	return nil
 }
 
 // RcvBuf is the current receive buffer size (it grows with autotuning).

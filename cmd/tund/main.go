@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tund-project/tund/retransmit"
 	"github.com/tund-project/tund/stack"
 	"github.com/tund-project/tund/tcp"
 	"github.com/tund-project/tund/tun"
@@ -57,6 +58,12 @@ type options struct {
 	rcvBufMax     int
 	sndBuf        int
 	noDelay       bool
+	cc            string
+	rtoInitial    time.Duration
+	rtoMin        time.Duration
+	rtoMax        time.Duration
+	noSACK        bool
+	noTimestamps  bool
 }
 
 func main() {
@@ -105,6 +112,13 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	rcvBufMax := fs.String("rcvbuf-max", "6M", "receive buffer autotuning cap (`size`)")
 	sndBuf := fs.String("sndbuf", "1M", "send buffer `size` per connection")
 	noDelay := fs.Bool("nodelay", false, "turn Nagle's algorithm off for every connection")
+	cc := fs.String("cc", "newreno", "congestion control `algorithm`: newreno or cubic")
+	def := tcp.DefaultConfig()
+	rtoInitial := fs.Duration("rto-initial", def.InitialRTO, "initial retransmission timeout (RFC 6298 §2.1)")
+	rtoMin := fs.Duration("rto-min", def.MinRTO, "lower bound of the retransmission timeout")
+	rtoMax := fs.Duration("rto-max", def.MaxRTO, "upper bound of the retransmission timeout (and of its backoff)")
+	noSACK := fs.Bool("no-sack", false, "do not offer selective acknowledgments (RFC 2018)")
+	noTimestamps := fs.Bool("no-timestamps", false, "do not offer TCP timestamps (RFC 7323)")
 	control := fs.String("control", "", "control socket `path` for tund ss (default /run/tund/TUN.sock; \"none\" disables it)")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
@@ -120,7 +134,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	o := options{tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
-		noDelay: *noDelay}
+		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
+		noSACK: *noSACK, noTimestamps: *noTimestamps}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -151,6 +166,15 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.synAckRetries < 1 || o.synAckRetries > 30 {
 		return o, fmt.Errorf("-synack-retries %d: must be between 1 and 30", o.synAckRetries)
+	}
+	if _, err := retransmit.New(o.cc, 1460); err != nil {
+		return o, fmt.Errorf("-cc %q: want newreno or cubic", o.cc)
+	}
+	if o.rtoMin <= 0 || o.rtoMin > o.rtoMax {
+		return o, fmt.Errorf("-rto-min %v: must be positive and at most -rto-max %v", o.rtoMin, o.rtoMax)
+	}
+	if o.rtoInitial < o.rtoMin || o.rtoInitial > o.rtoMax {
+		return o, fmt.Errorf("-rto-initial %v: must lie between -rto-min %v and -rto-max %v", o.rtoInitial, o.rtoMin, o.rtoMax)
 	}
 	if *rcvBuf != "auto" {
 		if o.rcvBuf, err = parseSize(*rcvBuf); err != nil {
@@ -209,7 +233,9 @@ func run(o options) error {
 	cfg := stack.Config{
 		Addr: o.addr,
 		TCP: tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries,
-			RcvBuf: o.rcvBuf, NoAutoTune: o.rcvBuf != 0, RcvBufMax: o.rcvBufMax, SndBuf: o.sndBuf, NoDelay: o.noDelay},
+			RcvBuf: o.rcvBuf, NoAutoTune: o.rcvBuf != 0, RcvBufMax: o.rcvBufMax, SndBuf: o.sndBuf, NoDelay: o.noDelay,
+			CongestionControl: o.cc, InitialRTO: o.rtoInitial, MinRTO: o.rtoMin, MaxRTO: o.rtoMax,
+			NoSACK: o.noSACK, NoTimestamps: o.noTimestamps},
 		Backlog:    o.backlog,
 		Logger:     log,
 		SynCookies: o.synCookies,

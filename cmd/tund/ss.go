@@ -96,8 +96,15 @@ func printConns(out io.Writer, conns []stack.ControlConn, info bool) {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s", c.State, c.RecvQ, c.SendQ, c.Local, c.Remote, timer)
 		if info && c.MSS != 0 {
-			fmt.Fprintf(tw, "\tmss:%d cwnd:%d ssthresh:%d snd_wnd:%d rcv_wnd:%d rcv_buf:%d snd_buf:%d in_flight:%d srtt:%v rto:%v retrans:%d",
-				c.MSS, c.Cwnd, c.SSThresh, c.SndWnd, c.RcvWnd, c.RcvBuf, c.SndBuf, c.BytesInFlight,
+			var opts string
+			if c.SACK {
+				opts += " sack"
+			}
+			if c.TS {
+				opts += " ts"
+			}
+			fmt.Fprintf(tw, "\t%s%s mss:%d cwnd:%d ssthresh:%d snd_wnd:%d rcv_wnd:%d rcv_buf:%d snd_buf:%d in_flight:%d srtt:%v rto:%v retrans:%d",
+				c.CC, opts, c.MSS, c.Cwnd, c.SSThresh, c.SndWnd, c.RcvWnd, c.RcvBuf, c.SndBuf, c.BytesInFlight,
 				time.Duration(c.SRTTMicros)*time.Microsecond, time.Duration(c.RTOMicros)*time.Microsecond, c.Retransmits)
 		}
 		fmt.Fprintln(tw)
