@@ -155,9 +155,7 @@ func TestSmallBacklogNeverAccepting(t *testing.T) {
 // with them off, its SYNs are dropped and its dial times out.
 func TestSynCookiesLetClientsInWhenBacklogIsFullOfHalfOpen(t *testing.T) {
 	need(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs nft (nftables) to drop the half-open clients' ACKs")
-	}
+	needTool(t, "nft")
 	for _, cookies := range []bool{true, false} {
 		t.Run(fmt.Sprintf("SynCookies=%v", cookies), func(t *testing.T) {
 			ns := newNetNS(t)

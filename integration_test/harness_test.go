@@ -85,6 +85,64 @@ func need(t *testing.T) {
 	}
 }
 
+// needTool skips (or, under TUND_REQUIRE_INTEGRATION=1, fails) a test
+// whose external tool is missing.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("TUND_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("TUND_REQUIRE_INTEGRATION=1 but %s is not installed", name)
+		}
+		t.Skipf("needs %s", name)
+	}
+}
+
+// nftLoss makes the kernel drop pct percent of the TCP packets crossing
+// the TUN device in ns, in both directions, at random: an input chain for
+// packets from the stack, an output chain for packets to it. (This kernel
+// has no netem; nftables' numgen gives the same effect.) The namespace's
+// deletion removes the rules.
+func nftLoss(t *testing.T, ns string, pct int) {
+	t.Helper()
+	needTool(t, "nft")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rules := fmt.Sprintf(`table inet tundloss {
+	chain in {
+		type filter hook input priority 0;
+		iifname "tund0" meta l4proto tcp numgen random mod 100 < %d counter drop
+	}
+	chain out {
+		type filter hook output priority 0;
+		oifname "tund0" meta l4proto tcp numgen random mod 100 < %d counter drop
+	}
+}
+`, pct, pct)
+	cmd := inNS(ctx, ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+}
+
+// nftDropped reports how many packets the nftLoss rules dropped.
+func nftDropped(t *testing.T, ns string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := inNS(ctx, ns, "nft", "list", "table", "inet", "tundloss").Output()
+	if err != nil {
+		t.Fatalf("nft list: %v", err)
+	}
+	total := 0
+	for _, f := range strings.Split(string(out), "counter packets ")[1:] {
+		var n int
+		fmt.Sscanf(f, "%d", &n)
+		total += n
+	}
+	return total
+}
+
 // newNetNS creates a namespace for this test and deletes it afterwards,
 // also when the test fails.
 func newNetNS(t *testing.T) string {

@@ -120,15 +120,16 @@ func (s *Scoreboard) SackedAbove(seq uint32) int {
 	return total
 }
 
-// IsLost is RFC 6675's IsLost(seq): the byte at seq is deemed lost when
-// DupThresh separate SACKed ranges lie above it, or more than
-// (DupThresh-1)*mss SACKed bytes do.
-func (s *Scoreboard) IsLost(seq uint32, mss int) bool {
+// IsLost is RFC 6675's IsLost(seq) with the duplicate threshold thresh
+// (DupThresh normally, less for RFC 5827 early retransmit): the byte at
+// seq is deemed lost when thresh separate SACKed ranges lie above it, or
+// more than (thresh-1)*mss SACKed bytes do.
+func (s *Scoreboard) IsLost(seq uint32, mss, thresh int) bool {
 	ranges := 0
 	for i := s.n - 1; i >= 0 && lt(seq, s.r[i].end); i-- {
 		ranges++
 	}
-	return ranges >= DupThresh || s.SackedAbove(seq) > (DupThresh-1)*mss
+	return ranges >= thresh || s.SackedAbove(seq) > (thresh-1)*mss
 }
 
 // NextHole returns the first range of un-SACKed bytes at or after from

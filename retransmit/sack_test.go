@@ -64,22 +64,22 @@ func TestScoreboardIsLost(t *testing.T) {
 	const mss = 1000
 	var s Scoreboard
 	s.Add(2000, 3000, 1000, 1<<20)
-	if s.IsLost(1000, mss) {
+	if s.IsLost(1000, mss, DupThresh) {
 		t.Error("one SACKed segment marks the hole lost")
 	}
 	s.Add(3000, 4000, 1000, 1<<20)
-	if s.IsLost(1000, mss) {
+	if s.IsLost(1000, mss, DupThresh) {
 		t.Error("two segments' worth marks the hole lost")
 	}
 	s.Add(4000, 4001, 1000, 1<<20)
-	if !s.IsLost(1000, mss) {
+	if !s.IsLost(1000, mss, DupThresh) {
 		t.Error("more than (DupThresh-1)*MSS SACKed above does not mark it lost")
 	}
 	var d Scoreboard
 	d.Add(2000, 2100, 1000, 1<<20)
 	d.Add(3000, 3100, 1000, 1<<20)
 	d.Add(4000, 4100, 1000, 1<<20)
-	if !d.IsLost(1000, mss) {
+	if !d.IsLost(1000, mss, DupThresh) {
 		t.Error("three discontiguous SACKed ranges above do not mark it lost")
 	}
 }
@@ -100,5 +100,13 @@ func TestScoreboardWraparoundAndCapacity(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(100, func() { f.Add(1, 2, 0, 1<<20); f.Ack(3) }); allocs != 0 {
 		t.Errorf("%v allocations per update", allocs)
+	}
+}
+
+func TestScoreboardEarlyRetransmitThreshold(t *testing.T) {
+	var s Scoreboard
+	s.Add(2000, 3000, 1000, 3000)
+	if s.IsLost(1000, 1000, DupThresh) || !s.IsLost(1000, 1000, 1) {
+		t.Error("one SACKed segment: lost only with threshold 1")
 	}
 }

@@ -235,7 +235,16 @@ type Conn struct {
 	sackOK  bool
 	sb      retransmit.Scoreboard // what the peer holds beyond SND.UNA
 	highRxt Seq                   // highest sequence retransmitted in this recovery
-	lastOOO Seq                   // start of the latest out-of-order segment (first SACK block)
+	// rxtRoundMax is SND.MAX when the latest hole was retransmitted: once
+	// data sent after it is SACKed, holes still missing below highRxt were
+	// lost again and the next round resends them.
+	rxtRoundMax Seq
+	// Tail loss probe (RFC 8985 §7): when it fires, one segment goes out
+	// to draw a SACK that exposes a lost tail, instead of waiting for the
+	// RTO. tlpOut: a probe is outstanding (one per ACK).
+	tlpAt   time.Duration
+	tlpOut  bool
+	lastOOO Seq // start of the latest out-of-order segment (first SACK block)
 
 	clock  time.Duration // the now of the current call, for timestamps
 	err    error
@@ -243,7 +252,10 @@ type Conn struct {
 	outSeg Segment // scratch for send, so segments do not escape to the heap
 
 	// Counters for display.
-	Retransmits uint64
+	Retransmits uint64 // segments sent again, for any reason
+	Timeouts    uint64 // retransmission timeouts
+	Recoveries  uint64 // fast recoveries entered
+	Probes      uint64 // tail loss probes sent
 }
 
 func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
@@ -409,6 +421,9 @@ type Info struct {
 	Cwnd, SSThresh int
 	SRTT, RTO      time.Duration
 	Retransmits    uint64
+	Timeouts       uint64
+	Recoveries     uint64
+	Probes         uint64
 	Timer          string        // the timer that fires next ("" if none)
 	TimerAt        time.Duration // when, on the caller's clock
 }
@@ -420,6 +435,7 @@ func (c *Conn) Info() Info {
 		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
 		RcvBuf: c.rcvBufSize, SndBuf: c.snd.Limit(),
 		MSS: c.segMSS(), SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
+		Timeouts: c.Timeouts, Recoveries: c.Recoveries, Probes: c.Probes,
 	}
 	if c.cc != nil {
 		in.Cwnd, in.SSThresh, in.CC = c.cc.Window(), c.cc.SSThresh(), c.cc.Name()
@@ -619,7 +635,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At = 0, 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt = 0, 0, 0, 0, 0, 0
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in

@@ -416,6 +416,8 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 	} else {
 		c.rtxAt = now + c.rto.Timeout()
 	}
+	c.tlpOut = false
+	c.armTLP(now)
 }
 
 // dupAck counts duplicate ACKs. Loss recovery starts on the third
@@ -434,10 +436,12 @@ func (c *Conn) dupAck(now time.Duration) {
 	if c.cc == nil {
 		return
 	}
-	if c.dupAcks >= 3 || (c.sackOK && c.sb.IsLost(uint32(c.sndUna), c.segMSS())) {
+	if c.dupAcks >= c.dupThresh() || (c.sackOK && c.sb.IsLost(uint32(c.sndUna), c.segMSS(), c.dupThresh())) {
 		c.inRecover = true
 		c.recover = c.sndMax
-		c.highRxt = c.sndUna
+		c.Recoveries++
+		c.highRxt, c.rxtRoundMax = c.sndUna, c.sndMax
+		c.tlpAt = 0
 		c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna), now)
 		if c.sackOK {
 			c.sackRecover(now)
@@ -445,6 +449,20 @@ func (c *Conn) dupAck(now time.Duration) {
 			c.retransmitFirst(now)
 		}
 	}
+}
+
+// dupThresh is the number of duplicate ACKs (or SACKed segments) that
+// mark a loss: three (RFC 5681), or fewer when fewer segments are
+// outstanding and nothing new can be sent, since no more duplicates can
+// ever come (RFC 5827 early retransmit).
+func (c *Conn) dupThresh() int {
+	unsent := c.snd.Len() - c.sndMax.Sub(c.sndBufSeq)
+	if unsent > 0 && c.sndUna.Add(c.sndWnd).GreaterThan(c.sndMax) {
+		return retransmit.DupThresh
+	}
+	mss := c.segMSS()
+	segs := (c.sndMax.Sub(c.sndUna) + mss - 1) / mss
+	return max(1, min(retransmit.DupThresh, segs-1))
 }
 
 // pipe is RFC 6675's estimate of the bytes still in the network: what
@@ -461,6 +479,13 @@ func (c *Conn) pipe() int {
 // hole, else send new data.
 func (c *Conn) sackRecover(now time.Duration) {
 	mss := c.segMSS()
+	// Data sent after our latest retransmission has been SACKed, yet holes
+	// we resent are still missing: those retransmissions were lost too.
+	// Start another round from SND.UNA (RFC 6675 cannot see this; RACK,
+	// RFC 8985, does it by time, this by order).
+	if c.highRxt.GreaterThan(c.sndUna) && Seq(c.sb.Highest(uint32(c.sndUna))).GreaterThan(c.rxtRoundMax) {
+		c.highRxt = c.sndUna
+	}
 	for i := 0; i < 64; i++ {
 		if c.cc.Window()-c.pipe() < mss {
 			return
@@ -470,7 +495,7 @@ func (c *Conn) sackRecover(now time.Duration) {
 		from := c.highRxt.Max(c.sndUna)
 		// Rule 1: the first un-SACKed range below the highest SACK, not
 		// yet retransmitted, that the scoreboard deems lost.
-		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.sb.IsLost(start, mss) {
+		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.sb.IsLost(start, mss, c.dupThresh()) {
 			n := min(int(end-start), mss)
 			s := Seq(start)
 			seg := Segment{Seq: s, Payload: c.snd.Peek(s.Sub(c.sndBufSeq), n)}
@@ -481,6 +506,7 @@ func (c *Conn) sackRecover(now time.Duration) {
 			c.rttTiming = false
 			c.send(seg)
 			c.highRxt = s.Add(len(seg.Payload))
+			c.rxtRoundMax = c.sndMax
 			if c.rtxAt == 0 {
 				c.rtxAt = now + c.rto.Timeout()
 			}

@@ -196,3 +196,64 @@ func TestKarnRuleSkipsRetransmittedSegments(t *testing.T) {
 		t.Errorf("SRTT moved from %v to %v on a retransmitted segment's ACK", srtt, got)
 	}
 }
+
+// TestTailLossProbe: the last two segments of a transfer are lost, so no
+// duplicate ACKs can come. The tail loss probe (RFC 8985 §7), two SRTTs
+// later, resends the last segment; its SACK exposes the other hole, and
+// fast recovery repairs it — no retransmission timeout.
+func TestTailLossProbe(t *testing.T) {
+	p := newWarmPair(t, Config{})
+	// An RTT sample first, so the probe timeout can be computed.
+	p.transfer(p.a, p.b, pattern(3000))
+	n := 10 * p.a.segMSS()
+	data := pattern(n)
+	var sent []Seq
+	p.aOut.drop = func(seg *Segment) bool {
+		if len(seg.Payload) == 0 {
+			return false
+		}
+		for _, s := range sent {
+			if s == seg.Seq {
+				return false // a retransmission: let it through
+			}
+		}
+		sent = append(sent, seg.Seq)
+		return len(sent) >= 9 // the last two original segments are lost
+	}
+	got := p.transfer(p.a, p.b, data)
+	if !bytes.Equal(got, data) {
+		t.Fatal("data differs")
+	}
+	if p.a.Probes == 0 || p.a.Timeouts != 0 {
+		t.Errorf("probes %d, timeouts %d: want the tail repaired by a probe, not a timeout\n%s", p.a.Probes, p.a.Timeouts, logTail(p, 20))
+	}
+}
+
+// TestLostRetransmissionResentWithoutTimeout: a hole's retransmission is
+// lost too; once data sent after it is SACKed the sender resends the hole
+// again in the same recovery instead of waiting for the RTO.
+func TestLostRetransmissionResentWithoutTimeout(t *testing.T) {
+	p := newWarmPair(t, Config{})
+	p.transfer(p.a, p.b, pattern(3000))
+	copies := map[Seq]int{}
+	var victim Seq
+	p.aOut.drop = func(seg *Segment) bool {
+		if len(seg.Payload) == 0 {
+			return false
+		}
+		copies[seg.Seq]++
+		if victim == 0 && copies[seg.Seq] == 1 && len(copies) == 5 {
+			victim = seg.Seq
+		}
+		// The 5th segment is lost, and so is its first retransmission.
+		return seg.Seq == victim && copies[seg.Seq] <= 2
+	}
+	data := pattern(60 * p.a.segMSS())
+	got := p.transfer(p.a, p.b, data)
+	if !bytes.Equal(got, data) {
+		t.Fatal("data differs")
+	}
+	if copies[victim] != 3 || p.a.Timeouts != 0 {
+		t.Errorf("the victim was sent %d times with %d timeouts: want 3 sends, no timeout\n%s", copies[victim], p.a.Timeouts, logTail(p, 30))
+	}
+}

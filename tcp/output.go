@@ -191,6 +191,9 @@ func (c *Conn) transmit(seg Segment, now time.Duration) {
 	if c.rtxAt == 0 {
 		c.rtxAt = now + c.rto.Timeout()
 	}
+	if c.tlpAt == 0 {
+		c.armTLP(now)
+	}
 }
 
 // retransmitFirst resends the first unacknowledged segment without moving

@@ -16,7 +16,7 @@ func (c *Conn) nextTimer() (string, time.Duration) {
 	for _, t := range [...]struct {
 		name string
 		at   time.Duration
-	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}} {
+	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}} {
 		if t.at != 0 && (at == 0 || t.at < at) {
 			name, at = t.name, t.at
 		}
@@ -47,6 +47,9 @@ func (c *Conn) Tick(now time.Duration) {
 			return
 		}
 	}
+	if c.tlpAt != 0 && now >= c.tlpAt {
+		c.tailLossProbe(now)
+	}
 	if c.persistAt != 0 && now >= c.persistAt {
 		c.probeWindow(now)
 	}
@@ -75,6 +78,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	}
 	c.retries++
 	c.Retransmits++
+	c.Timeouts++
 	c.rto.Backoff()
 	c.rttTiming = false // Karn's rule
 	c.inRecover = false
@@ -83,6 +87,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	// (RFC 2018 §8), so the scoreboard is not trusted past a timeout.
 	c.sb.Reset()
 	c.highRxt = c.sndUna
+	c.tlpAt, c.tlpOut = 0, false
 	if !c.synAcked {
 		c.sendSyn(now)
 		return
@@ -129,4 +134,55 @@ func (c *Conn) probeWindow(now time.Duration) {
 		d *= 2
 	}
 	c.persistAt = now + min(d, c.cfg.MaxRTO)
+}
+
+// armTLP schedules a tail loss probe (RFC 8985 §7.2) while data is in
+// flight outside recovery: PTO = 2*SRTT, plus a delayed-ACK allowance when
+// only one segment is out, and only if it comes before the RTO. It needs
+// SACK, which is how the probe's answer exposes the loss, and an RTT.
+func (c *Conn) armTLP(now time.Duration) {
+	c.tlpAt = 0
+	srtt := c.rto.SRTT()
+	if !c.sackOK || c.inRecover || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked {
+		return
+	}
+	pto := max(2*srtt, 10*time.Millisecond)
+	if c.sndMax.Sub(c.sndUna) <= c.segMSS() {
+		pto += 200 * time.Millisecond // RFC 8985 §7.2: WCDelAckT
+	}
+	if c.rtxAt != 0 && now+pto >= c.rtxAt {
+		return
+	}
+	c.tlpAt = now + pto
+}
+
+// tailLossProbe sends the probe: new data if the windows allow, else the
+// last segment sent again (RFC 8985 §7.3). The peer's SACK for it shows
+// which tail segments are missing and starts fast recovery; the RTO,
+// re-armed, stays the backstop.
+func (c *Conn) tailLossProbe(now time.Duration) {
+	c.tlpAt = 0
+	if c.sndUna == c.sndMax || c.inRecover || c.tlpOut {
+		return
+	}
+	c.tlpOut = true
+	c.Probes++
+	off := c.sndMax.Sub(c.sndBufSeq)
+	if n := min(c.snd.Len()-off, c.segMSS(), c.sndUna.Add(c.sndWnd).Sub(c.sndMax)); n > 0 && c.sndNxt == c.sndMax {
+		c.transmit(Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}, now)
+	} else {
+		n := min(c.segMSS(), c.sndMax.Sub(c.sndUna))
+		start := c.sndMax.Add(-n)
+		seg := Segment{Seq: start, Payload: c.snd.Peek(start.Sub(c.sndBufSeq), n)}
+		if fin, sent := c.finSeq(); sent && start.Add(len(seg.Payload)) == fin {
+			seg.Flags |= FlagFIN
+		}
+		if seg.Len() == 0 {
+			return
+		}
+		c.Retransmits++
+		c.rttTiming = false
+		c.send(seg)
+	}
+	c.rtxAt = now + c.rto.Timeout()
 }

@@ -1,7 +1,9 @@
 // Package tun is tund's link layer: the Device interface that carries one
 // IPv4 packet per call, the real Linux TUN device, an in-memory Pipe that
-// joins two stacks in tests, and named network namespaces to keep every
-// device and peer process of a test inside a sandbox of its own.
+// joins two stacks in tests, Impair, which wraps any Device with seeded
+// loss, duplication, reordering, delay, rate limits and corruption for
+// experiments, and named network namespaces to keep every device and peer
+// process of a test inside a sandbox of its own.
 //
 // The real device is opened with github.com/songgao/water (IFF_TUN |
 // IFF_NO_PI, non-blocking under Go's poller, so Close unblocks a Read) and
