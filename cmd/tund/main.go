@@ -64,6 +64,7 @@ type options struct {
 	rtoMax        time.Duration
 	noSACK        bool
 	noTimestamps  bool
+	impair        tun.ImpairConfig
 }
 
 func main() {
@@ -119,6 +120,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	rtoMax := fs.Duration("rto-max", def.MaxRTO, "upper bound of the retransmission timeout (and of its backoff)")
 	noSACK := fs.Bool("no-sack", false, "do not offer selective acknowledgments (RFC 2018)")
 	noTimestamps := fs.Bool("no-timestamps", false, "do not offer TCP timestamps (RFC 7323)")
+	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
+	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
+	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
 	control := fs.String("control", "", "control socket `path` for tund ss (default /run/tund/TUN.sock; \"none\" disables it)")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
@@ -167,6 +171,13 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.synAckRetries < 1 || o.synAckRetries > 30 {
 		return o, fmt.Errorf("-synack-retries %d: must be between 1 and 30", o.synAckRetries)
 	}
+	if o.impair.In, err = tun.ParseImpairment(*impairIn); err != nil {
+		return o, fmt.Errorf("-impair-in: %v", err)
+	}
+	if o.impair.Out, err = tun.ParseImpairment(*impairOut); err != nil {
+		return o, fmt.Errorf("-impair-out: %v", err)
+	}
+	o.impair.Seed = *impairSeed
 	if _, err := retransmit.New(o.cc, 1460); err != nil {
 		return o, fmt.Errorf("-cc %q: want newreno or cubic", o.cc)
 	}
@@ -250,9 +261,19 @@ func run(o options) error {
 			mu.Unlock()
 		}
 	}
-	st, err := stack.New(dev, cfg)
+	var link tun.Device = dev
+	if o.impair.In != (tun.Impairment{}) || o.impair.Out != (tun.Impairment{}) {
+		imp, err := tun.Impair(dev, o.impair)
+		if err != nil {
+			dev.Close()
+			return err
+		}
+		link = imp
+		log.Info("impairing the link", "in", o.impair.In.String(), "out", o.impair.Out.String(), "seed", o.impair.Seed)
+	}
+	st, err := stack.New(link, cfg)
 	if err != nil {
-		dev.Close()
+		link.Close()
 		return err
 	}
 	defer st.Close()

@@ -43,6 +43,10 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o.control != "/run/tund/tund0.sock" || o.synCookies || o.finTimeout != time.Minute || o.synAckRetries != 5 {
 		t.Fatalf("defaults: %+v", o)
 	}
+	if o, err := parseFlags([]string{"-impair-out", "loss=1%,reorder=2%", "-impair-seed", "7"}, io.Discard); err != nil ||
+		o.impair.Out.Loss != 0.01 || o.impair.Out.Reorder != 0.02 || o.impair.Seed != 7 {
+		t.Errorf("-impair-out: %+v %v", o.impair, err)
+	}
 	if o.rcvBuf != 0 || o.rcvBufMax != 6<<20 || o.sndBuf != 1<<20 || o.noDelay {
 		t.Fatalf("buffer defaults: %+v", o)
 	}
@@ -78,6 +82,8 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-fin-timeout", "0s"}, "-fin-timeout 0s"},
 		{[]string{"-rcvbuf", "lots"}, `-rcvbuf "lots"`},
 		{[]string{"-cc", "bbr"}, `-cc "bbr"`},
+		{[]string{"-impair-in", "loss=150%"}, `loss="150%"`},
+		{[]string{"-impair-out", "wobble=3"}, `wobble`},
 		{[]string{"-rto-min", "0s"}, "-rto-min 0s"},
 		{[]string{"-rto-min", "2m"}, "-rto-min 2m0s"},
 		{[]string{"-rto-initial", "10ms"}, "-rto-initial 10ms"},
