@@ -3,28 +3,46 @@ package integration
 import (
 	"bytes"
 	"crypto/sha256"
-	"fmt"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/tund-project/tund/stack"
 	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/tun"
 )
 
 // TestTransfersUnderRandomLossWithKernel: nftables drops a share of the
-// TCP packets crossing the TUN device in both directions. 8 MiB go each
-// way between a kernel socket and the stack (with NewReno and with
-// CUBIC), and arrive byte-exact.
+// TCP packets crossing the TUN device in both directions, and tun.Impair
+// adds reordering, duplication and delay. 8 MiB go each way between a
+// kernel socket and the stack (with NewReno and with CUBIC), and arrive
+// byte-exact.
 func TestTransfersUnderRandomLossWithKernel(t *testing.T) {
 	need(t)
+	reorderDupDelay := tun.Impairment{Reorder: 0.02, ReorderGap: 2, Duplicate: 0.01, Delay: 2 * time.Millisecond}
 	for _, tc := range []struct {
-		cc   string
-		loss int
-	}{{"newreno", 2}, {"cubic", 5}} {
-		t.Run(fmt.Sprintf("%s/%d%%", tc.cc, tc.loss), func(t *testing.T) {
+		name   string
+		cc     string
+		loss   int
+		impair tun.Impairment
+	}{
+		{"newreno/2%", "newreno", 2, tun.Impairment{}},
+		{"cubic/5%", "cubic", 5, tun.Impairment{}},
+		{"cubic/1%+reorder+dup+delay", "cubic", 1, reorderDupDelay},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			ns := newNetNS(t)
-			st := startLibraryStackCfg(t, ns, stack.Config{TCP: tcp.Config{CongestionControl: tc.cc}}, nil)
+			var wrap func(tun.Device) tun.Device
+			if tc.impair != (tun.Impairment{}) {
+				wrap = func(d tun.Device) tun.Device {
+					imp, err := tun.Impair(d, tun.ImpairConfig{Seed: 9, In: tc.impair, Out: tc.impair})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return imp
+				}
+			}
+			st := startLibraryStackCfg(t, ns, stack.Config{TCP: tcp.Config{CongestionControl: tc.cc}}, wrap)
 			nftLoss(t, ns, tc.loss)
 			l, err := st.Listen("tcp", ":9200")
 			if err != nil {
@@ -97,8 +115,8 @@ func TestTransfersUnderRandomLossWithKernel(t *testing.T) {
 				t.Fatalf("kernel received %d bytes, want %d identical", len(got), len(down))
 			}
 			dropped := nftDropped(t, ns)
-			t.Logf("%s, %d%% loss each way: kernel→stack 8 MiB in %v, stack→kernel 8 MiB in %v (the stack retransmitted %d segments: %d recoveries, %d tail probes, %d timeouts); nftables dropped %d packets",
-				tc.cc, tc.loss, r.upDone.Sub(start).Round(time.Millisecond), time.Since(r.upDone).Round(time.Millisecond), r.rtx,
+			t.Logf("%s, %d%% loss each way (%s): kernel→stack 8 MiB in %v, stack→kernel 8 MiB in %v (the stack retransmitted %d segments: %d recoveries, %d tail probes, %d timeouts); nftables dropped %d packets",
+				tc.cc, tc.loss, tc.impair.String(), r.upDone.Sub(start).Round(time.Millisecond), time.Since(r.upDone).Round(time.Millisecond), r.rtx,
 				r.info.Recoveries, r.info.Probes, r.info.Timeouts, dropped)
 			if dropped == 0 {
 				t.Errorf("nftables dropped nothing: the loss rules are not in the path")
