@@ -242,8 +242,16 @@ type Conn struct {
 	// Tail loss probe (RFC 8985 §7): when it fires, one segment goes out
 	// to draw a SACK that exposes a lost tail, instead of waiting for the
 	// RTO. tlpOut: a probe is outstanding (one per ACK).
-	tlpAt   time.Duration
-	tlpOut  bool
+	tlpAt  time.Duration
+	tlpOut bool
+	// Reorder timer: holes below rackMark are declared lost at rackAt;
+	// lostBelow is where that has happened.
+	rackAt    time.Duration
+	rackMark  Seq
+	lostBelow Seq
+	// lastRxt is when the latest hole was retransmitted: if no ACK covers
+	// it a round trip and a reordering window later, it was lost again.
+	lastRxt time.Duration
 	lastOOO Seq // start of the latest out-of-order segment (first SACK block)
 
 	clock  time.Duration // the now of the current call, for timestamps
@@ -635,7 +643,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt = 0, 0, 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt = 0, 0, 0, 0, 0, 0, 0
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in

@@ -300,6 +300,9 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 		}
 	}
 	finSeq, finSent := c.finSeq()
+	if sackNews {
+		c.noteSACK(now)
+	}
 	if c.sndUna.LessThan(ack) {
 		c.newAck(seg, now)
 	} else if ack == c.sndUna && len(seg.Payload) == 0 && !seg.Flags.Has(FlagFIN) &&
@@ -392,6 +395,13 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 			// ends recovery.
 			c.inRecover = false
 			c.cc.OnRecoveryEnd(now)
+			// What the reorder timer declared lost is repaired; holes
+			// beyond the old recovery point are judged afresh.
+			c.lostBelow = c.sndUna
+			if c.sackOK && c.sndUna != c.sndMax && c.sb.IsLost(uint32(c.sndUna), c.segMSS(), c.dupThresh()) {
+				c.enterRecovery(now) // losses beyond the old recovery point
+			}
+			c.noteSACK(now)
 		} else if c.sackOK {
 			c.sackRecover(now)
 		} else {
@@ -436,19 +446,72 @@ func (c *Conn) dupAck(now time.Duration) {
 	if c.cc == nil {
 		return
 	}
-	if c.dupAcks >= c.dupThresh() || (c.sackOK && c.sb.IsLost(uint32(c.sndUna), c.segMSS(), c.dupThresh())) {
-		c.inRecover = true
-		c.recover = c.sndMax
-		c.Recoveries++
-		c.highRxt, c.rxtRoundMax = c.sndUna, c.sndMax
-		c.tlpAt = 0
-		c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna), now)
-		if c.sackOK {
-			c.sackRecover(now)
-		} else {
-			c.retransmitFirst(now)
-		}
+	if c.dupAcks >= c.dupThresh() || (c.sackOK && c.holeLost(uint32(c.sndUna))) {
+		c.enterRecovery(now)
 	}
+}
+
+// enterRecovery starts fast recovery: one congestion response per
+// episode, then the first retransmission.
+func (c *Conn) enterRecovery(now time.Duration) {
+	c.inRecover = true
+	c.recover = c.sndMax
+	c.Recoveries++
+	c.highRxt, c.rxtRoundMax = c.sndUna, c.sndMax
+	c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna), now)
+	if c.sackOK {
+		c.sackRecover(now)
+	} else {
+		c.retransmitFirst(now)
+	}
+}
+
+// holeLost reports whether the un-SACKed byte at seq counts as lost: by
+// the duplicate threshold (RFC 6675 IsLost, RFC 5827), or because a
+// later-sent segment was delivered and the reordering window has passed
+// since (lostBelow, set by the reorder timer: RACK's idea, RFC 8985 §6).
+func (c *Conn) holeLost(seq uint32) bool {
+	return Seq(seq).LessThan(c.lostBelow) || c.sb.IsLost(seq, c.segMSS(), c.dupThresh())
+}
+
+// noteSACK runs after the scoreboard changed: holes below the highest
+// SACKed byte that are not yet known lost start the reorder timer; when
+// it expires they are (RFC 8985 §6.2: a segment is lost once one sent
+// after it was delivered and a reordering window has passed).
+func (c *Conn) noteSACK(now time.Duration) {
+	highest := Seq(c.sb.Highest(uint32(c.sndUna)))
+	if !highest.GreaterThan(c.lostBelow.Max(c.sndUna)) || c.rackAt != 0 {
+		return
+	}
+	c.rackMark = highest
+	c.rackAt = now + c.reorderWindow()
+}
+
+// reorderWindow is how long a hole may wait for a reordered segment
+// before it is declared lost: a quarter of the smoothed RTT (RFC 8985
+// §6.2 uses min_RTT/4), at least 1 ms.
+func (c *Conn) reorderWindow() time.Duration {
+	return max(c.rto.SRTT()/4, time.Millisecond)
+}
+
+// reorderTimeout marks the holes below rackMark lost and recovers them.
+func (c *Conn) reorderTimeout(now time.Duration) {
+	c.rackAt = 0
+	c.lostBelow = c.lostBelow.Max(c.rackMark)
+	if c.sndUna == c.sndMax || c.cc == nil {
+		return
+	}
+	if c.inRecover {
+		// Retransmissions that should have been acknowledged by now were
+		// lost too: start another round from SND.UNA.
+		if c.highRxt.GreaterThan(c.sndUna) && now >= c.lastRxt+c.rto.SRTT()+c.reorderWindow() {
+			c.highRxt = c.sndUna
+		}
+		c.sackRecover(now)
+	} else if c.holeLost(uint32(c.sndUna)) {
+		c.enterRecovery(now)
+	}
+	c.noteSACK(now)
 }
 
 // dupThresh is the number of duplicate ACKs (or SACKed segments) that
@@ -487,7 +550,12 @@ func (c *Conn) sackRecover(now time.Duration) {
 		c.highRxt = c.sndUna
 	}
 	for i := 0; i < 64; i++ {
-		if c.cc.Window()-c.pipe() < mss {
+		// The first hole at SND.UNA, once lost and not yet resent in this
+		// round, goes even when the pipe is full: otherwise a window whose
+		// other segments were lost too waits for the RTO (the guarantee
+		// of progress RFC 6937's PRR gives, one segment per round).
+		forced := !c.highRxt.GreaterThan(c.sndUna) && c.holeLost(uint32(c.sndUna))
+		if !forced && c.cc.Window()-c.pipe() < mss {
 			return
 		}
 		una := uint32(c.sndUna)
@@ -495,7 +563,7 @@ func (c *Conn) sackRecover(now time.Duration) {
 		from := c.highRxt.Max(c.sndUna)
 		// Rule 1: the first un-SACKed range below the highest SACK, not
 		// yet retransmitted, that the scoreboard deems lost.
-		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.sb.IsLost(start, mss, c.dupThresh()) {
+		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.holeLost(start) {
 			n := min(int(end-start), mss)
 			s := Seq(start)
 			seg := Segment{Seq: s, Payload: c.snd.Peek(s.Sub(c.sndBufSeq), n)}
@@ -507,6 +575,13 @@ func (c *Conn) sackRecover(now time.Duration) {
 			c.send(seg)
 			c.highRxt = s.Add(len(seg.Payload))
 			c.rxtRoundMax = c.sndMax
+			c.lastRxt = now
+			// RACK's timer for retransmissions (RFC 8985 §6.3): check it
+			// arrived one RTT and a reordering window from now.
+			if at := now + c.rto.SRTT() + c.reorderWindow(); c.rackAt == 0 || at < c.rackAt {
+				c.rackAt = at
+				c.rackMark = c.rackMark.Max(c.sndUna)
+			}
 			if c.rtxAt == 0 {
 				c.rtxAt = now + c.rto.Timeout()
 			}

@@ -16,7 +16,7 @@ func (c *Conn) nextTimer() (string, time.Duration) {
 	for _, t := range [...]struct {
 		name string
 		at   time.Duration
-	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}} {
+	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}, {"reorder", c.rackAt}} {
 		if t.at != 0 && (at == 0 || t.at < at) {
 			name, at = t.name, t.at
 		}
@@ -46,6 +46,9 @@ func (c *Conn) Tick(now time.Duration) {
 		if c.state == Closed {
 			return
 		}
+	}
+	if c.rackAt != 0 && now >= c.rackAt {
+		c.reorderTimeout(now)
 	}
 	if c.tlpAt != 0 && now >= c.tlpAt {
 		c.tailLossProbe(now)
@@ -87,7 +90,8 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	// (RFC 2018 §8), so the scoreboard is not trusted past a timeout.
 	c.sb.Reset()
 	c.highRxt = c.sndUna
-	c.tlpAt, c.tlpOut = 0, false
+	c.tlpAt, c.tlpOut, c.rackAt = 0, false, 0
+	c.lostBelow = c.sndUna
 	if !c.synAcked {
 		c.sendSyn(now)
 		return
@@ -137,13 +141,14 @@ func (c *Conn) probeWindow(now time.Duration) {
 }
 
 // armTLP schedules a tail loss probe (RFC 8985 §7.2) while data is in
-// flight outside recovery: PTO = 2*SRTT, plus a delayed-ACK allowance when
+// flight (also during recovery, where a lost tail would otherwise leave
+// nothing to detect it but the RTO): PTO = 2*SRTT, plus a delayed-ACK allowance when
 // only one segment is out, and only if it comes before the RTO. It needs
 // SACK, which is how the probe's answer exposes the loss, and an RTT.
 func (c *Conn) armTLP(now time.Duration) {
 	c.tlpAt = 0
 	srtt := c.rto.SRTT()
-	if !c.sackOK || c.inRecover || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked {
+	if !c.sackOK || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked {
 		return
 	}
 	pto := max(2*srtt, 10*time.Millisecond)
@@ -162,7 +167,7 @@ func (c *Conn) armTLP(now time.Duration) {
 // re-armed, stays the backstop.
 func (c *Conn) tailLossProbe(now time.Duration) {
 	c.tlpAt = 0
-	if c.sndUna == c.sndMax || c.inRecover || c.tlpOut {
+	if c.sndUna == c.sndMax || c.tlpOut {
 		return
 	}
 	c.tlpOut = true
