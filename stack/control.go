@@ -46,6 +46,9 @@ type ControlConn struct {
 	SRTTMicros    int64  `json:"srtt_us,omitempty"`
 	RTOMicros     int64  `json:"rto_us,omitempty"`
 	Retransmits   uint64 `json:"retransmits,omitempty"`
+	Timeouts      uint64 `json:"timeouts,omitempty"`
+	Recoveries    uint64 `json:"recoveries,omitempty"`
+	Probes        uint64 `json:"probes,omitempty"`
 	BytesInFlight int    `json:"in_flight,omitempty"`
 }
 
@@ -121,7 +124,8 @@ func (s *Stack) controlConnections() []ControlConn {
 			MSS: ci.MSS, Cwnd: ci.Cwnd, SSThresh: ci.SSThresh, SndWnd: ci.SndWnd, RcvWnd: ci.RcvWnd,
 			RcvBuf: ci.RcvBuf, SndBuf: ci.SndBuf, CC: ci.CC, SACK: ci.SACK, TS: ci.TS,
 			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
-			Retransmits: ci.Retransmits, BytesInFlight: ci.SndNxt.Sub(ci.SndUna),
+			Retransmits: ci.Retransmits, Timeouts: ci.Timeouts, Recoveries: ci.Recoveries, Probes: ci.Probes,
+			BytesInFlight: ci.SndNxt.Sub(ci.SndUna),
 		}
 		if ci.State == tcp.TimeWait || ci.State == tcp.Listen {
 			out[i].BytesInFlight = 0
