@@ -172,6 +172,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, c.opErr("read", net.ErrClosed)
 		}
+		// A deadline in the past fails the call even if it could proceed,
+		// as the kernel's sockets do.
+		if c.rdl.expired() {
+			c.mu.Unlock()
+			return 0, c.opErr("read", os.ErrDeadlineExceeded)
+		}
 		n, err := c.tcb.Read(p, c.s.now())
 		c.after()
 		c.mu.Unlock()
@@ -201,6 +207,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if c.closed {
 			c.mu.Unlock()
 			return total, c.opErr("write", net.ErrClosed)
+		}
+		// A deadline in the past fails the call even if it could proceed,
+		// as the kernel's sockets do.
+		if c.wdl.expired() {
+			c.mu.Unlock()
+			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 		n, err := c.tcb.Write(p, c.s.now())
 		c.after()

@@ -49,6 +49,17 @@ func (d *deadline) set(t time.Time) {
 	})
 }
 
+// expired reports whether the deadline has passed: a call must then fail
+// at once, even if it could proceed (as with the kernel's sockets).
+func (d *deadline) expired() bool {
+	select {
+	case <-d.wait():
+		return true
+	default:
+		return false
+	}
+}
+
 // wait returns a channel closed once the deadline passes.
 func (d *deadline) wait() <-chan struct{} {
 	d.mu.Lock()
@@ -56,7 +67,7 @@ func (d *deadline) wait() <-chan struct{} {
 	return d.ch
 }
 
-// timeoutError is os.ErrDeadlineExceeded's behaviour as a net.Error.
+// notify wakes a waiter on a cap-1 channel without blocking.
 func notify(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
