@@ -33,6 +33,10 @@ type Conn struct {
 	estDone bool
 	removed bool
 	closed  bool // Close was called
+	// Socket options kept for Close and SetKeepAlive.
+	linger      int           // SetLinger: < 0 default, 0 reset on Close
+	keepAlive   bool          // SetKeepAlive
+	keepAlivePd time.Duration // SetKeepAlivePeriod (default 15 s, as Go's net)
 	// inTimeWait: the connection entered TIME-WAIT and was handed to the
 	// stack's TIME-WAIT table; only the table knows when it ends.
 	inTimeWait bool
@@ -54,6 +58,7 @@ func (s *Stack) newConn(key tuple) *Conn {
 		closedCh: make(chan struct{}),
 		rdl:      newDeadline(),
 		wdl:      newDeadline(),
+		linger:   -1,
 	}
 	c.timer = s.clock.AfterFunc(time.Hour, c.onTimer)
 	c.timer.Stop()
@@ -246,9 +251,61 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	close(c.closedCh)
-	c.tcb.Close(c.s.now())
+	if c.linger == 0 {
+		c.tcb.Abort(c.s.now()) // SO_LINGER 0: reset, discard what is queued
+	} else {
+		c.tcb.Close(c.s.now())
+	}
 	c.after()
 	return nil
+}
+
+// CloseRead shuts down the reading side, as (*net.TCPConn).CloseRead:
+// Read returns io.EOF, and data that still arrives is acknowledged and
+// dropped.
+func (c *Conn) CloseRead() error {
+	return c.setOption(1, func(time.Duration) {
+		c.tcb.CloseRead()
+		notify(c.rd)
+	})
+}
+
+// SetLinger sets what Close does with unsent data, as
+// (*net.TCPConn).SetLinger: sec < 0 (the default) or > 0 sends it in the
+// background and closes with a FIN (Close does not wait); sec == 0 resets
+// the connection at once, discarding it.
+func (c *Conn) SetLinger(sec int) error {
+	return c.setOption(1, func(time.Duration) { c.linger = sec })
+}
+
+// SetKeepAlive turns TCP keepalive probes on or off (RFC 1122 §4.2.3.6),
+// as (*net.TCPConn).SetKeepAlive. A connection whose probes go
+// unanswered fails with ETIMEDOUT.
+func (c *Conn) SetKeepAlive(keepalive bool) error {
+	return c.setOption(1, func(now time.Duration) {
+		c.keepAlive = keepalive
+		c.tcb.SetKeepAlive(c.keepAlivePeriod(), now)
+	})
+}
+
+// SetKeepAlivePeriod sets the idle time before the first keepalive probe
+// and between probes, as (*net.TCPConn).SetKeepAlivePeriod.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	return c.setOption(max(int(d), 0), func(now time.Duration) {
+		c.keepAlivePd = d
+		c.tcb.SetKeepAlive(c.keepAlivePeriod(), now)
+	})
+}
+
+// keepAlivePeriod is the probe period in force, 0 when keepalives are off.
+func (c *Conn) keepAlivePeriod() time.Duration {
+	if !c.keepAlive {
+		return 0
+	}
+	if c.keepAlivePd > 0 {
+		return c.keepAlivePd
+	}
+	return 15 * time.Second
 }
 
 // CloseWrite shuts down the sending side (a FIN follows the queued data);

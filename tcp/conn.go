@@ -47,6 +47,12 @@ type Config struct {
 	// CongestionControl names the algorithm: "newreno" (default) or any
 	// other name retransmit.New knows.
 	CongestionControl string
+	// KeepAlive, if positive, turns TCP keepalives on (RFC 1122
+	// §4.2.3.6): after this long without hearing from the peer, probe it
+	// every KeepAlive; after KeepAliveProbes unanswered probes the
+	// connection fails with ETIMEDOUT. Off by default, as RFC 1122 asks.
+	KeepAlive       time.Duration
+	KeepAliveProbes int // default 9, as Linux's tcp_keepalive_probes
 	// ChallengeACKLimit bounds the RFC 5961 challenge ACKs one connection
 	// sends per second (RFC 5961 §7), so a blind attacker cannot use it as
 	// an amplifier. Negative: no limit.
@@ -110,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FinTimeout == 0 {
 		c.FinTimeout = d.FinTimeout
+	}
+	if c.KeepAliveProbes <= 0 {
+		c.KeepAliveProbes = 9
 	}
 	if c.ChallengeACKLimit == 0 {
 		c.ChallengeACKLimit = d.ChallengeACKLimit
@@ -191,6 +200,7 @@ type Conn struct {
 	oooFin          bool // a FIN arrived beyond a gap
 	oooFinSeq       Seq
 	readClosed      bool
+	readShut        bool // CloseRead: discard what arrives
 
 	// ACK scheduling.
 	ackNow     bool
@@ -252,7 +262,10 @@ type Conn struct {
 	// lastRxt is when the latest hole was retransmitted: if no ACK covers
 	// it a round trip and a reordering window later, it was lost again.
 	lastRxt time.Duration
-	lastOOO Seq // start of the latest out-of-order segment (first SACK block)
+	// Keepalive: when the next probe is due, and probes sent unanswered.
+	kaAt     time.Duration
+	kaProbes int
+	lastOOO  Seq // start of the latest out-of-order segment (first SACK block)
 
 	clock  time.Duration // the now of the current call, for timestamps
 	err    error
@@ -475,6 +488,9 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.readShut {
+		return 0, io.EOF
+	}
 	n := c.rcv.Read(p)
 	if n > 0 {
 		if size := c.tuner.OnRead(n, now, c.rcvRTTEstimate(), c.rcvBufSize); size > 0 {
@@ -548,6 +564,16 @@ func (c *Conn) SetSndBuf(n int) {
 	}
 }
 
+// SetKeepAlive turns keepalive probing on with the given idle time and
+// probe interval (period > 0), or off (period <= 0).
+func (c *Conn) SetKeepAlive(period time.Duration, now time.Duration) {
+	c.clock = now
+	c.cfg.KeepAlive = period
+	c.kaProbes = 0
+	c.kaAt = 0
+	c.armKeepAlive(now)
+}
+
 // SetCongestionControl switches the connection to the named algorithm
 // ("newreno", "cubic"). On an established connection the new controller
 // starts from its initial window, as after an idle restart.
@@ -590,6 +616,7 @@ func (c *Conn) CloseWrite(now time.Duration) {
 // connection is reset instead, so the peer learns it was lost (RFC 2525
 // §2.17, as Linux does); otherwise a FIN is sent after the queued data.
 func (c *Conn) Close(now time.Duration) {
+	c.clock = now
 	c.readClosed = true
 	if c.rcv.Len() > 0 && c.state.synchronized() && c.state != TimeWait {
 		c.Abort(now)
@@ -597,6 +624,16 @@ func (c *Conn) Close(now time.Duration) {
 	}
 	c.CloseWrite(now)
 	c.checkOrphan(now)
+}
+
+// CloseRead shuts the receiving direction: Read returns io.EOF from now
+// on, and data that still arrives is acknowledged and discarded (the peer
+// is not told; TCP has no way to say "stop sending" but the window).
+func (c *Conn) CloseRead() {
+	c.readShut = true
+	c.rcv.Discard(c.rcv.Len()) // drop what was never read
+	c.maybeWindowUpdate()
+	c.events |= EvReadable
 }
 
 // Abort resets the connection (RFC 9293 §3.10.5, ABORT call).
@@ -643,7 +680,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt = 0, 0, 0, 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt = 0, 0, 0, 0, 0, 0, 0, 0
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in

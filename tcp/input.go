@@ -14,6 +14,10 @@ import (
 // read during the call.
 func (c *Conn) Handle(seg *Segment, now time.Duration) {
 	c.clock = now
+	// Anything from the peer shows it is alive (RFC 1122 §4.2.3.6).
+	c.kaProbes = 0
+	c.kaAt = 0
+	defer c.armKeepAlive(now)
 	switch c.state {
 	case Closed, Listen:
 		return
@@ -611,6 +615,11 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 	adv := c.rcv.Write(off, payload)
 	if off > 0 {
 		c.lastOOO = seq
+	}
+	if c.readShut && adv > 0 {
+		// CloseRead: acknowledge and drop, freeing the window at once.
+		c.rcv.Discard(c.rcv.Len())
+		c.maybeWindowUpdate()
 	}
 	if off > 0 || adv == 0 {
 		// Out of order or duplicate: ACK at once so the sender sees the

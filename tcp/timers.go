@@ -16,7 +16,7 @@ func (c *Conn) nextTimer() (string, time.Duration) {
 	for _, t := range [...]struct {
 		name string
 		at   time.Duration
-	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}, {"reorder", c.rackAt}} {
+	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}, {"reorder", c.rackAt}, {"keepalive", c.kaAt}} {
 		if t.at != 0 && (at == 0 || t.at < at) {
 			name, at = t.name, t.at
 		}
@@ -43,6 +43,12 @@ func (c *Conn) Tick(now time.Duration) {
 	}
 	if c.rtxAt != 0 && now >= c.rtxAt {
 		c.retransmitTimeout(now)
+		if c.state == Closed {
+			return
+		}
+	}
+	if c.kaAt != 0 && now >= c.kaAt {
+		c.keepAliveTimeout(now)
 		if c.state == Closed {
 			return
 		}
@@ -190,4 +196,37 @@ func (c *Conn) tailLossProbe(now time.Duration) {
 		c.send(seg)
 	}
 	c.rtxAt = now + c.rto.Timeout()
+}
+
+// armKeepAlive starts the keepalive idle timer on a synchronized, idle
+// connection when keepalives are on (RFC 1122 §4.2.3.6: only when no data
+// is outstanding; the retransmission timer watches a busy one).
+func (c *Conn) armKeepAlive(now time.Duration) {
+	if c.cfg.KeepAlive <= 0 || (c.state != Established && c.state != CloseWait) {
+		c.kaAt = 0
+		return
+	}
+	if c.kaAt == 0 {
+		c.kaAt = now + c.cfg.KeepAlive
+	}
+}
+
+// keepAliveTimeout sends a keepalive probe — a segment one byte below
+// SND.UNA, which the peer must answer with an ACK (RFC 1122 §4.2.3.6) —
+// or, after KeepAliveProbes unanswered ones, resets and fails the
+// connection with ETIMEDOUT.
+func (c *Conn) keepAliveTimeout(now time.Duration) {
+	c.kaAt = 0
+	if c.sndUna != c.sndMax {
+		c.armKeepAlive(now) // busy: the retransmission timer is in charge
+		return
+	}
+	if c.kaProbes >= c.cfg.KeepAliveProbes {
+		c.send(Segment{Seq: c.sndMax, Flags: FlagRST})
+		c.fail(TimeoutKeepAlive, nil, syscall.ETIMEDOUT)
+		return
+	}
+	c.kaProbes++
+	c.send(Segment{Seq: c.sndUna.Add(-1)})
+	c.kaAt = now + c.cfg.KeepAlive
 }

@@ -20,6 +20,7 @@ const (
 	TimeoutRetransmit                // retransmissions exhausted
 	TimeoutFinWait2                  // an orphaned FIN-WAIT-2 is reclaimed
 	RcvCookieAck                     // the ACK returning a valid SYN cookie
+	TimeoutKeepAlive                 // keepalive probes went unanswered
 	numTriggers
 )
 
@@ -27,7 +28,7 @@ var triggerNames = [numTriggers]string{
 	"app connect", "app listen", "app close", "app abort",
 	"rcv SYN", "rcv SYN+ACK", "rcv ACK of SYN", "rcv FIN", "rcv ACK of FIN",
 	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
-	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie",
+	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie", "keepalive timeout",
 }
 
 // String names the trigger as the trace and the diagram print it.
@@ -108,6 +109,10 @@ var Transitions = []Transition{
 	{CloseWait, TimeoutRetransmit, Closed, ""},
 	{Closing, TimeoutRetransmit, Closed, ""},
 	{LastAck, TimeoutRetransmit, Closed, ""},
+	// RFC 1122 §4.2.3.6: an idle connection whose keepalive probes all
+	// go unanswered is dropped (with an RST, as Linux does).
+	{Established, TimeoutKeepAlive, Closed, "send RST"},
+	{CloseWait, TimeoutKeepAlive, Closed, "send RST"},
 }
 
 // transitionIndex maps (from, trigger) to an index into Transitions, +1

@@ -132,3 +132,18 @@ func BenchmarkRecvBuffer(b *testing.B) {
 		}
 	}
 }
+
+func TestRecvBufferDiscard(t *testing.T) {
+	b := NewRecvBuffer(100)
+	b.Write(0, []byte("hello world"))
+	if n := b.Discard(6); n != 6 || b.Len() != 5 {
+		t.Fatalf("Discard(6) = %d, Len %d", n, b.Len())
+	}
+	p := make([]byte, 10)
+	if n := b.Read(p); string(p[:n]) != "world" {
+		t.Fatalf("read %q after discard", p[:n])
+	}
+	if b.Discard(5) != 0 {
+		t.Fatal("discarded from an empty buffer")
+	}
+}

@@ -123,6 +123,22 @@ func (b *RecvBuffer) addSpan(s span) {
 	b.spans[i] = s
 }
 
+// Discard drops up to n readable bytes without copying them and returns
+// how many.
+func (b *RecvBuffer) Discard(n int) int {
+	k := min(n, b.n)
+	if k == 0 {
+		return 0
+	}
+	b.head = (b.head + k) % len(b.buf)
+	b.base += int64(k)
+	b.n -= k
+	if b.n == 0 && len(b.spans) == 0 {
+		b.head = 0
+	}
+	return k
+}
+
 // Read copies readable bytes into p and returns how many.
 func (b *RecvBuffer) Read(p []byte) int {
 	k := min(len(p), b.n)

@@ -1,0 +1,182 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/tun"
+)
+
+// acceptOne accepts a single connection on a fresh listener of s.
+func acceptOne(t *testing.T, s *Stack) (net.Listener, <-chan *Conn) {
+	t.Helper()
+	l, err := s.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ch := make(chan *Conn, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			ch <- c.(*Conn)
+		}
+	}()
+	return l, ch
+}
+
+// TestSetLingerZeroResets: SetLinger(0) then Close resets the connection;
+// the peer's Read fails with ECONNRESET.
+func TestSetLingerZeroResets(t *testing.T) {
+	a, b := pipePair(t, 1500)
+	l, accepted := acceptOne(t, b)
+	c, err := a.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	if err := c.(*Conn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("queued"))
+	c.Close()
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	var rerr error
+	for rerr == nil {
+		_, rerr = sc.Read(buf)
+	}
+	if !errors.Is(rerr, syscall.ECONNRESET) {
+		t.Fatalf("peer read: %v, want ECONNRESET", rerr)
+	}
+}
+
+// TestCloseReadGivesEOF: after CloseRead, Read returns io.EOF while the
+// writing side still works.
+func TestCloseReadGivesEOF(t *testing.T) {
+	a, b := pipePair(t, 1500)
+	l, accepted := acceptOne(t, b)
+	c, err := a.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc := <-accepted
+	defer sc.Close()
+	if err := c.(*Conn).CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("Read after CloseRead: %v, want io.EOF", err)
+	}
+	sc.Write([]byte("ignored"))
+	if _, err := c.Write([]byte("still writing")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 13)
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != "still writing" {
+		t.Fatalf("peer read %q %v", buf, err)
+	}
+}
+
+// TestKeepAliveDetectsVanishedPeer: with keepalives on, an idle
+// connection whose peer vanished fails with ETIMEDOUT — in virtual time.
+func TestKeepAliveDetectsVanishedPeer(t *testing.T) {
+	clk := NewManualClock()
+	pa, pb := tun.Pipe(1500)
+	da := &dropDev{Device: pa}
+	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	l, accepted := acceptOne(t, b)
+	c, err := a.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-accepted
+	tc := c.(*Conn)
+	if err := tc.SetKeepAlivePeriod(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.SetKeepAlive(true); err != nil {
+		t.Fatal(err)
+	}
+	// An answering peer keeps it alive for an hour of virtual time.
+	for i := 0; i < 120; i++ {
+		clk.Advance(30 * time.Second)
+		time.Sleep(200 * time.Microsecond)
+	}
+	if s := tc.State(); s != tcp.Established {
+		t.Fatalf("state %v after an hour of answered keepalives", s)
+	}
+	// The peer vanishes (nothing gets through any more): 9 probes later,
+	// ETIMEDOUT.
+	da.mu.Lock()
+	da.drop = func(*tcp.Segment) bool { return true }
+	da.mu.Unlock()
+	for i := 0; i < 12; i++ {
+		clk.Advance(30 * time.Second)
+		time.Sleep(200 * time.Microsecond)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read after the peer vanished: %v, want ETIMEDOUT", err)
+	}
+}
+
+// TestHTTPBothWaysWithKeepAliveReuse: net/http serves on a stack listener
+// and a net/http client dials through the other stack; with keep-alive
+// the second and later requests reuse the first connection.
+func TestHTTPBothWaysWithKeepAliveReuse(t *testing.T) {
+	a, b := pipePair(t, 1500)
+	l, err := b.Listen("tcp", ":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s from %s", r.URL.Path, r.RemoteAddr)
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{DialContext: a.DialContext}, Timeout: 10 * time.Second}
+	reused := 0
+	for i := 0; i < 10; i++ {
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if info.Reused {
+					reused++
+				}
+			},
+		})
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://10.9.0.2:8080/n%d", i), nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !strings.HasPrefix(string(body), fmt.Sprintf("hello /n%d from 10.9.0.1:", i)) {
+			t.Fatalf("request %d: %q %v", i, body, err)
+		}
+	}
+	if reused != 9 {
+		t.Errorf("%d of 9 follow-up requests reused the connection", reused)
+	}
+}
