@@ -167,8 +167,22 @@ func inNS(ctx context.Context, ns string, name string, args ...string) *exec.Cmd
 // tundProc is a running tund; log returns what it has printed to stderr
 // so far (the first 256 KiB).
 type tundProc struct {
-	mu  sync.Mutex
-	buf strings.Builder
+	mu     sync.Mutex
+	buf    strings.Builder
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once tund has exited
+}
+
+// stop interrupts tund and waits for it to exit, as Ctrl-C would; it
+// fails the test if tund takes more than 5 s.
+func (p *tundProc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("tund did not exit on SIGINT:\n%s", p.log())
+	}
 }
 
 func (p *tundProc) log() string {
@@ -189,7 +203,7 @@ func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
+	exited := make(chan struct{})
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
@@ -201,7 +215,7 @@ func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 		}
 	})
 	ready := make(chan struct{})
-	proc := &tundProc{}
+	proc := &tundProc{cmd: cmd, exited: exited}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -215,7 +229,8 @@ func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 				close(ready)
 			}
 		}
-		exited <- cmd.Wait()
+		_ = cmd.Wait()
+		close(exited)
 	}()
 	select {
 	case <-ready:

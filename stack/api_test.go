@@ -180,3 +180,57 @@ func TestHTTPBothWaysWithKeepAliveReuse(t *testing.T) {
 		t.Errorf("%d of 9 follow-up requests reused the connection", reused)
 	}
 }
+
+// TestErrorsAsTheKernelGivesThem: each failure wraps the errno the
+// kernel's sockets would, inside a *net.OpError, so errors.Is works.
+func TestErrorsAsTheKernelGivesThem(t *testing.T) {
+	a, b := pipePair(t, 1500)
+	// EADDRINUSE: a port already listened on.
+	l, err := b.Listen("tcp", ":6000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var op *net.OpError
+	if _, err := b.Listen("tcp", ":6000"); !errors.Is(err, syscall.EADDRINUSE) || !errors.As(err, &op) {
+		t.Errorf("second Listen: %v, want an OpError wrapping EADDRINUSE", err)
+	}
+	// ECONNREFUSED: nobody listens.
+	if _, err := a.Dial("tcp", "10.9.0.2:6001"); !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &op) {
+		t.Errorf("Dial to a closed port: %v, want ECONNREFUSED", err)
+	}
+	// Accept unblocks with net.ErrClosed when the listener closes.
+	acc := make(chan error, 1)
+	go func() { _, err := l.Accept(); acc <- err }()
+	time.Sleep(10 * time.Millisecond)
+	l.Close()
+	select {
+	case err := <-acc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not unblock")
+	}
+	// ECONNABORTED: the local stack shut down under the connection.
+	l2, accepted := acceptOne(t, b)
+	c, err := a.Dial("tcp", l2.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-accepted
+	a.Close()
+	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.ECONNABORTED) {
+		t.Errorf("Write after the stack closed: %v, want ECONNABORTED", err)
+	}
+	// net.ErrClosed after Close.
+	c.Close()
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close: %v, want net.ErrClosed", err)
+	}
+	if la, ra := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr); la.Port == 0 || ra.Port != l2.Addr().(*net.TCPAddr).Port {
+		t.Errorf("addresses %v %v", la, ra)
+	}
+}

@@ -138,6 +138,7 @@ func (c *Conn) stateChanged() {
 	}
 	if c.tcb.State() == tcp.Closed && !c.removed {
 		c.removed = true
+		c.s.retire(c)
 		c.timer.Stop()
 		c.s.remove(c)
 		notify(c.rd)

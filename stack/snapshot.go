@@ -102,9 +102,56 @@ type Stats struct {
 	TimeWaitReused            uint64 // tuples reopened early by a safe SYN
 	SynCookiesSent            uint64
 	SynCookiesValid           uint64 // connections made from a returned cookie
+	// The tcp core's per-connection counters, summed over every
+	// connection the stack has had, live or gone.
+	Retransmits uint64 // segments sent again, for any reason
+	Timeouts    uint64 // retransmission timeouts
+	Recoveries  uint64 // fast recoveries entered
+	Probes      uint64 // tail loss probes sent
 	// Drops by reason: the IP layer's reasons by their names, plus
-	// "tcp_options", "no_listener", "backlog_full" and "bad_syn_cookie".
+	// "tcp_options", "no_listener", "backlog_full", "bad_syn_cookie" and
+	// "out_of_window" (segments failing a connection's sequence number
+	// test, old duplicates included).
 	Drops map[string]uint64
+}
+
+// retire adds the counters of c, which is leaving the connection table,
+// to the stack's totals of gone connections. Called with c.mu held,
+// right after c.removed is set.
+func (s *Stack) retire(c *Conn) {
+	t := c.tcb
+	s.stats.retransmits.Add(t.Retransmits)
+	s.stats.rtoTimeouts.Add(t.Timeouts)
+	s.stats.recoveries.Add(t.Recoveries)
+	s.stats.tlProbes.Add(t.Probes)
+	s.stats.outOfWindow.Add(t.OutOfWindow)
+	s.stats.retired.Add(1)
+}
+
+// connCounters sums the tcp core's counters over gone and live
+// connections. A connection retired during the sum would be counted
+// twice or not at all, so the sum is retried (a few times) until no
+// connection retired meanwhile: the totals then never go backwards.
+func (s *Stack) connCounters() (rxt, rto, rec, tlp, oow uint64) {
+	for try := 0; ; try++ {
+		gen := s.stats.retired.Load()
+		rxt, rto, rec = s.stats.retransmits.Load(), s.stats.rtoTimeouts.Load(), s.stats.recoveries.Load()
+		tlp, oow = s.stats.tlProbes.Load(), s.stats.outOfWindow.Load()
+		for _, c := range s.allConns() {
+			c.mu.Lock()
+			if c.tcb != nil && !c.removed {
+				rxt += c.tcb.Retransmits
+				rto += c.tcb.Timeouts
+				rec += c.tcb.Recoveries
+				tlp += c.tcb.Probes
+				oow += c.tcb.OutOfWindow
+			}
+			c.mu.Unlock()
+		}
+		if s.stats.retired.Load() == gen || try == 3 {
+			return
+		}
+	}
 }
 
 // Stats returns a snapshot of the counters.
@@ -125,6 +172,9 @@ func (s *Stack) Stats() Stats {
 			"bad_syn_cookie": s.stats.synCookiesBad.Load(),
 		},
 	}
+	var oow uint64
+	st.Retransmits, st.Timeouts, st.Recoveries, st.Probes, oow = s.connCounters()
+	st.Drops["out_of_window"] = oow
 	for r, n := range s.ipStats.Snapshot() {
 		if ip.DropReason(r) != ip.DropNone {
 			st.Drops[ip.DropReason(r).String()] = n

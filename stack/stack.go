@@ -39,6 +39,9 @@ type Config struct {
 	// Clock supplies the time and timers of the protocol (default: the
 	// wall clock). Tests use a ManualClock.
 	Clock Clock
+	// Sampler, if its Func is set, receives periodic per-connection
+	// samples of cwnd, RTT and in-flight data.
+	Sampler Sampler
 	// SynCookies answers SYNs with RFC 4987 SYN cookies instead of
 	// dropping them when a listener's backlog is full of half-open
 	// connections. Off by default: see docs/ARCHITECTURE.md.
@@ -113,6 +116,12 @@ type counters struct {
 	synCookiesSent            atomic.Uint64
 	synCookiesOK              atomic.Uint64
 	synCookiesBad             atomic.Uint64
+	// The tcp core's per-connection counters summed over the connections
+	// already gone (retire in snapshot.go); Stats adds the live ones.
+	retransmits, rtoTimeouts atomic.Uint64
+	recoveries, tlProbes     atomic.Uint64
+	outOfWindow              atomic.Uint64
+	retired                  atomic.Uint64 // connections retired so far
 }
 
 // New starts a stack on dev. The stack owns dev from now on and closes it
@@ -163,6 +172,9 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	s.twq.timer = s.clock.AfterFunc(time.Hour, s.twExpire)
 	s.twq.timer.Stop()
 	go s.readLoop()
+	if cfg.Sampler.Func != nil {
+		go s.sampleLoop()
+	}
 	return s, nil
 }
 

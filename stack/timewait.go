@@ -39,6 +39,7 @@ func (s *Stack) enterTimeWait(c *Conn) {
 		return
 	}
 	c.removed, c.inTimeWait = true, true
+	s.retire(c)
 	c.timer.Stop()
 	s.addTimeWait(c.key, c, rec)
 }

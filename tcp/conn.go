@@ -277,6 +277,9 @@ type Conn struct {
 	Timeouts    uint64 // retransmission timeouts
 	Recoveries  uint64 // fast recoveries entered
 	Probes      uint64 // tail loss probes sent
+	// OutOfWindow counts segments dropped by the RFC 9293 §3.10.7.4
+	// sequence number test (each answered with an ACK unless a reset).
+	OutOfWindow uint64
 }
 
 func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {

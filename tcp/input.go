@@ -134,6 +134,7 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	if !c.acceptable(seg, now) {
 		// RFC 9293 §3.10.7.4: an unacceptable segment gets an ACK (unless
 		// it is a reset) and is dropped.
+		c.OutOfWindow++
 		if !seg.Flags.Has(FlagRST) {
 			c.ackNow = true
 		}

@@ -2,7 +2,8 @@
 // IPv4 packet per call, the real Linux TUN device, an in-memory Pipe that
 // joins two stacks in tests, Impair, which wraps any Device with seeded
 // loss, duplication, reordering, delay, rate limits and corruption for
-// experiments, and named network namespaces to keep every device and peer
+// experiments, Capture, which records every packet in pcap format, and
+// named network namespaces to keep every device and peer
 // process of a test inside a sandbox of its own.
 //
 // The real device is opened with github.com/songgao/water (IFF_TUN |

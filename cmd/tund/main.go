@@ -40,15 +40,18 @@ import (
 
 // options are the parsed command-line flags.
 type options struct {
-	tunName  string
-	addr     netip.Addr
-	host     netip.Prefix
-	mtu      int
-	netns    string
-	trace    bool
-	logLevel slog.Level
-	backlog  int
-	msl      time.Duration
+	tunName string
+	addr    netip.Addr
+	host    netip.Prefix
+	mtu     int
+	netns   string
+	trace   bool
+	// traceJSON is a file for JSON lines of transitions and samples.
+	traceJSON      string
+	sampleInterval time.Duration
+	logLevel       slog.Level
+	backlog        int
+	msl            time.Duration
 	// finTimeout reclaims orphaned FIN-WAIT-2 connections.
 	finTimeout    time.Duration
 	synAckRetries int
@@ -65,6 +68,8 @@ type options struct {
 	noSACK        bool
 	noTimestamps  bool
 	impair        tun.ImpairConfig
+	pcap          string // -pcap file ("": no capture)
+	metrics       string // -metrics listen address ("": off)
 }
 
 func main() {
@@ -77,6 +82,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "stats" {
+		os.Exit(runSubcommand(statsCommand, os.Args[2:]))
 	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
@@ -103,6 +111,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	mtu := fs.Int("mtu", 1500, "device `MTU` in bytes (68..65535)")
 	netns := fs.String("netns", "", "run inside this network `namespace` (created if missing, deleted on exit if created)")
 	trace := fs.Bool("trace", false, "log every TCP state transition with its trigger")
+	traceJSON := fs.String("trace-json", "", "write transitions and per-connection samples (cwnd, srtt, rto, in flight) as JSON lines to `file`; scripts/plot draws them")
+	sampleInterval := fs.Duration("sample-interval", 10*time.Millisecond, "how often -trace-json samples each connection")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	backlog := fs.Int("backlog", 128, "default listen `backlog` (SYN-RECEIVED plus unaccepted connections)")
 	msl := fs.Duration("msl", tcp.DefaultConfig().MSL, "maximum segment lifetime; TIME-WAIT lasts 2*MSL")
@@ -123,7 +133,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
 	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
-	control := fs.String("control", "", "control socket `path` for tund ss (default /run/tund/TUN.sock; \"none\" disables it)")
+	pcap := fs.String("pcap", "", "write every packet in and out to `file` in pcap format (readable by tcpdump -r, tshark, Wireshark); with -impair-*, what the stack sees")
+	control := fs.String("control", "", "control socket `path` for tund ss and tund stats (default /run/tund/TUN.sock; \"none\" disables it)")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (port 0: any, logged); it listens on the host side, not in -netns")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
 	fs.Usage = func() {
@@ -136,7 +148,10 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	o := options{tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
+	if *sampleInterval <= 0 {
+		return options{}, fmt.Errorf("-sample-interval %v: must be positive", *sampleInterval)
+	}
+	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
 		noSACK: *noSACK, noTimestamps: *noTimestamps}
@@ -178,6 +193,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("-impair-out: %v", err)
 	}
 	o.impair.Seed = *impairSeed
+	o.pcap = *pcap
 	if _, err := retransmit.New(o.cc, 1460); err != nil {
 		return o, fmt.Errorf("-cc %q: want newreno or cubic", o.cc)
 	}
@@ -204,12 +220,34 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	case "none":
 		o.control = ""
 	}
+	if o.metrics = *metrics; o.metrics != "" {
+		if err := checkMetricsAddr(o.metrics); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }
 
 func run(o options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	slog.SetDefault(log)
+
+	// -pcap's file is created first, so a bad path fails before any
+	// namespace or device exists. It is closed last, after st.Close has
+	// flushed the capture.
+	var pcapFile *os.File
+	if o.pcap != "" {
+		f, err := os.Create(o.pcap)
+		if err != nil {
+			return fmt.Errorf("-pcap %q: %w", o.pcap, err)
+		}
+		defer func() {
+			if err := f.Close(); err != nil {
+				log.Error("packet capture", "file", o.pcap, "err", err)
+			}
+		}()
+		pcapFile = f
+	}
 
 	if o.netns != "" && !tun.NetNSExists(o.netns) {
 		if err := tun.CreateNetNS(o.netns); err != nil {
@@ -251,14 +289,28 @@ func run(o options) error {
 		Logger:     log,
 		SynCookies: o.synCookies,
 	}
+	if o.traceJSON != "" {
+		f, err := os.Create(o.traceJSON)
+		if err != nil {
+			return fmt.Errorf("-trace-json %q: %w", o.traceJSON, err)
+		}
+		jt := newJSONTrace(f)
+		defer jt.Close()
+		cfg.Sampler = stack.Sampler{Interval: o.sampleInterval, Func: jt.sample}
+		cfg.Trace = jt.transition
+	}
 	if o.trace {
 		// One plain line per transition on stderr, with the time since
 		// start, so a learner can read a connection's life top to bottom.
 		var mu sync.Mutex
+		also := cfg.Trace // -trace-json, if given
 		cfg.Trace = func(ev stack.TraceEvent) {
 			mu.Lock()
 			fmt.Fprintf(os.Stderr, "trace %10.6f %s\n", ev.Time.Seconds(), ev)
 			mu.Unlock()
+			if also != nil {
+				also(ev)
+			}
 		}
 	}
 	var link tun.Device = dev
@@ -270,6 +322,25 @@ func run(o options) error {
 		}
 		link = imp
 		log.Info("impairing the link", "in", o.impair.In.String(), "out", o.impair.Out.String(), "seed", o.impair.Seed)
+	}
+	if o.pcap != "" {
+		// The capture sits between Impair and the stack, so the file shows
+		// what the stack sees: packets it sent that -impair-out then loses
+		// are in it, packets -impair-in lost are not. The deferred report
+		// runs after st.Close, which flushes the capture.
+		capt, err := tun.Capture(link, pcapFile)
+		if err != nil {
+			link.Close()
+			return fmt.Errorf("-pcap %q: %w", o.pcap, err)
+		}
+		defer func() {
+			if err := capt.Err(); err != nil {
+				log.Error("packet capture incomplete", "file", o.pcap, "err", err, "missed", capt.Stats().Missed)
+			}
+			log.Info("packet capture written", "file", o.pcap, "packets", capt.Stats().Packets)
+		}()
+		link = capt
+		log.Info("capturing packets", "file", o.pcap)
 	}
 	st, err := stack.New(link, cfg)
 	if err != nil {
@@ -295,6 +366,13 @@ func run(o options) error {
 			}
 		}()
 		log.Info("control socket ready", "path", o.control, "try", "tund ss -control "+o.control)
+	}
+	if o.metrics != "" {
+		stop, err := serveMetrics(o.metrics, st, log) // tund runs in the host's namespace: host side
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	var listeners []net.Listener

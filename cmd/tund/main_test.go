@@ -82,6 +82,7 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-fin-timeout", "0s"}, "-fin-timeout 0s"},
 		{[]string{"-rcvbuf", "lots"}, `-rcvbuf "lots"`},
 		{[]string{"-cc", "bbr"}, `-cc "bbr"`},
+		{[]string{"-sample-interval", "0s"}, "-sample-interval 0s"},
 		{[]string{"-impair-in", "loss=150%"}, `loss="150%"`},
 		{[]string{"-impair-out", "wobble=3"}, `wobble`},
 		{[]string{"-rto-min", "0s"}, "-rto-min 0s"},
@@ -101,5 +102,23 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
 			t.Fatalf("%v: error %q, want one line naming %s", tc.args, msg, tc.want)
 		}
+	}
+}
+
+// TestPcapBadPathFailsFirst: a -pcap file that cannot be created is a
+// one-line error naming the flag and the path, before tund creates any
+// namespace or device (so this runs without root).
+func TestPcapBadPathFailsFirst(t *testing.T) {
+	path := t.TempDir() + "/missing-dir/cap.pcap"
+	o, err := parseFlags([]string{"-pcap", path, "-netns", "tund-pcap-never-created"}, io.Discard)
+	if err != nil || o.pcap != path {
+		t.Fatalf("parseFlags: %+v %v", o, err)
+	}
+	err = run(o)
+	if err == nil {
+		t.Fatal("run accepted a -pcap path in a missing directory")
+	}
+	if msg := err.Error(); !strings.Contains(msg, `-pcap "`+path+`"`) || strings.Contains(msg, "\n") {
+		t.Fatalf("error %q, want one line naming -pcap %q", msg, path)
 	}
 }

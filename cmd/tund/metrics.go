@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tund-project/tund/stack"
+	"github.com/tund-project/tund/tcp"
+)
+
+// The Prometheus endpoint (-metrics). The collector reads the stack's
+// counters on every scrape: nothing runs between scrapes.
+
+// stackCounter is one plain counter of stack.Stats.
+type stackCounter struct {
+	desc *prometheus.Desc
+	get  func(*stack.Stats) uint64
+}
+
+// stackCollector is a prometheus.Collector for a stack.
+type stackCollector struct {
+	st       *stack.Stack
+	counters []stackCounter
+	packets  *prometheus.Desc // {direction}
+	segments *prometheus.Desc // {direction}
+	drops    *prometheus.Desc // {reason}
+	conns    *prometheus.Desc // {state}
+	timeWait *prometheus.Desc
+}
+
+func newStackCollector(st *stack.Stack) *stackCollector {
+	counter := func(name, help string, get func(*stack.Stats) uint64) stackCounter {
+		return stackCounter{prometheus.NewDesc("tund_"+name, help, nil, nil), get}
+	}
+	return &stackCollector{
+		st: st,
+		counters: []stackCounter{
+			counter("retransmitted_segments_total", "TCP segments sent again, for any reason (timeout, fast retransmit, SACK recovery, tail loss probe).",
+				func(s *stack.Stats) uint64 { return s.Retransmits }),
+			counter("retransmission_timeouts_total", "Retransmission timer expirations (RFC 6298).",
+				func(s *stack.Stats) uint64 { return s.Timeouts }),
+			counter("fast_recoveries_total", "Fast recoveries entered (RFC 6582 NewReno or RFC 6675 SACK).",
+				func(s *stack.Stats) uint64 { return s.Recoveries }),
+			counter("tail_loss_probes_total", "Tail loss probes sent (RFC 8985).",
+				func(s *stack.Stats) uint64 { return s.Probes }),
+			counter("resets_sent_total", "RSTs sent for segments no connection wanted (RFC 9293 §3.10.7.1).",
+				func(s *stack.Stats) uint64 { return s.ResetsSent }),
+			counter("echo_replies_total", "ICMP echo replies sent.",
+				func(s *stack.Stats) uint64 { return s.EchoReplies }),
+			counter("active_opens_total", "Connections the stack opened (Dial).",
+				func(s *stack.Stats) uint64 { return s.ActiveOpens }),
+			counter("passive_opens_total", "Connections opened by a peer's SYN to a listener.",
+				func(s *stack.Stats) uint64 { return s.PassiveOpens }),
+			counter("device_write_errors_total", "Packets the device failed to write.",
+				func(s *stack.Stats) uint64 { return s.WriteErrors }),
+			counter("syn_cookies_sent_total", "SYN+ACKs sent with a SYN cookie (RFC 4987) because a backlog was full.",
+				func(s *stack.Stats) uint64 { return s.SynCookiesSent }),
+			counter("syn_cookies_valid_total", "Connections made from a returned valid SYN cookie.",
+				func(s *stack.Stats) uint64 { return s.SynCookiesValid }),
+			counter("time_wait_expired_total", "TIME-WAIT entries that lived their full 2MSL.",
+				func(s *stack.Stats) uint64 { return s.TimeWaitExpired }),
+			counter("time_wait_reused_total", "TIME-WAIT tuples reopened early by a safe SYN.",
+				func(s *stack.Stats) uint64 { return s.TimeWaitReused }),
+		},
+		packets: prometheus.NewDesc("tund_packets_total",
+			"IPv4 packets read from (in) and written to (out) the device.", []string{"direction"}, nil),
+		segments: prometheus.NewDesc("tund_segments_total",
+			"TCP segments received (in, after the IP and TCP checks) and sent (out).", []string{"direction"}, nil),
+		drops: prometheus.NewDesc("tund_drops_total",
+			"Inbound packets and segments dropped, by reason (checksum, tcp_checksum, out_of_window, no_listener, backlog_full, ...).",
+			[]string{"reason"}, nil),
+		conns: prometheus.NewDesc("tund_connections",
+			"Connections per RFC 9293 state now; listeners count as LISTEN, TIME-WAIT table entries as TIME-WAIT.",
+			[]string{"state"}, nil),
+		timeWait: prometheus.NewDesc("tund_time_wait_entries",
+			"Entries in the TIME-WAIT table now.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stackCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, k := range c.counters {
+		ch <- k.desc
+	}
+	ch <- c.packets
+	ch <- c.segments
+	ch <- c.drops
+	ch <- c.conns
+	ch <- c.timeWait
+}
+
+// Collect implements prometheus.Collector: one look at the stack's
+// counters per scrape.
+func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.st.Stats()
+	counts := c.st.StateCounts()
+	for _, k := range c.counters {
+		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.CounterValue, float64(k.get(&s)))
+	}
+	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.PacketsIn), "in")
+	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.PacketsOut), "out")
+	ch <- prometheus.MustNewConstMetric(c.segments, prometheus.CounterValue, float64(s.SegmentsIn), "in")
+	ch <- prometheus.MustNewConstMetric(c.segments, prometheus.CounterValue, float64(s.SegmentsOut), "out")
+	for reason, n := range s.Drops {
+		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), reason)
+	}
+	// Every state, zeros included, so that no series comes and goes.
+	for state := tcp.Closed; state <= tcp.TimeWait; state++ {
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(counts[state]), state.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.timeWait, prometheus.GaugeValue, float64(s.TimeWait))
+}
+
+// newMetricsRegistry is the registry -metrics serves: the stack's
+// metrics plus the Go runtime's and the process's.
+func newMetricsRegistry(st *stack.Stack) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newStackCollector(st),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// checkMetricsAddr validates a -metrics address: host:port, the host
+// optional (all addresses), port 0 meaning any free port.
+func checkMetricsAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-metrics %q: not a host:port address such as 127.0.0.1:9464", addr)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (p == 0 && port != "0") {
+		return fmt.Errorf("-metrics %q: port %q is not a number 0..65535", addr, port)
+	}
+	return nil
+}
+
+// serveMetrics listens on addr (in the network namespace tund runs in,
+// the host's, not -netns) and serves the registry at /metrics. It logs
+// the address bound ("metrics ready", useful with port 0); stop shuts the
+// server down.
+func serveMetrics(addr string, st *stack.Stack, log *slog.Logger) (stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics %q: %w", addr, err)
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(newMetricsRegistry(st), promhttp.HandlerOpts{ErrorLog: errLog}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics ready", "addr", l.Addr().String(), "url", "http://"+l.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
