@@ -234,3 +234,41 @@ func TestErrorsAsTheKernelGivesThem(t *testing.T) {
 		t.Errorf("addresses %v %v", la, ra)
 	}
 }
+
+// TestDialContextHonoursCancellationAndDeadline: a handshake that cannot
+// complete (every packet lost) ends when the context does — by deadline
+// or by cancellation — with the context's error, long before the SYN
+// retries would give up.
+func TestDialContextHonoursCancellationAndDeadline(t *testing.T) {
+	pa, pb := tun.Pipe(1500)
+	da := &dropDev{Device: pa, drop: func(*tcp.Segment) bool { return true }}
+	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Listen("tcp", ":6100")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = a.DialContext(ctx, "tcp", "10.9.0.2:6100")
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Errorf("dial with a 100 ms deadline: %v after %v", err, time.Since(start))
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel2() }()
+	_, err = a.DialContext(ctx2, "tcp", "10.9.0.2:6100")
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("dial cancelled: %v, want context.Canceled", err)
+	}
+	// The abandoned attempts leave nothing behind.
+	if n := len(a.allConns()); n != 0 {
+		t.Errorf("%d connections left after abandoned dials", n)
+	}
+}
