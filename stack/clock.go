@@ -28,8 +28,10 @@ type Timer interface {
 // wallClock is the default Clock.
 type wallClock struct{ start time.Time }
 
+// Now implements Clock.
 func (w wallClock) Now() time.Duration { return time.Since(w.start) }
 
+// AfterFunc implements Clock.
 func (w wallClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
 // ManualClock is a Clock that moves only when Advance is called: the
@@ -64,6 +66,7 @@ func (m *ManualClock) AfterFunc(d time.Duration, f func()) Timer {
 	return t
 }
 
+// Reset implements Timer.
 func (t *manualTimer) Reset(d time.Duration) bool {
 	m := t.c
 	m.mu.Lock()
@@ -76,6 +79,7 @@ func (t *manualTimer) Reset(d time.Duration) bool {
 	return was
 }
 
+// Stop implements Timer.
 func (t *manualTimer) Stop() bool {
 	m := t.c
 	m.mu.Lock()
