@@ -2,8 +2,12 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,4 +137,37 @@ func connOf(st *stack.Stack, lport uint16) (stack.ConnInfo, bool) {
 		}
 	}
 	return stack.ConnInfo{}, false
+}
+
+// TestICMPPortUnreachableRefusesAtOnce: a kernel that answers our SYN
+// with ICMP port unreachable (an nftables reject rule) makes the stack's
+// dial fail at once with ECONNREFUSED (RFC 1122 §4.2.3.9), instead of
+// retrying its SYN for two minutes.
+func TestICMPPortUnreachableRefusesAtOnce(t *testing.T) {
+	need(t)
+	needTool(t, "nft")
+	ns := newNetNS(t)
+	st := startLibraryStack(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nft := inNS(ctx, ns, "nft", "-f", "-")
+	nft.Stdin = strings.NewReader(`table inet rej {
+	chain in {
+		type filter hook input priority 0;
+		tcp dport 9300 reject with icmp type port-unreachable
+	}
+}
+`)
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	start := time.Now()
+	_, err := st.DialContext(ctx, "tcp", hostAddr+":9300")
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial: %v, want ECONNREFUSED from the ICMP error", err)
+	}
+	if st.Stats().ICMPErrors == 0 {
+		t.Error("ICMP error not counted")
+	}
+	t.Logf("refused by ICMP after %v", time.Since(start).Round(time.Millisecond))
 }

@@ -1,6 +1,8 @@
 package ip
 
 import (
+	"encoding/binary"
+
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -117,4 +119,65 @@ func isICMPQuery(t header.ICMPv4Type) bool {
 		return true
 	}
 	return false
+}
+
+// ICMPError is what an ICMP error message says about a TCP segment this
+// host sent: the message's type and code, and from the quoted original,
+// the peer's address, both ports and the segment's sequence number.
+type ICMPError struct {
+	Type, Code       uint8
+	Peer             [4]byte // the original datagram's destination
+	SrcPort, DstPort uint16  // of our segment
+	Seq              uint32  // of our segment
+	NextHopMTU       uint16  // for type 3 code 4 (RFC 1191), 0 if absent
+}
+
+// The ICMP error types a TCP sender cares about (RFC 792, RFC 1122 §4.2.3.9).
+const (
+	ICMPDestUnreachable  = uint8(header.ICMPv4DstUnreachable)
+	ICMPSourceQuench     = uint8(header.ICMPv4SrcQuench)
+	ICMPTimeExceeded     = uint8(header.ICMPv4TimeExceeded)
+	ICMPParamProblem     = uint8(header.ICMPv4ParamProblem)
+	ICMPCodePortUnreach  = uint8(header.ICMPv4PortUnreachable)
+	ICMPCodeProtoUnreach = uint8(header.ICMPv4ProtoUnreachable)
+	ICMPCodeFragNeeded   = uint8(header.ICMPv4FragmentationNeeded)
+)
+
+// ParseICMPError reads pkt, an ICMP message from [Parse], as an error
+// about a TCP segment local sent (RFC 1122 §4.2.3.9 wants TCP to act on
+// them). ok is false for anything else: a query, an error about some other
+// protocol or sender, or a quote too short to hold the TCP ports and
+// sequence number (RFC 792 quotes the IP header and 8 bytes of data). It
+// does not allocate.
+func ParseICMPError(pkt *Packet, local [4]byte) (e ICMPError, ok bool) {
+	if pkt.Protocol != ProtoICMP || len(pkt.Payload) < header.ICMPv4MinimumSize {
+		return e, false
+	}
+	m := header.ICMPv4(pkt.Payload)
+	switch uint8(m.Type()) {
+	case ICMPDestUnreachable, ICMPSourceQuench, ICMPTimeExceeded, ICMPParamProblem:
+	default:
+		return e, false
+	}
+	q := m.Payload()
+	if len(q) < header.IPv4MinimumSize {
+		return e, false
+	}
+	ih := header.IPv4(q)
+	hl := int(ih.HeaderLength())
+	if header.IPVersion(q) != header.IPv4Version || hl < header.IPv4MinimumSize || len(q) < hl+8 ||
+		ih.Protocol() != ProtoTCP || [4]byte(ih.SourceAddressSlice()) != local {
+		return e, false
+	}
+	t := q[hl:]
+	e = ICMPError{
+		Type: uint8(m.Type()), Code: uint8(m.Code()),
+		Peer:    [4]byte(ih.DestinationAddressSlice()),
+		SrcPort: binary.BigEndian.Uint16(t[0:]), DstPort: binary.BigEndian.Uint16(t[2:]),
+		Seq: binary.BigEndian.Uint32(t[4:]),
+	}
+	if e.Type == ICMPDestUnreachable && e.Code == ICMPCodeFragNeeded {
+		e.NextHopMTU = m.MTU()
+	}
+	return e, true
 }

@@ -234,3 +234,37 @@ func TestDestUnreachableRefuses(t *testing.T) {
 		t.Errorf("small out: %d", n)
 	}
 }
+
+// TestParseICMPErrorRoundTrip: an ICMP port unreachable built by
+// DestUnreachable about a TCP segment we sent is read back by
+// ParseICMPError with the quoted ports and sequence number.
+func TestParseICMPErrorRoundTrip(t *testing.T) {
+	us, peer := [4]byte{198, 18, 0, 2}, [4]byte{198, 18, 0, 1}
+	// Our TCP segment, as the peer received it.
+	seg := make([]byte, 60)
+	n := BuildHeader(seg, us, peer, ProtoTCP, 7, 20)
+	tcpb := header.TCP(seg[n : n+20])
+	tcpb.Encode(&header.TCPFields{SrcPort: 40000, DstPort: 80, SeqNum: 0xdeadbeef, DataOffset: 20, Flags: header.TCPFlagSyn, WindowSize: 1000})
+	tcpb.SetChecksum(TCPChecksum(us, peer, tcpb))
+	orig, reason := Parse(seg[:n+20], peer)
+	if reason != DropNone {
+		t.Fatalf("parse original: %v", reason)
+	}
+	out := make([]byte, 200)
+	m := DestUnreachable(out, peer, &orig, ICMPCodePortUnreach, 9)
+	pkt, reason := Parse(out[:m], us)
+	if reason != DropNone {
+		t.Fatalf("parse ICMP: %v", reason)
+	}
+	e, ok := ParseICMPError(&pkt, us)
+	if !ok || e.Type != ICMPDestUnreachable || e.Code != ICMPCodePortUnreach || e.Peer != peer ||
+		e.SrcPort != 40000 || e.DstPort != 80 || e.Seq != 0xdeadbeef {
+		t.Fatalf("ParseICMPError = %+v, %v", e, ok)
+	}
+	if _, ok := ParseICMPError(&pkt, [4]byte{10, 0, 0, 1}); ok {
+		t.Error("an error about someone else's segment was accepted")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { ParseICMPError(&pkt, us) }); allocs != 0 {
+		t.Errorf("%v allocations", allocs)
+	}
+}

@@ -102,6 +102,7 @@ type Stats struct {
 	TimeWaitReused            uint64 // tuples reopened early by a safe SYN
 	SynCookiesSent            uint64
 	SynCookiesValid           uint64 // connections made from a returned cookie
+	ICMPErrors                uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
 	// The tcp core's per-connection counters, summed over every
 	// connection the stack has had, live or gone.
 	Retransmits uint64 // segments sent again, for any reason
@@ -165,6 +166,7 @@ func (s *Stack) Stats() Stats {
 		TimeWait:    uint64(s.timeWaitCount()), TimeWaitExpired: s.stats.timeWaitExpired.Load(),
 		TimeWaitReused: s.stats.timeWaitReused.Load(),
 		SynCookiesSent: s.stats.synCookiesSent.Load(), SynCookiesValid: s.stats.synCookiesOK.Load(),
+		ICMPErrors: s.stats.icmpErrors.Load(),
 		Drops: map[string]uint64{
 			"tcp_options":    s.stats.badTCPOptions.Load(),
 			"no_listener":    s.stats.noListener.Load(),

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -112,6 +113,7 @@ type counters struct {
 	writeErrors               atomic.Uint64
 	activeOpens, passiveOpens atomic.Uint64
 	timeWaitExpired           atomic.Uint64
+	icmpErrors                atomic.Uint64
 	timeWaitReused            atomic.Uint64
 	synCookiesSent            atomic.Uint64
 	synCookiesOK              atomic.Uint64
@@ -242,6 +244,8 @@ func (s *Stack) deliver(b []byte, seg *tcp.Segment, out []byte) {
 		if n := ip.EchoReply(out, &pkt, s.nextID()); n > 0 {
 			s.stats.echoReplies.Add(1)
 			s.write(out[:n])
+		} else if e, ok := ip.ParseICMPError(&pkt, s.addr); ok {
+			s.icmpError(&e)
 		} else {
 			s.ipStats.Drop(ip.DropICMP)
 		}
@@ -253,6 +257,36 @@ func (s *Stack) deliver(b []byte, seg *tcp.Segment, out []byte) {
 		s.stats.segmentsIn.Add(1)
 		s.demux(&pkt, seg, out)
 	}
+}
+
+// icmpError hands an ICMP error about one of our segments to its
+// connection (RFC 1122 §4.2.3.9), mapped to the errno Linux reports.
+// Source quench is ignored (RFC 6633).
+func (s *Stack) icmpError(e *ip.ICMPError) {
+	s.stats.icmpErrors.Add(1)
+	c := s.lookup(tuple{raddr: e.Peer, rport: e.DstPort, lport: e.SrcPort})
+	if c == nil || e.Type == ip.ICMPSourceQuench {
+		return
+	}
+	kind, errno := tcp.ICMPSoft, syscall.EHOSTUNREACH
+	switch {
+	case e.Type == ip.ICMPDestUnreachable && e.Code == ip.ICMPCodePortUnreach:
+		kind, errno = tcp.ICMPHard, syscall.ECONNREFUSED
+	case e.Type == ip.ICMPDestUnreachable && e.Code == ip.ICMPCodeProtoUnreach:
+		kind, errno = tcp.ICMPHard, syscall.ENOPROTOOPT
+	case e.Type == ip.ICMPDestUnreachable && e.Code == ip.ICMPCodeFragNeeded:
+		kind = tcp.ICMPFragNeeded
+	case e.Type == ip.ICMPDestUnreachable && e.Code == 0:
+		errno = syscall.ENETUNREACH
+	case e.Type == ip.ICMPParamProblem:
+		errno = syscall.EPROTO
+	}
+	c.mu.Lock()
+	if c.tcb != nil {
+		c.tcb.HandleICMP(kind, tcp.Seq(e.Seq), int(e.NextHopMTU), errno, s.now())
+		c.after()
+	}
+	c.mu.Unlock()
 }
 
 // demux finds the owner of a segment: a connection, else a listener, else

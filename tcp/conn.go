@@ -267,10 +267,13 @@ type Conn struct {
 	kaProbes int
 	lastOOO  Seq // start of the latest out-of-order segment (first SACK block)
 
-	clock  time.Duration // the now of the current call, for timestamps
-	err    error
-	events Events
-	outSeg Segment // scratch for send, so segments do not escape to the heap
+	clock time.Duration // the now of the current call, for timestamps
+	// softErr is the latest soft ICMP error (RFC 1122 §4.2.3.9); a
+	// connection that times out reports it instead of ETIMEDOUT.
+	softErr error
+	err     error
+	events  Events
+	outSeg  Segment // scratch for send, so segments do not escape to the heap
 
 	// Counters for display.
 	Retransmits uint64 // segments sent again, for any reason
@@ -675,6 +678,9 @@ func (c *Conn) transition(on Trigger, seg *Segment) {
 
 // fail ends the connection with err.
 func (c *Conn) fail(on Trigger, seg *Segment, err error) {
+	if c.softErr != nil && (on == TimeoutRetransmit || on == TimeoutKeepAlive) {
+		err = c.softErr // what the network told us beats "timed out"
+	}
 	c.err = err
 	c.transition(on, seg)
 	c.state = Closed // every failure edge leads to CLOSED

@@ -21,6 +21,7 @@ const (
 	TimeoutFinWait2                  // an orphaned FIN-WAIT-2 is reclaimed
 	RcvCookieAck                     // the ACK returning a valid SYN cookie
 	TimeoutKeepAlive                 // keepalive probes went unanswered
+	RcvICMPError                     // an ICMP hard error about our SYN or SYN+ACK
 	numTriggers
 )
 
@@ -29,6 +30,7 @@ var triggerNames = [numTriggers]string{
 	"rcv SYN", "rcv SYN+ACK", "rcv ACK of SYN", "rcv FIN", "rcv ACK of FIN",
 	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
 	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie", "keepalive timeout",
+	"rcv ICMP unreachable",
 }
 
 // String names the trigger as the trace and the diagram print it.
@@ -64,11 +66,13 @@ var Transitions = []Transition{
 	{SynSent, AppClose, Closed, ""},
 	{SynSent, RcvRst, Closed, ""},
 	{SynSent, TimeoutRetransmit, Closed, ""},
+	{SynSent, RcvICMPError, Closed, ""}, // RFC 1122 §4.2.3.9: port/protocol unreachable
 
 	{SynReceived, RcvAckOfSyn, Established, ""},
 	{SynReceived, AppClose, FinWait1, "send FIN"},
 	{SynReceived, RcvRst, Closed, ""},
 	{SynReceived, TimeoutRetransmit, Closed, ""},
+	{SynReceived, RcvICMPError, Closed, ""},
 
 	{Established, AppClose, FinWait1, "send FIN"},
 	{Established, RcvFin, CloseWait, "send ACK"},

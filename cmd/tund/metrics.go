@@ -71,6 +71,8 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 				func(s *stack.Stats) uint64 { return s.TimeWaitExpired }),
 			counter("time_wait_reused_total", "TIME-WAIT tuples reopened early by a safe SYN.",
 				func(s *stack.Stats) uint64 { return s.TimeWaitReused }),
+			counter("icmp_errors_total", "ICMP errors about our TCP segments, handed to their connections (RFC 1122 §4.2.3.9).",
+				func(s *stack.Stats) uint64 { return s.ICMPErrors }),
 		},
 		packets: prometheus.NewDesc("tund_packets_total",
 			"IPv4 packets read from (in) and written to (out) the device.", []string{"direction"}, nil),

@@ -109,6 +109,7 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"SYN cookies valid", st.SynCookiesValid},
 		{"TIME-WAIT expired", st.TimeWaitExpired},
 		{"TIME-WAIT reused", st.TimeWaitReused},
+		{"ICMP errors", st.ICMPErrors},
 	} {
 		line(c.name, c.v)
 	}

@@ -1,0 +1,60 @@
+package tcp
+
+import "time"
+
+// ICMPKind is how an ICMP error about one of our segments bears on the
+// connection (RFC 1122 §4.2.3.9, RFC 5927).
+type ICMPKind uint8
+
+// The kinds the stack maps ICMP messages to.
+const (
+	// ICMPSoft: network or host unreachable, time exceeded, parameter
+	// problem. RFC 1122 §4.2.3.9: TCP MUST NOT abort for these (the route
+	// may come back); the error is remembered and reported if the
+	// connection later times out.
+	ICMPSoft ICMPKind = iota
+	// ICMPHard: protocol or port unreachable. A connection still opening
+	// is aborted at once (RFC 1122: SHOULD abort); a synchronized one
+	// treats it as soft, as RFC 5927 §4.2 recommends against blind resets.
+	ICMPHard
+	// ICMPFragNeeded: "fragmentation needed and DF set" with the next-hop
+	// MTU: path MTU discovery (RFC 1191) lowers the segment size.
+	ICMPFragNeeded
+)
+
+// HandleICMP applies an ICMP error that quotes a segment of ours with
+// sequence number seq. err is the errno to report (ECONNREFUSED,
+// EHOSTUNREACH, ...); mtu is the next-hop MTU for ICMPFragNeeded. The
+// quoted sequence number must lie in SND.UNA..SND.MAX (RFC 5927 §4.1),
+// or the message is ignored: a blind attacker must not be able to guess
+// its way into a connection.
+func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mtu int, err error, now time.Duration) {
+	c.clock = now
+	if c.state == Closed || c.state == Listen || c.state == TimeWait {
+		return
+	}
+	if seq.LessThan(c.sndUna) || !seq.LessThan(c.sndMax) {
+		return
+	}
+	switch kind {
+	case ICMPHard:
+		if c.state == SynSent || c.state == SynReceived {
+			c.fail(RcvICMPError, nil, err)
+			return
+		}
+		c.softErr = err
+	case ICMPFragNeeded:
+		// RFC 1191 §3: take the reported MTU if it is smaller and sane
+		// (at least 68, the IPv4 minimum), and resend what is in flight
+		// in segments that fit.
+		if mss := mtu - 40; mtu >= 68 && mss < c.sndMSS {
+			c.sndMSS = mss
+			if c.synAcked {
+				c.sndNxt = c.sndUna
+			}
+			c.output(now)
+		}
+	default:
+		c.softErr = err
+	}
+}
