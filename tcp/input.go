@@ -14,10 +14,6 @@ import (
 // read during the call.
 func (c *Conn) Handle(seg *Segment, now time.Duration) {
 	c.clock = now
-	// Anything from the peer shows it is alive (RFC 1122 §4.2.3.6).
-	c.kaProbes = 0
-	c.kaAt = 0
-	defer c.armKeepAlive(now)
 	switch c.state {
 	case Closed, Listen:
 		return
@@ -26,6 +22,10 @@ func (c *Conn) Handle(seg *Segment, now time.Duration) {
 	default:
 		c.handleSynchronized(seg, now)
 	}
+	// Anything from the peer shows it is alive (RFC 1122 §4.2.3.6): the
+	// keepalive idle time starts over.
+	c.kaProbes, c.kaAt = 0, 0
+	c.armKeepAlive(now)
 	c.checkOrphan(now)
 	c.output(now)
 }
