@@ -8,6 +8,8 @@
 #     ping's ICMP round trip through the same TUN device
 #   - bulk upload into the stack (its receive window at work) against the
 #     receive buffer size: fixed -rcvbuf sizes, and autotuning
+#   - the same 1 GiB download from gVisor's netstack on a TUN device in the
+#     same kind of namespace (scripts/gvisorhttp), for comparison
 # Usage: sudo scripts/bench.sh [-n ROUNDS]   (needs root, curl, nc, go)
 source "$(dirname "$0")/lib.sh"
 ROUNDS=3
@@ -19,7 +21,7 @@ while getopts n: opt; do
 done
 case $ROUNDS in ''|*[!0-9]*) echo "$0: -n $ROUNDS: not a number" >&2; exit 2 ;; esac
 need_root
-(cd "$ROOT" && go build -o "$WORK/echolat" ./scripts/echolat)
+(cd "$ROOT" && go build -o "$WORK/echolat" ./scripts/echolat && go build -o "$WORK/gvisorhttp" ./scripts/gvisorhttp)
 
 SIZE=1073741824 # 1 GiB per download
 download() {
@@ -74,3 +76,22 @@ for rb in 8K 16K 64K 256K 1M 4M auto; do
   kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
   ip netns del "$NS" 2>/dev/null || true
 done
+
+# gVisor's netstack serving the same /bytes/N over a TUN device it opens in
+# its own namespace, with its default options (SACK on).
+NS=tund-bench-$$-gvisor
+ip netns add "$NS"
+"$WORK/gvisorhttp" -netns "$NS" -tun gv0 -addr "$STACK" >"$WORK/gvisor.log" 2>&1 &
+TUND_PID=$! # so lib.sh's cleanup stops it on any exit
+for _ in $(seq 100); do grep -q serving "$WORK/gvisor.log" 2>/dev/null && break; sleep 0.1; done
+ip -n "$NS" addr add "$HOSTCIDR" dev gv0
+ip -n "$NS" link set gv0 up
+ip -n "$NS" link set lo up
+best=0
+for _ in $(seq "$ROUNDS"); do
+  bps=$(in_ns curl -sS --max-time 60 -o /dev/null -w '%{speed_download}' "http://$STACK/bytes/$SIZE")
+  best=$(echo "$bps $best" | awk '{print ($1 > $2) ? $1 : $2}')
+done
+echo "$best" | awk '{printf "  gVisor netstack, same curl 1 GiB download over a TUN, MTU 1500: best %.2f Gbit/s\n", $1*8/1e9}'
+kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
+ip netns del "$NS" 2>/dev/null || true
