@@ -8,14 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tund-project/tund/tcp"
-	"github.com/tund-project/tund/tun"
 )
 
 // acceptOne accepts a single connection on a fresh listener of s.
@@ -94,18 +92,7 @@ func TestCloseReadGivesEOF(t *testing.T) {
 // connection whose peer vanished fails with ETIMEDOUT — in virtual time.
 func TestKeepAliveDetectsVanishedPeer(t *testing.T) {
 	clk := NewManualClock()
-	pa, pb := tun.Pipe(1500)
-	da := &dropDev{Device: pa}
-	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b, da := dropPair(t, Config{Clock: clk}, Config{Clock: clk})
 	l, accepted := acceptOne(t, b)
 	c, err := a.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -240,24 +227,16 @@ func TestErrorsAsTheKernelGivesThem(t *testing.T) {
 // or by cancellation — with the context's error, long before the SYN
 // retries would give up.
 func TestDialContextHonoursCancellationAndDeadline(t *testing.T) {
-	pa, pb := tun.Pipe(1500)
-	da := &dropDev{Device: pa, drop: func(*tcp.Segment) bool { return true }}
-	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b, da := dropPair(t, Config{}, Config{})
+	da.mu.Lock()
+	da.drop = func(*tcp.Segment) bool { return true } // nothing from a gets through
+	da.mu.Unlock()
 	b.Listen("tcp", ":6100")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = a.DialContext(ctx, "tcp", "10.9.0.2:6100")
+	_, err := a.DialContext(ctx, "tcp", "10.9.0.2:6100")
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
 		t.Errorf("dial with a 100 ms deadline: %v after %v", err, time.Since(start))
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"syscall"
 	"testing"
 	"time"
@@ -19,19 +18,14 @@ import (
 // microseconds (as `ip route ... rto_min` would set on Linux).
 func impairedPair(t testing.TB, m tun.Impairment, cc string) (a, b *Stack, imp *tun.Impaired) {
 	t.Helper()
-	pa, pb := tun.Pipe(1500)
-	imp, err := tun.Impair(pa, tun.ImpairConfig{Seed: 42, In: m, Out: m})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tc := tcp.Config{MinRTO: 5 * time.Millisecond, InitialRTO: 50 * time.Millisecond, CongestionControl: cc}
-	if a, err = New(imp, Config{Addr: netip.MustParseAddr("10.9.0.1"), TCP: tc}); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2"), TCP: tc}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
+	a, b = pipePairWrap(t, Config{TCP: tc}, Config{TCP: tc}, func(d tun.Device) tun.Device {
+		var err error
+		if imp, err = tun.Impair(d, tun.ImpairConfig{Seed: 42, In: m, Out: m}); err != nil {
+			t.Fatal(err)
+		}
+		return imp
+	})
 	return a, b, imp
 }
 
@@ -108,19 +102,8 @@ func TestTransfersThroughLossReorderingAndDuplication(t *testing.T) {
 // TestLostPeerTimesOut: once the peer vanishes mid-transfer, the sender
 // gives up with ETIMEDOUT after its retries, in bounded time.
 func TestLostPeerTimesOut(t *testing.T) {
-	pa, pb := tun.Pipe(1500)
-	da := &dropDev{Device: pa}
 	tc := tcp.Config{MinRTO: 5 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 200 * time.Millisecond, MaxRetries: 8}
-	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1"), TCP: tc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b, da := dropPair(t, Config{TCP: tc}, Config{})
 	l, _ := b.Listen("tcp", ":7001")
 	go func() {
 		if c, err := l.Accept(); err == nil {

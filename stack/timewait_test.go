@@ -18,7 +18,18 @@ import (
 // pipePairCfg starts two stacks joined by an in-memory link, with configs.
 func pipePairCfg(t testing.TB, ca, cb Config) (a, b *Stack) {
 	t.Helper()
+	return pipePairWrap(t, ca, cb, nil)
+}
+
+// pipePairWrap is pipePairCfg with a's end of the link wrapped (by a
+// dropDev, tun.Impair, ...) when wrap is not nil. Both stacks are closed
+// when the test ends.
+func pipePairWrap(t testing.TB, ca, cb Config, wrap func(tun.Device) tun.Device) (a, b *Stack) {
+	t.Helper()
 	da, db := tun.Pipe(1500)
+	if wrap != nil {
+		da = wrap(da)
+	}
 	ca.Addr, cb.Addr = netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
 	var err error
 	if a, err = New(da, ca); err != nil {
@@ -29,6 +40,16 @@ func pipePairCfg(t testing.TB, ca, cb Config) (a, b *Stack) {
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
+}
+
+// dropPair joins two stacks with a dropDev on a's end.
+func dropPair(t testing.TB, ca, cb Config) (a, b *Stack, da *dropDev) {
+	t.Helper()
+	a, b = pipePairWrap(t, ca, cb, func(d tun.Device) tun.Device {
+		da = &dropDev{Device: d}
+		return da
+	})
+	return a, b, da
 }
 
 // TestServerClosingFirstHoldsTimeWait: the side that closes first holds
@@ -180,18 +201,7 @@ func (d *dropDev) Write(p []byte) (int, error) {
 // is lost; it retransmits the FIN, and the TIME-WAIT table entry (no
 // longer a Conn) ACKs it again, so the peer closes cleanly.
 func TestTimeWaitAnswersRetransmittedFin(t *testing.T) {
-	pa, pb := tun.Pipe(1500)
-	da := &dropDev{Device: pa}
-	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1"), TCP: tcp.Config{MSL: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := New(pb, Config{Addr: netip.MustParseAddr("10.9.0.2")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b, da := dropPair(t, Config{TCP: tcp.Config{MSL: 10 * time.Second}}, Config{})
 	l, err := b.Listen("tcp", ":80")
 	if err != nil {
 		t.Fatal(err)

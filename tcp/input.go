@@ -569,16 +569,12 @@ func (c *Conn) sackRecover(now time.Duration) {
 		// Rule 1: the first un-SACKed range below the highest SACK, not
 		// yet retransmitted, that the scoreboard deems lost.
 		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.holeLost(start) {
-			n := min(int(end-start), mss)
 			s := Seq(start)
-			seg := Segment{Seq: s, Payload: c.snd.Peek(s.Sub(c.sndBufSeq), n)}
-			if len(seg.Payload) == 0 {
+			sent := c.resend(s, min(int(end-start), mss))
+			if sent == 0 {
 				return
 			}
-			c.Retransmits++
-			c.rttTiming = false
-			c.send(seg)
-			c.highRxt = s.Add(len(seg.Payload))
+			c.highRxt = s.Add(sent)
 			c.rxtRoundMax = c.sndMax
 			c.lastRxt = now
 			// RACK's timer for retransmissions (RFC 8985 §6.3): check it

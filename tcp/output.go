@@ -199,19 +199,29 @@ func (c *Conn) transmit(seg Segment, now time.Duration) {
 // retransmitFirst resends the first unacknowledged segment without moving
 // SND.NXT (fast retransmit, RFC 5681 §3.2 step 2).
 func (c *Conn) retransmitFirst(now time.Duration) {
-	off := c.sndUna.Sub(c.sndBufSeq)
-	payload := c.snd.Peek(off, c.segMSS())
-	seg := Segment{Seq: c.sndUna, Payload: payload}
-	if fin, sent := c.finSeq(); sent && c.sndUna.Add(len(payload)) == fin {
+	if c.resend(c.sndUna, c.segMSS()) > 0 {
+		c.rtxAt = now + c.rto.Timeout()
+	}
+}
+
+// resend sends again up to n bytes already sent once, from start, with the
+// FIN if it follows them, without moving SND.NXT; Karn's rule stops the
+// RTT timing. It returns the sequence space sent (0: nothing to send). The
+// retransmission paths (fast retransmit, SACK recovery, tail loss probe)
+// all go through here.
+func (c *Conn) resend(start Seq, n int) int {
+	seg := Segment{Seq: start, Payload: c.snd.Peek(start.Sub(c.sndBufSeq), n)}
+	if fin, sent := c.finSeq(); sent && start.Add(len(seg.Payload)) == fin {
 		seg.Flags |= FlagFIN
 	}
-	if seg.Len() == 0 {
-		return
+	l := seg.Len()
+	if l == 0 {
+		return 0
 	}
 	c.Retransmits++
 	c.rttTiming = false
 	c.send(seg)
-	c.rtxAt = now + c.rto.Timeout()
+	return l
 }
 
 // armPersist starts the persist timer when data waits for the peer's

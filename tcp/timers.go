@@ -183,17 +183,9 @@ func (c *Conn) tailLossProbe(now time.Duration) {
 		c.transmit(Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}, now)
 	} else {
 		n := min(c.segMSS(), c.sndMax.Sub(c.sndUna))
-		start := c.sndMax.Add(-n)
-		seg := Segment{Seq: start, Payload: c.snd.Peek(start.Sub(c.sndBufSeq), n)}
-		if fin, sent := c.finSeq(); sent && start.Add(len(seg.Payload)) == fin {
-			seg.Flags |= FlagFIN
-		}
-		if seg.Len() == 0 {
+		if c.resend(c.sndMax.Add(-n), n) == 0 {
 			return
 		}
-		c.Retransmits++
-		c.rttTiming = false
-		c.send(seg)
 	}
 	c.rtxAt = now + c.rto.Timeout()
 }

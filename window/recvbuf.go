@@ -127,30 +127,29 @@ func (b *RecvBuffer) addSpan(s span) {
 // how many.
 func (b *RecvBuffer) Discard(n int) int {
 	k := min(n, b.n)
-	if k == 0 {
-		return 0
-	}
-	b.head = (b.head + k) % len(b.buf)
-	b.base += int64(k)
-	b.n -= k
-	if b.n == 0 && len(b.spans) == 0 {
-		b.head = 0
-	}
+	b.consume(k)
 	return k
 }
 
 // Read copies readable bytes into p and returns how many.
 func (b *RecvBuffer) Read(p []byte) int {
 	k := min(len(p), b.n)
-	if k == 0 {
-		return 0
+	if k > 0 {
+		copyOut(p[:k], b.buf, b.head)
+		b.consume(k)
 	}
-	copyOut(p[:k], b.buf, b.head)
+	return k
+}
+
+// consume removes k readable bytes from the front of the ring.
+func (b *RecvBuffer) consume(k int) {
+	if k == 0 {
+		return
+	}
 	b.head = (b.head + k) % len(b.buf)
 	b.base += int64(k)
 	b.n -= k
 	if b.n == 0 && len(b.spans) == 0 {
 		b.head = 0
 	}
-	return k
 }
