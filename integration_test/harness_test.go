@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,10 +192,16 @@ func (p *tundProc) log() string {
 	return p.buf.String()
 }
 
-// startTund runs the tund binary in ns and waits until it serves.
+// startTund runs the tund binary in ns and waits until it serves. Unless
+// extra names one, tund's control socket goes in the test's temporary
+// directory: the default under /run is host state, shared with any other
+// tund on the machine.
 func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 	t.Helper()
 	args := append([]string{"-netns", ns, "-tun", "tund0", "-addr", stackAddr, "-host", hostCIDR}, extra...)
+	if !slices.Contains(extra, "-control") {
+		args = append(args, "-control", filepath.Join(t.TempDir(), "ctl.sock"))
+	}
 	cmd := exec.Command(tundBin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
