@@ -33,6 +33,13 @@ type Config struct {
 	// the half-open connection is dropped (Linux tcp_synack_retries).
 	SynAckRetries int
 	MaxRetries    int           // data retransmissions before ETIMEDOUT
+	// OrphanRetries bounds how long a peer can keep a connection the
+	// application has closed (an orphan) from finishing: after this many
+	// retransmission timeouts or window probes without progress, counted
+	// even when the peer answers the probes, the orphan is reset (Linux
+	// tcp_orphan_retries, 8 by default). Negative: treat orphans like any
+	// other connection (MaxRetries; answered probes never give up).
+	OrphanRetries int
 	MSL           time.Duration // TIME-WAIT lasts 2*MSL
 	// FinTimeout reclaims an orphaned connection (closed by the
 	// application) stuck in FIN-WAIT-2 because the peer never sends its
@@ -76,6 +83,8 @@ func DefaultConfig() Config {
 		SynRetries:    6,
 		SynAckRetries: 5,
 		MaxRetries:    15,
+		// About 100 s of backoff from the 200 ms minimum RTO.
+		OrphanRetries: 8,
 		MSL:           30 * time.Second,
 		FinTimeout:    60 * time.Second,
 		DelayedAck:    40 * time.Millisecond,
@@ -125,6 +134,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = d.MaxRetries
+	}
+	if c.OrphanRetries == 0 {
+		c.OrphanRetries = d.OrphanRetries
 	}
 	if c.MSL <= 0 {
 		c.MSL = d.MSL
@@ -709,6 +721,24 @@ func (c *Conn) checkOrphan(now time.Duration) {
 	if c.state == FinWait2 && c.readClosed && c.fw2At == 0 && c.cfg.FinTimeout > 0 {
 		c.fw2At = now + c.cfg.FinTimeout
 	}
+}
+
+// orphaned reports whether the application has closed the connection
+// (Close, not just CloseWrite): nobody will read from it or write to it
+// again, and only the peer's cooperation can finish it.
+func (c *Conn) orphaned() bool { return c.readClosed && c.finQueued }
+
+// orphanGaveUp reports whether an orphan has made no progress through n
+// retransmission timeouts or window probes, the most OrphanRetries allows.
+func (c *Conn) orphanGaveUp(n int) bool {
+	return c.orphaned() && c.cfg.OrphanRetries > 0 && n >= c.cfg.OrphanRetries
+}
+
+// endOrphan resets an orphan that the peer keeps from finishing, so the
+// peer learns it is gone, and frees it (ETIMEDOUT, as Linux reports).
+func (c *Conn) endOrphan() {
+	c.send(Segment{Seq: c.sndMax, Flags: FlagRST})
+	c.fail(TimeoutOrphan, nil, syscall.ETIMEDOUT)
 }
 
 // challengeACK schedules an RFC 5961 challenge ACK unless this second's

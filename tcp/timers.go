@@ -81,6 +81,10 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	case !c.synAcked:
 		limit = c.cfg.SynAckRetries
 	}
+	if c.synAcked && c.orphanGaveUp(c.retries) {
+		c.endOrphan()
+		return
+	}
 	if c.retries >= limit {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
 		return
@@ -127,6 +131,14 @@ func (c *Conn) probeWindow(now time.Duration) {
 	}
 	if c.probesUnanswered >= c.cfg.MaxRetries {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
+		return
+	}
+	// An orphan gets OrphanRetries probes in all, answered or not: a peer
+	// that holds its window shut for ever must not pin the connection and
+	// its send buffer for ever (the probes' backoff, persistN, restarts
+	// only when the window opens).
+	if c.sndWnd == 0 && c.orphanGaveUp(c.persistN) {
+		c.endOrphan()
 		return
 	}
 	if c.sndWnd > 0 {

@@ -22,6 +22,7 @@ const (
 	RcvCookieAck                     // the ACK returning a valid SYN cookie
 	TimeoutKeepAlive                 // keepalive probes went unanswered
 	RcvICMPError                     // an ICMP hard error about our SYN or SYN+ACK
+	TimeoutOrphan                    // a closed connection the peer keeps from finishing is reset
 	numTriggers
 )
 
@@ -30,7 +31,7 @@ var triggerNames = [numTriggers]string{
 	"rcv SYN", "rcv SYN+ACK", "rcv ACK of SYN", "rcv FIN", "rcv ACK of FIN",
 	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
 	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie", "keepalive timeout",
-	"rcv ICMP unreachable",
+	"rcv ICMP unreachable", "orphan timeout",
 }
 
 // String names the trigger as the trace and the diagram print it.
@@ -117,6 +118,13 @@ var Transitions = []Transition{
 	// go unanswered is dropped (with an RST, as Linux does).
 	{Established, TimeoutKeepAlive, Closed, "send RST"},
 	{CloseWait, TimeoutKeepAlive, Closed, "send RST"},
+	// An orphan (closed by the application) whose FIN or data the peer
+	// keeps from being acknowledged — a window held shut, ACKs that never
+	// come — is reset after OrphanRetries timeouts (Linux
+	// tcp_orphan_retries), so no peer can hold it for ever.
+	{FinWait1, TimeoutOrphan, Closed, "send RST"},
+	{Closing, TimeoutOrphan, Closed, "send RST"},
+	{LastAck, TimeoutOrphan, Closed, "send RST"},
 }
 
 // transitionIndex maps (from, trigger) to an index into Transitions, +1
