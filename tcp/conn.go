@@ -32,7 +32,7 @@ type Config struct {
 	// SynAckRetries is how often a passive open resends its SYN+ACK before
 	// the half-open connection is dropped (Linux tcp_synack_retries).
 	SynAckRetries int
-	MaxRetries    int           // data retransmissions before ETIMEDOUT
+	MaxRetries    int // data retransmissions before ETIMEDOUT
 	// OrphanRetries bounds how long a peer can keep a connection the
 	// application has closed (an orphan) from finishing: after this many
 	// retransmission timeouts or window probes without progress, counted

@@ -81,7 +81,7 @@ func TestOrphanBounded(t *testing.T) {
 	t.Run("a simultaneous close whose last ACK never comes ends an orphan in CLOSING", func(t *testing.T) {
 		p := newPair(t, Config{})
 		p.a.Close(p.now)
-		p.b.Close(p.now) // the FINs cross
+		p.b.Close(p.now)                                  // the FINs cross
 		p.bOut.drop = func(*Segment) bool { return true } // b's FIN is queued already; nothing after it arrives
 		p.run()
 		p.wantState(p.a, Closing)
