@@ -103,6 +103,12 @@ type Stats struct {
 	SynCookiesSent            uint64
 	SynCookiesValid           uint64 // connections made from a returned cookie
 	ICMPErrors                uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
+	// Limits hit (docs/ARCHITECTURE.md "Limits").
+	TimeWaitOverflow uint64 // connections closed without TIME-WAIT: the table was full (MaxTimeWait)
+	// AcksRateLimited counts ACKs held back by a rate limit: answers to
+	// unacceptable segments (tcp.Config.InvalidAckInterval, TIME-WAIT
+	// included) and RFC 5961 challenge ACKs beyond their per-second cap.
+	AcksRateLimited uint64
 	// The tcp core's per-connection counters, summed over every
 	// connection the stack has had, live or gone.
 	Retransmits uint64 // segments sent again, for any reason
@@ -116,41 +122,59 @@ type Stats struct {
 	Drops map[string]uint64
 }
 
+// coreCounters are the tcp core's per-connection counters, summed.
+type coreCounters struct {
+	retransmits, timeouts, recoveries, probes, outOfWindow, acksLimited uint64
+}
+
+// add adds one connection's counters.
+func (cc *coreCounters) add(t *tcp.Conn) {
+	cc.retransmits += t.Retransmits
+	cc.timeouts += t.Timeouts
+	cc.recoveries += t.Recoveries
+	cc.probes += t.Probes
+	cc.outOfWindow += t.OutOfWindow
+	cc.acksLimited += t.AcksLimited
+}
+
 // retire adds the counters of c, which is leaving the connection table,
 // to the stack's totals of gone connections. Called with c.mu held,
 // right after c.removed is set.
 func (s *Stack) retire(c *Conn) {
-	t := c.tcb
-	s.stats.retransmits.Add(t.Retransmits)
-	s.stats.rtoTimeouts.Add(t.Timeouts)
-	s.stats.recoveries.Add(t.Recoveries)
-	s.stats.tlProbes.Add(t.Probes)
-	s.stats.outOfWindow.Add(t.OutOfWindow)
-	s.stats.retired.Add(1)
+	var cc coreCounters
+	cc.add(c.tcb)
+	s.retiredMu.Lock()
+	s.retiredSum.retransmits += cc.retransmits
+	s.retiredSum.timeouts += cc.timeouts
+	s.retiredSum.recoveries += cc.recoveries
+	s.retiredSum.probes += cc.probes
+	s.retiredSum.outOfWindow += cc.outOfWindow
+	s.retiredSum.acksLimited += cc.acksLimited
+	s.retiredGen++
+	s.retiredMu.Unlock()
 }
 
 // connCounters sums the tcp core's counters over gone and live
 // connections. A connection retired during the sum would be counted
 // twice or not at all, so the sum is retried (a few times) until no
 // connection retired meanwhile: the totals then never go backwards.
-func (s *Stack) connCounters() (rxt, rto, rec, tlp, oow uint64) {
+func (s *Stack) connCounters() coreCounters {
 	for try := 0; ; try++ {
-		gen := s.stats.retired.Load()
-		rxt, rto, rec = s.stats.retransmits.Load(), s.stats.rtoTimeouts.Load(), s.stats.recoveries.Load()
-		tlp, oow = s.stats.tlProbes.Load(), s.stats.outOfWindow.Load()
+		s.retiredMu.Lock()
+		sum, gen := s.retiredSum, s.retiredGen
+		s.retiredMu.Unlock()
 		for _, c := range s.allConns() {
 			c.mu.Lock()
 			if c.tcb != nil && !c.removed {
-				rxt += c.tcb.Retransmits
-				rto += c.tcb.Timeouts
-				rec += c.tcb.Recoveries
-				tlp += c.tcb.Probes
-				oow += c.tcb.OutOfWindow
+				sum.add(c.tcb)
 			}
 			c.mu.Unlock()
 		}
-		if s.stats.retired.Load() == gen || try == 3 {
-			return
+		s.retiredMu.Lock()
+		same := s.retiredGen == gen
+		s.retiredMu.Unlock()
+		if same || try == 3 {
+			return sum
 		}
 	}
 }
@@ -166,7 +190,8 @@ func (s *Stack) Stats() Stats {
 		TimeWait:    uint64(s.timeWaitCount()), TimeWaitExpired: s.stats.timeWaitExpired.Load(),
 		TimeWaitReused: s.stats.timeWaitReused.Load(),
 		SynCookiesSent: s.stats.synCookiesSent.Load(), SynCookiesValid: s.stats.synCookiesOK.Load(),
-		ICMPErrors: s.stats.icmpErrors.Load(),
+		ICMPErrors:       s.stats.icmpErrors.Load(),
+		TimeWaitOverflow: s.stats.timeWaitOverflow.Load(),
 		Drops: map[string]uint64{
 			"tcp_options":    s.stats.badTCPOptions.Load(),
 			"no_listener":    s.stats.noListener.Load(),
@@ -174,9 +199,10 @@ func (s *Stack) Stats() Stats {
 			"bad_syn_cookie": s.stats.synCookiesBad.Load(),
 		},
 	}
-	var oow uint64
-	st.Retransmits, st.Timeouts, st.Recoveries, st.Probes, oow = s.connCounters()
-	st.Drops["out_of_window"] = oow
+	cc := s.connCounters()
+	st.Retransmits, st.Timeouts, st.Recoveries, st.Probes = cc.retransmits, cc.timeouts, cc.recoveries, cc.probes
+	st.AcksRateLimited = cc.acksLimited + s.stats.acksLimited.Load()
+	st.Drops["out_of_window"] = cc.outOfWindow
 	for r, n := range s.ipStats.Snapshot() {
 		if ip.DropReason(r) != ip.DropNone {
 			st.Drops[ip.DropReason(r).String()] = n

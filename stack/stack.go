@@ -47,6 +47,10 @@ type Config struct {
 	// dropping them when a listener's backlog is full of half-open
 	// connections. Off by default: see docs/ARCHITECTURE.md.
 	SynCookies bool
+	// MaxTimeWait caps the TIME-WAIT table (Linux tcp_max_tw_buckets;
+	// default 262144). Past it a connection closes without TIME-WAIT and
+	// Stats.TimeWaitOverflow counts it.
+	MaxTimeWait int
 }
 
 // Ephemeral port range, as Linux's default ip_local_port_range.
@@ -86,8 +90,10 @@ type Stack struct {
 	cookies *tcp.SynCookies
 	mtu     int
 
-	shards [numShards]shard
-	twq    twQueue
+	shards    [numShards]shard
+	twq       twQueue
+	twEntries atomic.Int64 // entries in the TIME-WAIT table
+	limits    limitLog
 
 	lmu       sync.Mutex
 	listeners map[uint16]*Listener
@@ -95,6 +101,11 @@ type Stack struct {
 	ipID    atomic.Uint32
 	ipStats ip.Stats
 	stats   counters
+	// The tcp core's per-connection counters summed over the connections
+	// already gone (retire in snapshot.go); Stats adds the live ones.
+	retiredMu  sync.Mutex
+	retiredSum coreCounters
+	retiredGen uint64 // connections retired so far
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -118,12 +129,8 @@ type counters struct {
 	synCookiesSent            atomic.Uint64
 	synCookiesOK              atomic.Uint64
 	synCookiesBad             atomic.Uint64
-	// The tcp core's per-connection counters summed over the connections
-	// already gone (retire in snapshot.go); Stats adds the live ones.
-	retransmits, rtoTimeouts atomic.Uint64
-	recoveries, tlProbes     atomic.Uint64
-	outOfWindow              atomic.Uint64
-	retired                  atomic.Uint64 // connections retired so far
+	timeWaitOverflow          atomic.Uint64
+	acksLimited               atomic.Uint64 // TIME-WAIT ACKs held back (connections count their own)
 }
 
 // New starts a stack on dev. The stack owns dev from now on and closes it
@@ -137,6 +144,9 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	}
 	if cfg.Backlog == 0 {
 		cfg.Backlog = 128
+	}
+	if err := cfg.setLimitDefaults(); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -163,8 +173,10 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		listeners: make(map[uint16]*Listener),
 		done:      make(chan struct{}),
 	}
-	s.tcpCfg = cfg.TCP
-	if s.tcpCfg.MSS <= 0 || s.tcpCfg.MSS > mtu-ip.HeaderLen-tcp.HeaderLen {
+	// The stack uses some knobs itself (MSL, InvalidAckInterval for the
+	// TIME-WAIT table), so it takes the defaults the core would.
+	s.tcpCfg = cfg.TCP.WithDefaults()
+	if cfg.TCP.MSS <= 0 || s.tcpCfg.MSS > mtu-ip.HeaderLen-tcp.HeaderLen {
 		s.tcpCfg.MSS = mtu - ip.HeaderLen - tcp.HeaderLen
 	}
 	for i := range s.shards {
@@ -204,7 +216,7 @@ func (s *Stack) Close() error {
 		for _, c := range s.allConns() {
 			c.abort()
 		}
-		s.twq.timer.Stop()
+		s.twStop()
 		err = s.dev.Close()
 		<-s.done
 	})

@@ -8,27 +8,66 @@ import (
 )
 
 // The TIME-WAIT table. When a connection enters TIME-WAIT the stack keeps
-// only its tcp.TimeWaitEntry (24 bytes) in the shard's tw map and lets the
+// only its tcp.TimeWaitEntry (32 bytes) in the shard's tw map and lets the
 // full Conn go: its buffers, timer and congestion state are garbage as soon
-// as the application drops it. Because every entry waits the same 2MSL,
-// entries expire in the order they were added (or restarted), so a FIFO
-// queue and one runtime timer for the whole table are enough: no timer and
-// no goroutine per entry.
+// as the application drops it. One runtime timer serves the whole table,
+// driven by a min-heap of expiries holding exactly one item per entry: a
+// retransmitted FIN that restarts an entry's 2MSL only moves the entry's
+// Expires, and when the stale item comes up it is pushed again for the
+// new time. However many FINs a peer sends, nothing grows. The table holds
+// at most Config.MaxTimeWait entries; past that a connection closes
+// without TIME-WAIT (Linux tcp_max_tw_buckets) and a counter says so.
 
-// twExpiry is one queued expiry. An entry whose timer was restarted (a
-// retransmitted FIN) has a newer queue item; the older one is ignored when
-// it comes up because the entry's Expires no longer matches.
+// twExpiry is one queued expiry.
 type twExpiry struct {
 	key tuple
 	at  time.Duration
 }
 
 type twQueue struct {
-	mu    sync.Mutex
-	items []twExpiry // items[head:] are pending, oldest first
-	head  int
-	timer Timer
-	armed time.Duration // when timer fires; 0 if stopped
+	mu      sync.Mutex
+	items   []twExpiry // a min-heap on at
+	timer   Timer
+	armed   time.Duration // when timer fires; 0 if stopped
+	stopped bool          // the stack closed: never arm again
+}
+
+// push adds it to the heap.
+func (q *twQueue) push(it twExpiry) {
+	q.items = append(q.items, it)
+	i := len(q.items) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if q.items[parent].at <= q.items[i].at {
+			break
+		}
+		q.items[parent], q.items[i] = q.items[i], q.items[parent]
+		i = parent
+	}
+}
+
+// pop removes and returns the earliest item; the heap must not be empty.
+func (q *twQueue) pop() twExpiry {
+	it := q.items[0]
+	last := len(q.items) - 1
+	q.items[0] = q.items[last]
+	q.items[last] = twExpiry{}
+	q.items = q.items[:last]
+	for i := 0; ; {
+		l, r, least := 2*i+1, 2*i+2, i
+		if l < last && q.items[l].at < q.items[least].at {
+			least = l
+		}
+		if r < last && q.items[r].at < q.items[least].at {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		q.items[i], q.items[least] = q.items[least], q.items[i]
+		i = least
+	}
+	return it
 }
 
 // enterTimeWait moves c, which just entered TIME-WAIT, from the
@@ -41,20 +80,35 @@ func (s *Stack) enterTimeWait(c *Conn) {
 	c.removed, c.inTimeWait = true, true
 	s.retire(c)
 	c.timer.Stop()
-	s.addTimeWait(c.key, c, rec)
+	if !s.addTimeWait(c.key, c, rec) {
+		// The table is full: the connection closes without TIME-WAIT,
+		// as Linux does past tcp_max_tw_buckets. The application's handle
+		// then reports CLOSED (inTimeWait with no entry).
+		s.remove(c)
+	}
 }
 
 // addTimeWait puts rec in the table under key, replacing c (if not nil)
-// in the connection table, and queues its expiry.
-func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) {
+// in the connection table, and queues its expiry. It reports false,
+// adding nothing, when the table already holds MaxTimeWait entries.
+func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) bool {
+	if s.twEntries.Load() >= int64(s.cfg.MaxTimeWait) {
+		s.stats.timeWaitOverflow.Add(1)
+		s.limitHit(limitTimeWait, "max", s.cfg.MaxTimeWait)
+		return false
+	}
 	sh := &s.shards[key.shard()]
 	sh.mu.Lock()
 	if c != nil && sh.conns[key] == c {
 		delete(sh.conns, key)
 	}
+	if _, dup := sh.tw[key]; !dup {
+		s.twEntries.Add(1)
+	}
 	sh.tw[key] = rec
 	sh.mu.Unlock()
 	s.twPush(key, rec.Expires)
+	return true
 }
 
 // twPush queues an expiry and makes sure the timer will fire for it.
@@ -62,46 +116,61 @@ func (s *Stack) twPush(key tuple, at time.Duration) {
 	q := &s.twq
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.items = append(q.items, twExpiry{key, at})
-	if q.armed == 0 {
+	if q.stopped {
+		return
+	}
+	q.push(twExpiry{key, at})
+	if q.armed == 0 || at < q.armed {
 		q.armed = at
 		q.timer.Reset(at - s.now())
 	}
 }
 
+// twStop stops the table's timer for good (Stack.Close).
+func (s *Stack) twStop() {
+	q := &s.twq
+	q.mu.Lock()
+	q.stopped = true
+	q.armed = 0
+	q.timer.Stop()
+	q.mu.Unlock()
+}
+
 // twExpire runs on the table's timer: delete every entry whose 2MSL is
-// over, then re-arm for the oldest one left.
+// over, requeue those whose wait was restarted, then re-arm for the
+// earliest item left.
 func (s *Stack) twExpire() {
 	now := s.now()
 	q := &s.twq
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.armed = 0
-	for q.head < len(q.items) && q.items[q.head].at <= now {
-		it := q.items[q.head]
-		q.items[q.head] = twExpiry{}
-		q.head++
+	if q.stopped {
+		return
+	}
+	for len(q.items) > 0 && q.items[0].at <= now {
+		it := q.pop()
 		sh := &s.shards[it.key.shard()]
 		sh.mu.Lock()
 		rec, ok := sh.tw[it.key]
 		expired := ok && rec.Expires <= now
 		if expired {
 			delete(sh.tw, it.key)
+			s.twEntries.Add(-1)
 		}
 		sh.mu.Unlock()
-		if expired {
+		switch {
+		case expired:
 			s.stats.timeWaitExpired.Add(1)
 			s.traceTW(it.key, tcp.Timeout2MSL, nil)
+		case ok && rec.Expires != it.at:
+			// Restarted by a retransmitted FIN: this item is the entry's
+			// one item, so it goes back in for the new time.
+			q.push(twExpiry{it.key, rec.Expires})
 		}
 	}
-	// Reuse the slice once the consumed prefix dominates it.
-	if q.head > 1024 && q.head*2 > len(q.items) {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	if q.head < len(q.items) {
-		q.armed = q.items[q.head].at
+	if len(q.items) > 0 {
+		q.armed = q.items[0].at
 		q.timer.Reset(q.armed - now)
 	}
 }
@@ -118,12 +187,11 @@ func (s *Stack) handleTimeWait(key tuple, seg *tcp.Segment, out []byte) (handled
 		sh.mu.Unlock()
 		return false, false, rec
 	}
-	now := s.now()
-	old := rec.Expires
-	v, ack := rec.Handle(seg, now, s.tcpCfg.MSL)
+	v, ack := rec.Handle(seg, s.now(), s.tcpCfg.MSL, s.tcpCfg.InvalidAckInterval)
 	switch v {
 	case tcp.TWReopen:
 		delete(sh.tw, key)
+		s.twEntries.Add(-1)
 	default:
 		sh.tw[key] = rec
 	}
@@ -131,28 +199,18 @@ func (s *Stack) handleTimeWait(key tuple, seg *tcp.Segment, out []byte) (handled
 	switch v {
 	case tcp.TWAck:
 		s.writeSegment(out, key.raddr, &ack)
-		if rec.Expires != old {
-			s.twPush(key, rec.Expires)
-		}
+	case tcp.TWLimited:
+		s.stats.acksLimited.Add(1)
 	case tcp.TWReopen:
 		s.stats.timeWaitReused.Add(1)
-		s.traceTW(key, tcp.Timeout2MSL, seg)
+		s.traceTW(key, tcp.RcvSyn, seg)
 		return true, true, rec
 	}
 	return true, false, rec
 }
 
 // timeWaitCount is the number of TIME-WAIT entries.
-func (s *Stack) timeWaitCount() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		n += len(sh.tw)
-		sh.mu.RUnlock()
-	}
-	return n
-}
+func (s *Stack) timeWaitCount() int { return int(s.twEntries.Load()) }
 
 // inTimeWait reports whether key has a TIME-WAIT entry.
 func (s *Stack) inTimeWait(key tuple) bool {

@@ -64,6 +64,13 @@ type Config struct {
 	// sends per second (RFC 5961 §7), so a blind attacker cannot use it as
 	// an amplifier. Negative: no limit.
 	ChallengeACKLimit int
+	// InvalidAckInterval is the least time between two ACKs sent in
+	// reply to unacceptable segments — out of the window, old
+	// duplicates, anything reaching TIME-WAIT — so that a storm of them,
+	// or two stacks stuck in an ACK loop, cannot draw one ACK each (RFC
+	// 5961 §7; Linux tcp_invalid_ratelimit, 500 ms). A window probe at
+	// RCV.NXT is always answered. Negative: no limit.
+	InvalidAckInterval time.Duration
 
 	// Trace, if set, is called on every state transition with the segment
 	// that caused it (nil for application calls and timers).
@@ -89,9 +96,14 @@ func DefaultConfig() Config {
 		FinTimeout:    60 * time.Second,
 		DelayedAck:    40 * time.Millisecond,
 		// Linux's historical tcp_challenge_ack_limit, here per connection.
-		ChallengeACKLimit: 1000,
+		ChallengeACKLimit:  1000,
+		InvalidAckInterval: 500 * time.Millisecond,
 	}
 }
+
+// WithDefaults returns c with every zero field set to its default, as a
+// connection made with c would use it.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -131,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChallengeACKLimit == 0 {
 		c.ChallengeACKLimit = d.ChallengeACKLimit
+	}
+	if c.InvalidAckInterval == 0 {
+		c.InvalidAckInterval = d.InvalidAckInterval
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = d.MaxRetries
@@ -246,6 +261,9 @@ type Conn struct {
 	// RFC 5961 §7 challenge ACK rate limit: count within the current second.
 	challengeSecond time.Duration
 	challengeCount  int
+	// nextInvalidAck is the earliest time an ACK may answer another
+	// unacceptable segment (Config.InvalidAckInterval).
+	nextInvalidAck time.Duration
 
 	// RFC 7323 timestamps: negotiated, our clock's offset, the peer's
 	// newest timestamp to echo (TS.Recent), and RCV.NXT in our last ACK.
@@ -295,6 +313,9 @@ type Conn struct {
 	// OutOfWindow counts segments dropped by the RFC 9293 §3.10.7.4
 	// sequence number test (each answered with an ACK unless a reset).
 	OutOfWindow uint64
+	// AcksLimited counts ACKs not sent because a rate limit held them
+	// back (InvalidAckInterval, ChallengeACKLimit).
+	AcksLimited uint64
 }
 
 func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
@@ -749,9 +770,39 @@ func (c *Conn) challengeACK(now time.Duration) {
 			c.challengeSecond, c.challengeCount = now, 0
 		}
 		if c.challengeCount >= lim {
+			c.AcksLimited++
 			return
 		}
 		c.challengeCount++
+	}
+	c.ackNow = true
+}
+
+// invalidAck answers an unacceptable segment with an ACK (RFC 9293
+// §3.10.7.4), at most once per InvalidAckInterval (RFC 5961 §7; Linux
+// tcp_invalid_ratelimit). One ACK carries everything the peer needs to
+// know (RCV.NXT and the window), so holding back the rest loses nothing
+// but an attacker's amplification and an ACK loop's fuel.
+//
+// Probes are the exception: a segment one below RCV.NXT with at most one
+// byte (a keepalive or zero-window probe, RFC 1122 §4.2.3.6 and
+// §4.2.2.17) or one at RCV.NXT that a shut window refused asks for an ACK
+// by design, and a sender backing off from a 200 ms RTO probes more often
+// than the interval. They are answered each time, within the per-second
+// allowance challenge ACKs have.
+func (c *Conn) invalidAck(seg *Segment, now time.Duration) {
+	probe := (seg.Seq == c.rcvNxt.Add(-1) && len(seg.Payload) <= 1 || seg.Seq == c.rcvNxt) &&
+		!seg.Flags.Has(FlagSYN) && !seg.Flags.Has(FlagFIN)
+	if probe {
+		c.challengeACK(now)
+		return
+	}
+	if lim := c.cfg.InvalidAckInterval; lim > 0 {
+		if now < c.nextInvalidAck {
+			c.AcksLimited++
+			return
+		}
+		c.nextInvalidAck = now + lim
 	}
 	c.ackNow = true
 }

@@ -103,9 +103,11 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	// TIME-WAIT has its own compact rules (timewait.go). On TWReopen this
 	// incarnation ends, and the owner hands the SYN to its listener.
 	if c.state == TimeWait {
-		switch v, _ := c.tw.Handle(seg, now, c.cfg.MSL); v {
+		switch v, _ := c.tw.Handle(seg, now, c.cfg.MSL, c.cfg.InvalidAckInterval); v {
 		case TWAck:
 			c.ackNow = true
+		case TWLimited:
+			c.AcksLimited++
 		case TWReopen:
 			c.transition(RcvSyn, seg)
 			c.stopTimers()
@@ -136,7 +138,7 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 		// it is a reset) and is dropped.
 		c.OutOfWindow++
 		if !seg.Flags.Has(FlagRST) {
-			c.ackNow = true
+			c.invalidAck(seg, now)
 		}
 		return
 	}

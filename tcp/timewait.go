@@ -18,7 +18,11 @@ type TimeWaitEntry struct {
 	SndNxt  Seq           // our next sequence number: the SEQ of every ACK we send
 	RcvNxt  Seq           // one past the peer's FIN: the ACK we send
 	Expires time.Duration // end of the 2MSL wait, on the caller's clock
-	Window  uint16        // window field of our ACKs (already scaled)
+	// NextAck is the earliest time another ACK may be sent: everything
+	// that reaches a TIME-WAIT entry is an unacceptable segment, and the
+	// ACKs answering those are rate-limited (RFC 5961 §7).
+	NextAck time.Duration
+	Window  uint16 // window field of our ACKs (already scaled)
 }
 
 // TimeWaitVerdict says what to do with a segment that reached a TIME-WAIT
@@ -27,15 +31,33 @@ type TimeWaitVerdict uint8
 
 // The verdicts of TimeWaitEntry.Handle.
 const (
-	TWDrop   TimeWaitVerdict = iota // ignore the segment
-	TWAck                           // send the ACK Handle built
-	TWReopen                        // a safe new SYN: forget the entry and give the SYN to the listener
+	TWDrop    TimeWaitVerdict = iota // ignore the segment
+	TWAck                            // send the ACK Handle built
+	TWReopen                         // a safe new SYN: forget the entry and give the SYN to the listener
+	TWLimited                        // an ACK was due, but the rate limit holds it back: drop the segment
 )
 
 // Handle judges a segment for a connection in TIME-WAIT (RFC 9293
 // §3.10.7.4). It may restart the 2MSL timer (tw.Expires). For TWAck, ack
-// is the segment to send back.
-func (tw *TimeWaitEntry) Handle(seg *Segment, now, msl time.Duration) (v TimeWaitVerdict, ack Segment) {
+// is the segment to send back. ACKs go at most once per ackEvery
+// (Config.InvalidAckInterval; negative: no limit): a peer flooding the
+// entry with FINs or stray segments gets one, not one each.
+func (tw *TimeWaitEntry) Handle(seg *Segment, now, msl, ackEvery time.Duration) (v TimeWaitVerdict, ack Segment) {
+	v, ack = tw.judge(seg, now, msl)
+	if v == TWAck && ackEvery > 0 {
+		// A real peer retransmits its FIN after an RTO of at least 200
+		// ms, doubling: one ACK per interval still answers each of its
+		// retransmissions but the first few, and a single ACK suffices.
+		if now < tw.NextAck {
+			return TWLimited, ack
+		}
+		tw.NextAck = now + ackEvery
+	}
+	return v, ack
+}
+
+// judge is Handle without the rate limit.
+func (tw *TimeWaitEntry) judge(seg *Segment, now, msl time.Duration) (v TimeWaitVerdict, ack Segment) {
 	ack = Segment{
 		SrcPort: seg.DstPort, DstPort: seg.SrcPort,
 		Seq: tw.SndNxt, Ack: tw.RcvNxt, Flags: FlagACK, Window: tw.Window,

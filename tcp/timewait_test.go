@@ -38,7 +38,7 @@ func TestTimeWaitEntry(t *testing.T) {
 	} {
 		e := tw
 		now := p.now + 5*time.Second
-		v, ack := e.Handle(tc.seg, now, msl)
+		v, ack := e.Handle(tc.seg, now, msl, 0)
 		if v != tc.want {
 			t.Errorf("%s: verdict %d, want %d", tc.name, v, tc.want)
 		}

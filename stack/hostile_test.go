@@ -1,0 +1,345 @@
+package stack
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tund-project/tund/ip"
+	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/tun"
+)
+
+// rawPeer is a hand-driven peer on the far end of a tun.Pipe: the test
+// writes exactly the packets it wants the stack to see (however hostile)
+// and reads back what the stack answers. The stack runs on a ManualClock.
+type rawPeer struct {
+	t     *testing.T
+	s     *Stack
+	clock *ManualClock
+	dev   tun.Device
+	addr  [4]byte // the peer's address
+	in    chan []byte
+	buf   []byte
+	sent  uint64 // packets written
+}
+
+var rawStackAddr = netip.MustParseAddr("10.9.0.2")
+
+// newRawPeer starts a stack with cfg (Addr and Clock are set here) and a
+// raw peer facing it.
+func newRawPeer(t *testing.T, cfg Config) *rawPeer {
+	t.Helper()
+	da, db := tun.Pipe(1500)
+	clock := NewManualClock()
+	cfg.Addr, cfg.Clock = rawStackAddr, clock
+	s, err := New(da, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &rawPeer{t: t, s: s, clock: clock, dev: db, addr: [4]byte{10, 9, 0, 1},
+		in: make(chan []byte, 1<<16), buf: make([]byte, 1500)}
+	go func() {
+		for {
+			b := make([]byte, 1500)
+			n, err := db.Read(b)
+			if err != nil {
+				close(p.in)
+				return
+			}
+			select {
+			case p.in <- b[:n]:
+			default: // the test is not reading: like a full link, drop
+			}
+		}
+	}()
+	t.Cleanup(func() { s.Close() })
+	return p
+}
+
+// send writes seg (ports, sequence numbers, flags, options, payload as
+// given) from the peer's address, with correct checksums.
+func (p *rawPeer) send(seg tcp.Segment) {
+	p.t.Helper()
+	n := seg.HeaderLen() + len(seg.Payload)
+	dst := rawStackAddr.As4()
+	h := ip.BuildHeader(p.buf, p.addr, dst, ip.ProtoTCP, 1, n)
+	seg.Marshal(p.buf[h : h+n])
+	b := p.buf[h : h+n]
+	b[16], b[17] = 0, 0
+	sum := ip.TCPChecksum(p.addr, dst, b)
+	b[16], b[17] = byte(sum>>8), byte(sum)
+	p.write(p.buf[:h+n])
+}
+
+// write hands a raw packet to the stack.
+func (p *rawPeer) write(pkt []byte) {
+	p.t.Helper()
+	if _, err := p.dev.Write(pkt); err != nil {
+		p.t.Fatal(err)
+	}
+	p.sent++
+}
+
+// settle waits until the stack's reader has taken every packet written so
+// far (the pipe holds 1024, so floods call it every few hundred).
+func (p *rawPeer) settle() {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.s.stats.packetsIn.Load() < p.sent {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the stack took %d of %d packets", p.s.stats.packetsIn.Load(), p.sent)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// recv returns the next TCP segment the stack sent, or fails the test
+// after a second of wall time.
+func (p *rawPeer) recv() tcp.Segment {
+	p.t.Helper()
+	select {
+	case b := <-p.in:
+		var seg tcp.Segment
+		if err := tcp.Parse(b[ip.HeaderLen:], &seg); err != nil {
+			p.t.Fatalf("stack sent a bad segment: %v", err)
+		}
+		seg.Payload = append([]byte(nil), seg.Payload...)
+		return seg
+	case <-time.After(time.Second):
+		p.t.Fatalf("the stack sent nothing")
+	}
+	panic("unreachable")
+}
+
+// drain returns how many segments the stack sent that are still unread,
+// and reads them.
+func (p *rawPeer) drain() (n int) {
+	p.settle()
+	time.Sleep(20 * time.Millisecond) // the peer's reader catches up
+	for {
+		select {
+		case <-p.in:
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+// rawConn is a connection the raw peer opened to a stack listener.
+type rawConn struct {
+	p            *rawPeer
+	sport, dport uint16
+	sndNxt       tcp.Seq // the peer's next sequence number
+	rcvNxt       tcp.Seq // what the peer has received of the stack's
+	c            *Conn   // the stack's side, accepted
+}
+
+// dial does the three-way handshake from sport to a listener on dport
+// (which the test made) and accepts the stack's side.
+func (p *rawPeer) dial(l net.Listener, sport, dport uint16, iss tcp.Seq) *rawConn {
+	p.t.Helper()
+	syn := tcp.Segment{SrcPort: sport, DstPort: dport, Seq: iss, Flags: tcp.FlagSYN, Window: 65535}
+	syn.Options.MSS = 1460
+	p.send(syn)
+	sa := p.recv()
+	if !sa.Flags.Has(tcp.FlagSYN|tcp.FlagACK) || sa.Ack != iss+1 {
+		p.t.Fatalf("want SYN+ACK for %d, got %v", iss+1, sa.String())
+	}
+	rc := &rawConn{p: p, sport: sport, dport: dport, sndNxt: iss + 1, rcvNxt: sa.Seq + 1}
+	rc.send(tcp.FlagACK, nil)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	select {
+	case c := <-accepted:
+		rc.c = c.(*Conn)
+	case <-time.After(5 * time.Second):
+		p.t.Fatalf("the handshake did not complete")
+	}
+	return rc
+}
+
+// send sends a segment of this connection at the peer's SND.NXT.
+func (rc *rawConn) send(flags tcp.Flags, payload []byte) {
+	rc.p.send(tcp.Segment{SrcPort: rc.sport, DstPort: rc.dport, Seq: rc.sndNxt, Ack: rc.rcvNxt,
+		Flags: flags, Window: 65535, Payload: payload})
+}
+
+// timeWaitAt opens a connection from the raw peer whose stack side
+// closes first and so ends in the stack's TIME-WAIT table.
+func timeWaitAt(t *testing.T, p *rawPeer) *rawConn {
+	t.Helper()
+	l, err := p.s.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := p.dial(l, 40000, 80, 1000)
+	rc.c.Close() // the stack closes first: it will hold TIME-WAIT
+	fin := p.recv()
+	if !fin.Flags.Has(tcp.FlagFIN) {
+		t.Fatalf("want the stack's FIN, got %v", fin.String())
+	}
+	rc.rcvNxt = fin.Seq + 1
+	rc.send(tcp.FlagACK|tcp.FlagFIN, nil) // ACK of its FIN and ours together
+	if ack := p.recv(); ack.Flags != tcp.FlagACK || ack.Ack != rc.sndNxt+1 {
+		t.Fatalf("want the ACK of our FIN, got %v", ack.String())
+	}
+	if n := p.s.StateCounts()[tcp.TimeWait]; n != 1 {
+		t.Fatalf("%d TIME-WAIT entries, want 1", n)
+	}
+	return rc
+}
+
+// TestFinFloodInTimeWait: a peer that retransmits its FIN 50,000 times at
+// a TIME-WAIT entry must not grow anything per FIN (one expiry item per
+// entry), and is answered with at most one ACK per rate-limit interval.
+func TestFinFloodInTimeWait(t *testing.T) {
+	msl := 10 * time.Second
+	p := newRawPeer(t, Config{TCP: tcp.Config{MSL: msl}})
+	rc := timeWaitAt(t, p)
+
+	const flood = 50_000
+	for i := 0; i < flood; i++ {
+		rc.send(tcp.FlagACK|tcp.FlagFIN, nil) // the same FIN again and again
+		if i%500 == 499 {
+			p.settle()
+		}
+	}
+	acks := p.drain()
+	p.s.twq.mu.Lock()
+	queued := len(p.s.twq.items)
+	p.s.twq.mu.Unlock()
+	if queued != 1 {
+		t.Errorf("%d expiry items queued for one TIME-WAIT entry after %d FINs, want 1", queued, flood)
+	}
+	if acks != 1 {
+		t.Errorf("%d ACKs for %d FINs within one instant, want 1 (rate-limited)", acks, flood)
+	}
+	if got := p.s.Stats().AcksRateLimited; got < flood-1 {
+		t.Errorf("AcksRateLimited %d, want at least %d", got, flood-1)
+	}
+
+	// Later, a retransmitted FIN is answered again: the limit is a rate.
+	p.clock.Advance(time.Second)
+	rc.send(tcp.FlagACK|tcp.FlagFIN, nil)
+	if ack := p.recv(); ack.Flags != tcp.FlagACK || ack.Ack != rc.sndNxt+1 {
+		t.Fatalf("want the ACK of our FIN again, got %v", ack.String())
+	}
+	// Each FIN restarted the 2MSL wait; it ends 2MSL after the last one.
+	p.clock.Advance(2*msl - time.Millisecond)
+	if n := p.s.StateCounts()[tcp.TimeWait]; n != 1 {
+		t.Fatalf("%d TIME-WAIT entries 2MSL-1ms after the last FIN, want 1", n)
+	}
+	p.clock.Advance(time.Millisecond)
+	if n := p.s.StateCounts()[tcp.TimeWait]; n != 0 {
+		t.Fatalf("%d TIME-WAIT entries 2MSL after the last FIN, want 0", n)
+	}
+	p.s.twq.mu.Lock()
+	queued = len(p.s.twq.items)
+	p.s.twq.mu.Unlock()
+	if queued != 0 {
+		t.Errorf("%d expiry items left with the table empty", queued)
+	}
+}
+
+// TestRetransmittedFinRestartsTwoMSLWithDefaults: with the default MSL
+// (Config.TCP left zero), a FIN retransmitted into the TIME-WAIT table
+// restarts a full 2MSL wait, not a zero one.
+func TestRetransmittedFinRestartsTwoMSLWithDefaults(t *testing.T) {
+	p := newRawPeer(t, Config{})
+	rc := timeWaitAt(t, p)
+	p.clock.Advance(time.Second)
+	rc.send(tcp.FlagACK|tcp.FlagFIN, nil)
+	if ack := p.recv(); ack.Flags != tcp.FlagACK {
+		t.Fatalf("want the ACK of the FIN again, got %v", ack.String())
+	}
+	twoMSL := 2 * tcp.DefaultConfig().MSL
+	p.clock.Advance(twoMSL - time.Millisecond)
+	if n := p.s.StateCounts()[tcp.TimeWait]; n != 1 {
+		t.Fatalf("%d TIME-WAIT entries 2MSL-1ms after the FIN, want 1", n)
+	}
+	p.clock.Advance(time.Millisecond)
+	if n := p.s.StateCounts()[tcp.TimeWait]; n != 0 {
+		t.Fatalf("%d TIME-WAIT entries 2MSL after the FIN, want 0", n)
+	}
+}
+
+// TestTimeWaitTableCap: past MaxTimeWait entries, a connection closes
+// without TIME-WAIT; the count says so and the table stays at the cap.
+func TestTimeWaitTableCap(t *testing.T) {
+	p := newRawPeer(t, Config{MaxTimeWait: 1})
+	timeWaitAt(t, p) // fills the table
+	l, err := p.s.Listen("tcp", ":81")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := p.dial(l, 40001, 81, 5000)
+	rc.c.Close()
+	fin := p.recv()
+	rc.rcvNxt = fin.Seq + 1
+	rc.send(tcp.FlagACK|tcp.FlagFIN, nil)
+	if ack := p.recv(); ack.Flags != tcp.FlagACK || ack.Ack != rc.sndNxt+1 {
+		t.Fatalf("want the ACK of our FIN, got %v", ack.String())
+	}
+	p.settle()
+	st := p.s.Stats()
+	if st.TimeWait != 1 || st.TimeWaitOverflow != 1 {
+		t.Fatalf("TIME-WAIT %d, overflow %d; want 1 and 1", st.TimeWait, st.TimeWaitOverflow)
+	}
+	if s := rc.c.State(); s != tcp.Closed {
+		t.Errorf("the overflowed connection reports %v, want CLOSED", s)
+	}
+	if n := len(p.s.allConns()); n != 0 {
+		t.Errorf("%d connections left in the table", n)
+	}
+}
+
+// TestOutOfWindowStorm: segments outside the receive window are each
+// unacceptable; they draw one ACK per rate-limit interval, not one each,
+// and the connection still moves data afterwards.
+func TestOutOfWindowStorm(t *testing.T) {
+	p := newRawPeer(t, Config{})
+	l, err := p.s.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := p.dial(l, 40000, 80, 1000)
+	const storm = 20_000
+	for i := 0; i < storm; i++ {
+		// Data far beyond the window, and bare ACKs far behind it.
+		seq := rc.sndNxt.Add(1 << 30)
+		if i%2 == 1 {
+			seq = rc.sndNxt.Add(-(1 << 30))
+		}
+		p.send(tcp.Segment{SrcPort: rc.sport, DstPort: rc.dport, Seq: seq, Ack: rc.rcvNxt,
+			Flags: tcp.FlagACK, Window: 65535, Payload: []byte("x")})
+		if i%500 == 499 {
+			p.settle()
+		}
+	}
+	if acks := p.drain(); acks != 1 {
+		t.Errorf("%d ACKs for %d out-of-window segments within one instant, want 1", acks, storm)
+	}
+	st := p.s.Stats()
+	if st.Drops["out_of_window"] != storm || st.AcksRateLimited != storm-1 {
+		t.Errorf("out_of_window %d, acks rate-limited %d; want %d and %d", st.Drops["out_of_window"], st.AcksRateLimited, storm, storm-1)
+	}
+	// The connection is unharmed: data in order is taken and ACKed.
+	p.clock.Advance(time.Second)
+	rc.send(tcp.FlagACK|tcp.FlagPSH, []byte("hello"))
+	rc.sndNxt = rc.sndNxt.Add(5)
+	buf := make([]byte, 16)
+	n, err := rc.c.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read %q, %v after the storm", buf[:n], err)
+	}
+}
