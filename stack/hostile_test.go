@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/tund-project/tund/ip"
 	"github.com/tund-project/tund/tcp"
 	"github.com/tund-project/tund/tun"
@@ -99,14 +102,20 @@ func (p *rawPeer) settle() {
 // after a second of wall time.
 func (p *rawPeer) recv() tcp.Segment {
 	p.t.Helper()
+	seg, _ := p.recvRaw()
+	return seg
+}
+
+// recvRaw is recv that also returns the whole IPv4 packet.
+func (p *rawPeer) recvRaw() (tcp.Segment, []byte) {
+	p.t.Helper()
 	select {
 	case b := <-p.in:
 		var seg tcp.Segment
 		if err := tcp.Parse(b[ip.HeaderLen:], &seg); err != nil {
 			p.t.Fatalf("stack sent a bad segment: %v", err)
 		}
-		seg.Payload = append([]byte(nil), seg.Payload...)
-		return seg
+		return seg, b
 	case <-time.After(time.Second):
 		p.t.Fatalf("the stack sent nothing")
 	}
@@ -341,5 +350,89 @@ func TestOutOfWindowStorm(t *testing.T) {
 	n, err := rc.c.Read(buf)
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read %q, %v after the storm", buf[:n], err)
+	}
+}
+
+// fragNeeded builds the ICMP "fragmentation needed" a router at
+// 10.9.0.254 would send about pkt, one of the stack's packets, with the
+// given next-hop MTU (RFC 1191 §4).
+func fragNeeded(t *testing.T, pkt []byte, mtu uint16) []byte {
+	t.Helper()
+	orig, reason := ip.Parse(pkt, [4]byte{})
+	if reason != ip.DropNone {
+		t.Fatalf("cannot quote the stack's packet: %v", reason)
+	}
+	out := make([]byte, 1500)
+	n := ip.DestUnreachable(out, [4]byte{10, 9, 0, 254}, &orig, 4, 7)
+	if n == 0 {
+		t.Fatal("DestUnreachable built nothing")
+	}
+	m := header.ICMPv4(out[ip.HeaderLen:n])
+	m.SetMTU(mtu)
+	m.SetChecksum(0)
+	m.SetChecksum(^checksum.Checksum(m, 0))
+	return out[:n]
+}
+
+// TestForgedFragNeededFloorsAndExpires: an ICMP "fragmentation needed"
+// with the IPv4 minimum MTU of 68 must not shrink every later segment to
+// 28 bytes: the path MTU is floored at MinPathMTU (552, as Linux's
+// min_pmtu), and raised again after PMTUExpire (RFC 1191 §6.3).
+func TestForgedFragNeededFloorsAndExpires(t *testing.T) {
+	p := newRawPeer(t, Config{})
+	l, err := p.s.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := p.dial(l, 40000, 80, 1000)
+	go rc.c.Write(make([]byte, 64<<10))
+	first, pkt := p.recvRaw()
+	if len(first.Payload) != 1460 {
+		t.Fatalf("first segment carries %d bytes, want 1460", len(first.Payload))
+	}
+	p.write(fragNeeded(t, pkt, 68))
+	p.settle()
+	// Everything in flight is resent in segments that fit the floor. (The
+	// rest of the initial window, sent before the ICMP, comes first.)
+	got, resent, full := 0, false, 0
+	for got < 64<<10 {
+		seg := p.recv()
+		n := len(seg.Payload)
+		if n == 1460 && !resent {
+			continue
+		}
+		resent = true
+		// (A segment may be shorter where the send ring wraps.)
+		if n > 552-40 || n < 552-40 && got+n < 64<<10 && n < 64 {
+			t.Fatalf("segment of %d bytes at %d after the ICMP, want 512 (MTU floored at 552)", n, uint32(seg.Seq))
+		}
+		if n == 552-40 {
+			full++
+		}
+		if seg.Seq == rc.rcvNxt {
+			rc.rcvNxt = rc.rcvNxt.Add(len(seg.Payload))
+			got += len(seg.Payload)
+			rc.send(tcp.FlagACK, nil)
+		}
+	}
+	if full < 100 {
+		t.Fatalf("only %d segments of 512 bytes", full)
+	}
+	// Ten minutes later the path MTU is tried at full size again.
+	p.settle() // every ACK taken, so no retransmission timer runs meanwhile
+	p.clock.Advance(tcp.DefaultConfig().PMTUExpire)
+	go rc.c.Write(make([]byte, 8000))
+	largest := 0
+	for got := 0; got < 8000; {
+		seg := p.recv()
+		if seg.Seq == rc.rcvNxt {
+			got += len(seg.Payload)
+			largest = max(largest, len(seg.Payload))
+			rc.rcvNxt = rc.rcvNxt.Add(len(seg.Payload))
+			rc.send(tcp.FlagACK, nil)
+		}
+	}
+	if largest != 1460 {
+		t.Fatalf("after PMTUExpire the largest segment carries %d bytes, want 1460 again", largest)
 	}
 }

@@ -38,6 +38,7 @@ func (s *Stack) limitHit(l limit, args ...any) {
 // Defaults of the limits.
 const (
 	defaultMaxTimeWait = 262144 // Linux's tcp_max_tw_buckets on most machines
+	defaultMinPathMTU  = 552    // Linux's min_pmtu
 )
 
 // setLimitDefaults fills in the zero limits and rejects negative ones.
@@ -48,6 +49,7 @@ func (c *Config) setLimitDefaults() error {
 		def  int
 	}{
 		{"MaxTimeWait", &c.MaxTimeWait, defaultMaxTimeWait},
+		{"MinPathMTU", &c.MinPathMTU, defaultMinPathMTU},
 	} {
 		switch {
 		case *l.v < 0:

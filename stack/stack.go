@@ -51,6 +51,11 @@ type Config struct {
 	// default 262144). Past it a connection closes without TIME-WAIT and
 	// Stats.TimeWaitOverflow counts it.
 	MaxTimeWait int
+	// MinPathMTU is the floor of path MTU discovery: an ICMP
+	// "fragmentation needed" reporting less is taken as this much
+	// (default 552, Linux's min_pmtu), so a forged report of the IPv4
+	// minimum, 68, cannot shrink segments to 28 bytes.
+	MinPathMTU int
 }
 
 // Ephemeral port range, as Linux's default ip_local_port_range.
@@ -293,9 +298,13 @@ func (s *Stack) icmpError(e *ip.ICMPError) {
 	case e.Type == ip.ICMPParamProblem:
 		errno = syscall.EPROTO
 	}
+	mss := 0
+	if mtu := int(e.NextHopMTU); mtu != 0 && kind == tcp.ICMPFragNeeded {
+		mss = min(max(mtu, s.cfg.MinPathMTU), s.mtu) - ip.HeaderLen - tcp.HeaderLen
+	}
 	c.mu.Lock()
 	if c.tcb != nil {
-		c.tcb.HandleICMP(kind, tcp.Seq(e.Seq), int(e.NextHopMTU), errno, s.now())
+		c.tcb.HandleICMP(kind, tcp.Seq(e.Seq), mss, errno, s.now())
 		c.after()
 	}
 	c.mu.Unlock()

@@ -46,7 +46,11 @@ type Config struct {
 	// FIN (Linux tcp_fin_timeout). Negative: wait forever.
 	FinTimeout time.Duration
 	DelayedAck time.Duration // longest an ACK is held back; negative: never delay
-	NoWScale   bool          // do not offer window scaling (RFC 7323)
+	// PMTUExpire is how long a segment size lowered by an ICMP
+	// "fragmentation needed" holds before the full size is tried again
+	// (RFC 1191 §6.3 suggests 10 minutes). Negative: never.
+	PMTUExpire time.Duration
+	NoWScale   bool // do not offer window scaling (RFC 7323)
 	// NoTimestamps and NoSACK turn off offering the RFC 7323 timestamp
 	// option and RFC 2018 selective acknowledgments (both on by default).
 	NoTimestamps bool
@@ -95,6 +99,7 @@ func DefaultConfig() Config {
 		MSL:           30 * time.Second,
 		FinTimeout:    60 * time.Second,
 		DelayedAck:    40 * time.Millisecond,
+		PMTUExpire:    10 * time.Minute,
 		// Linux's historical tcp_challenge_ack_limit, here per connection.
 		ChallengeACKLimit:  1000,
 		InvalidAckInterval: 500 * time.Millisecond,
@@ -159,6 +164,9 @@ func (c Config) withDefaults() Config {
 	if c.DelayedAck == 0 {
 		c.DelayedAck = d.DelayedAck
 	}
+	if c.PMTUExpire == 0 {
+		c.PMTUExpire = d.PMTUExpire
+	}
 	return c
 }
 
@@ -198,7 +206,8 @@ type Conn struct {
 	sndWL1    Seq
 	sndWL2    Seq
 	sndWScale uint8
-	sndMSS    int
+	sndMSS    int // the segment size now: synMSS, or less after an ICMP (RFC 1191)
+	synMSS    int // the segment size the handshake agreed on
 	snd       window.SendBuffer
 	sndBufSeq Seq  // sequence number of the first byte in snd
 	finQueued bool // the application closed its sending side
@@ -250,6 +259,7 @@ type Conn struct {
 	persistAt time.Duration
 	twAt      time.Duration
 	fw2At     time.Duration // orphaned FIN-WAIT-2 reclaim
+	pmtuAt    time.Duration // a lowered segment size returns to synMSS
 	persistN  int           // window probes sent since the window closed (their backoff)
 	// probesUnanswered counts window probes since the peer last sent an
 	// acceptable segment; too many and the peer is gone.
@@ -397,6 +407,7 @@ func (c *Conn) takeSynOptions(syn *Segment) {
 		c.sndMSS = int(syn.Options.MSS)
 	}
 	c.sndMSS = max(min(c.sndMSS, c.cfg.MSS), 64)
+	c.synMSS = c.sndMSS
 	if syn.Options.HasWScale && !c.cfg.NoWScale {
 		c.wscaleOK = true
 		c.sndWScale = uint8(syn.Options.WScale)
@@ -722,7 +733,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt = 0, 0, 0, 0, 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt, c.pmtuAt = 0, 0, 0, 0, 0, 0, 0, 0, 0
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in

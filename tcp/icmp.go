@@ -24,11 +24,13 @@ const (
 
 // HandleICMP applies an ICMP error that quotes a segment of ours with
 // sequence number seq. err is the errno to report (ECONNREFUSED,
-// EHOSTUNREACH, ...); mtu is the next-hop MTU for ICMPFragNeeded. The
-// quoted sequence number must lie in SND.UNA..SND.MAX (RFC 5927 §4.1),
-// or the message is ignored: a blind attacker must not be able to guess
-// its way into a connection.
-func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mtu int, err error, now time.Duration) {
+// EHOSTUNREACH, ...); for ICMPFragNeeded, mss is the segment size the
+// reported next-hop MTU allows (the stack derives it from the MTU and
+// its floor; 0: the message carried no MTU). The quoted sequence number
+// must lie in SND.UNA..SND.MAX (RFC 5927 §4.1), or the message is
+// ignored: a blind attacker must not be able to guess its way into a
+// connection.
+func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mss int, err error, now time.Duration) {
 	c.clock = now
 	if c.state == Closed || c.state == Listen || c.state == TimeWait {
 		return
@@ -44,11 +46,16 @@ func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mtu int, err error, now time.D
 		}
 		c.softErr = err
 	case ICMPFragNeeded:
-		// RFC 1191 §3: take the reported MTU if it is smaller and sane
-		// (at least 68, the IPv4 minimum), and resend what is in flight
-		// in segments that fit.
-		if mss := mtu - 40; mtu >= 68 && mss < c.sndMSS {
-			c.sndMSS = mss
+		// RFC 1191 §3: take the reported size if it is smaller, and
+		// resend what is in flight in segments that fit. RFC 1191 §6.3:
+		// after PMTUExpire the path is tried at full size again, so a
+		// route that has widened (or a forged report) does not cost us
+		// for the life of the connection.
+		if mss > 0 && mss < c.sndMSS {
+			c.sndMSS = max(mss, 64)
+			if c.cfg.PMTUExpire > 0 {
+				c.pmtuAt = now + c.cfg.PMTUExpire
+			}
 			if c.synAcked {
 				c.sndNxt = c.sndUna
 			}
@@ -57,4 +64,12 @@ func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mtu int, err error, now time.D
 	default:
 		c.softErr = err
 	}
+}
+
+// pmtuExpired restores the segment size the handshake agreed on once a
+// lowered path MTU has aged PMTUExpire (RFC 1191 §6.3). If the path is
+// still narrow, the next "fragmentation needed" lowers it again.
+func (c *Conn) pmtuExpired() {
+	c.pmtuAt = 0
+	c.sndMSS = c.synMSS
 }

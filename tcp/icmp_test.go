@@ -57,8 +57,8 @@ func TestICMPFragNeededLowersTheSegmentSize(t *testing.T) {
 		return false
 	}
 	p.a.Write(pattern(20000), p.now)
-	p.a.HandleICMP(ICMPFragNeeded, p.a.sndUna, 1000, nil, p.now)
-	p.a.HandleICMP(ICMPFragNeeded, p.a.sndUna, 40, nil, p.now) // below 68: ignored
+	p.a.HandleICMP(ICMPFragNeeded, p.a.sndUna, 1000-40, nil, p.now)
+	p.a.HandleICMP(ICMPFragNeeded, p.a.sndUna, 0, nil, p.now) // no MTU reported: ignored
 	dropped := big
 	got := p.transfer(p.a, p.b, nil)
 	_ = got
@@ -68,5 +68,10 @@ func TestICMPFragNeededLowersTheSegmentSize(t *testing.T) {
 	}
 	if big != dropped || p.a.sndMSS != 960 {
 		t.Errorf("segments too big after the ICMP: %d (before: %d); sndMSS %d, want 960", big, dropped, p.a.sndMSS)
+	}
+	// RFC 1191 §6.3: the lowered size ages out and the full one is tried.
+	p.advance(DefaultConfig().PMTUExpire)
+	if p.a.sndMSS != p.a.synMSS || p.a.synMSS != DefaultConfig().MSS {
+		t.Errorf("sndMSS %d after PMTUExpire, want the agreed %d", p.a.sndMSS, DefaultConfig().MSS)
 	}
 }
