@@ -76,6 +76,11 @@ type Config struct {
 	// RCV.NXT is always answered. Negative: no limit.
 	InvalidAckInterval time.Duration
 
+	// Memory, if set, is the budget every ring of the connection is
+	// charged to, shared with the others (window.Memory: under pressure
+	// buffers stop growing and windows shrink to the rings allocated).
+	Memory *window.Memory
+
 	// Trace, if set, is called on every state transition with the segment
 	// that caused it (nil for application calls and timers).
 	Trace func(t Transition, seg *Segment)
@@ -259,6 +264,7 @@ type Conn struct {
 	persistAt time.Duration
 	twAt      time.Duration
 	fw2At     time.Duration // orphaned FIN-WAIT-2 reclaim
+	reclaimAt time.Duration // empty rings are released (bufferIdle)
 	pmtuAt    time.Duration // a lowered segment size returns to synMSS
 	persistN  int           // window probes sent since the window closed (their backoff)
 	// probesUnanswered counts window probes since the peer last sent an
@@ -341,6 +347,8 @@ func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
 		sndMSS:     536, // RFC 9293 §3.7.1: default send MSS without the option
 		noDelay:    cfg.NoDelay,
 	}
+	c.snd.SetMemory(cfg.Memory)
+	c.rcv.SetMemory(cfg.Memory)
 	if !cfg.NoAutoTune {
 		c.tuner.Max = cfg.RcvBufMax
 	}
@@ -543,7 +551,8 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 	}
 	n := c.rcv.Read(p)
 	if n > 0 {
-		if size := c.tuner.OnRead(n, now, c.rcvRTTEstimate(), c.rcvBufSize); size > 0 {
+		// Autotuning grows the buffer only while memory is plentiful.
+		if size := c.tuner.OnRead(n, now, c.rcvRTTEstimate(), c.rcvBufSize); size > 0 && c.cfg.Memory.Level() == window.Normal {
 			c.setRcvLimit(size)
 		}
 		c.maybeWindowUpdate()
@@ -674,6 +683,9 @@ func (c *Conn) Close(now time.Duration) {
 	}
 	c.CloseWrite(now)
 	c.checkOrphan(now)
+	if c.state == Closed || c.state == TimeWait {
+		c.rcv.Reset() // nobody will read it now
+	}
 }
 
 // CloseRead shuts the receiving direction: Read returns io.EOF from now
@@ -697,6 +709,9 @@ func (c *Conn) Abort(now time.Duration) {
 	}
 	c.transition(AppAbort, nil)
 	c.stopTimers()
+	if c.readClosed {
+		c.rcv.Reset()
+	}
 	if c.err == nil {
 		c.err = syscall.ECONNABORTED
 	}
@@ -714,6 +729,10 @@ func (c *Conn) transition(on Trigger, seg *Segment) {
 	c.events |= EvState
 	if t.To == Closed || t.To == TimeWait {
 		c.events |= EvReadable | EvWritable
+		// Nothing will be sent again: the send ring goes back to the
+		// budget now. Unread received data stays for the application.
+		c.snd.Reset()
+		c.rcv.Release()
 	}
 	if c.cfg.Trace != nil {
 		c.cfg.Trace(t, seg)
@@ -733,7 +752,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt, c.pmtuAt = 0, 0, 0, 0, 0, 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt, c.pmtuAt, c.reclaimAt = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in

@@ -710,7 +710,8 @@ func (c *Conn) enterTimeWait(now time.Duration) {
 	// Everything we sent is acknowledged: the send ring (up to SndBuf
 	// bytes) is dead weight for the next 2MSL. Unread received data stays.
 	c.sndBufSeq = c.sndBufSeq.Add(c.snd.Len())
-	c.snd = window.NewSendBuffer(0)
+	c.snd.Reset()
+	c.snd.SetLimit(0)
 }
 
 // finSeq returns the sequence number our FIN has (or will have) and

@@ -125,6 +125,7 @@ func (c *Conn) output(now time.Duration) {
 	if c.ackNow && c.state != Closed && c.state != SynSent && c.state != Listen {
 		c.send(Segment{Seq: c.ackSeq()})
 	}
+	c.armReclaim(now)
 }
 
 // sendData sends segments from SND.NXT while the peer's window and the
@@ -249,7 +250,42 @@ func (c *Conn) maybeWindowUpdate() {
 
 // rcvWindow is the free space of the receive buffer as configured.
 func (c *Conn) rcvWindow() int {
-	return max(0, c.rcvBufSize-c.rcv.Len())
+	return max(0, c.rcvSpace()-c.rcv.Len())
+}
+
+// rcvSpace is the receive buffer the window is offered from: the
+// configured (or autotuned) size, or, while the memory budget is under
+// pressure, no more than the ring already allocated (at least
+// window.MinRing), so that offering a window never needs new memory.
+// The right edge already offered still never moves left (advertise).
+func (c *Conn) rcvSpace() int {
+	if c.cfg.Memory.Level() != window.Normal {
+		return min(c.rcvBufSize, max(c.rcv.Cap(), window.MinRing))
+	}
+	return c.rcvBufSize
+}
+
+// bufferIdle is how long a ring stays empty before it is released: long
+// enough that a connection trading small messages does not reallocate
+// for each, short enough that idle connections cost little.
+const bufferIdle = time.Second
+
+// armReclaim schedules the release of a ring that has emptied.
+func (c *Conn) armReclaim(now time.Duration) {
+	if c.reclaimAt != 0 || c.state == Closed {
+		return
+	}
+	if c.snd.Len() == 0 && c.snd.Cap() > 0 || c.rcv.Len() == 0 && !c.rcv.HasOutOfOrder() && c.rcv.Cap() > 0 {
+		c.reclaimAt = now + bufferIdle
+	}
+}
+
+// reclaim releases the rings that are empty now (they are allocated
+// again, from the budget, when data comes).
+func (c *Conn) reclaim() {
+	c.reclaimAt = 0
+	c.snd.Release()
+	c.rcv.Release()
 }
 
 // setRcvLimit sets the receive buffer to buf bytes. The ring may hold

@@ -147,3 +147,67 @@ func TestRecvBufferDiscard(t *testing.T) {
 		t.Fatal("discarded from an empty buffer")
 	}
 }
+
+// TestOutOfOrderGrowthBounded: one out-of-order byte at the far edge of a
+// large window must not allocate the whole window; out-of-order data that
+// arrives densely (a real sender's segments beyond a loss) still grows
+// the ring and is kept.
+func TestOutOfOrderGrowthBounded(t *testing.T) {
+	b := NewRecvBuffer(6 << 20)
+	b.Write(6<<20-1, []byte{1})
+	if b.Cap() > oooGrowFloor || b.HasOutOfOrder() || b.Refused != 1 {
+		t.Fatalf("one byte at the window edge: ring %d bytes, out of order %v, refused %d; want at most %d, false, 1",
+			b.Cap(), b.HasOutOfOrder(), b.Refused, oooGrowFloor)
+	}
+	// A loss of the first segment, then 2 MiB arriving in order behind it.
+	const mss = 1460
+	for off := mss; off < 2<<20; off += mss {
+		b.Write(off, make([]byte, mss))
+	}
+	if b.Refused != 1 {
+		t.Fatalf("dense out-of-order data refused %d times", b.Refused)
+	}
+	if got := b.Write(0, make([]byte, mss)); got < 2<<20-mss {
+		t.Fatalf("filling the hole made %d bytes readable, want all %d", got, 2<<20)
+	}
+}
+
+// TestMemoryBudget: rings charge what they allocate and give it back when
+// released; under pressure nothing grows beyond the floor.
+func TestMemoryBudget(t *testing.T) {
+	m := NewMemory(128 << 10)
+	s := NewSendBuffer(1 << 20)
+	s.SetMemory(m)
+	r := NewRecvBuffer(1 << 20)
+	r.SetMemory(m)
+	if n := s.Write(make([]byte, 40<<10)); n != 40<<10 {
+		t.Fatalf("wrote %d under a fresh budget", n)
+	}
+	if m.Used() != int64(s.Cap()) || m.Level() != Normal {
+		t.Fatalf("used %d for a ring of %d, level %d", m.Used(), s.Cap(), m.Level())
+	}
+	r.Write(0, make([]byte, 40<<10))
+	if m.Level() != Exhausted {
+		t.Fatalf("used %d of %d: level %d, want Exhausted", m.Used(), m.Limit(), m.Level())
+	}
+	// No growth: the send ring takes only what fits in its allocation.
+	before := s.Cap()
+	s.Write(make([]byte, 1<<20))
+	if s.Cap() != before || s.Len() != before {
+		t.Fatalf("send ring grew to %d (held %d) with the budget exhausted", s.Cap(), s.Len())
+	}
+	// Out-of-order data needing growth is refused; promised in-order data is not.
+	r.Write(70<<10, make([]byte, 10<<10))
+	if r.HasOutOfOrder() || m.Refused() == 0 {
+		t.Fatalf("out-of-order data grew the ring under an exhausted budget")
+	}
+	// Released rings give their memory back.
+	s.Consume(s.Len())
+	r.Discard(r.Len())
+	if !s.Release() || !r.Release() || m.Used() != 0 || m.Level() != Normal {
+		t.Fatalf("after release: used %d, level %d", m.Used(), m.Level())
+	}
+	if m.PressureEvents() != 1 {
+		t.Fatalf("pressure began %d times, want 1", m.PressureEvents())
+	}
+}

@@ -4,6 +4,10 @@ package window
 // segment that would need one more is dropped; the sender retransmits it.
 const maxSpans = 32
 
+// oooGrowFloor is how far the ring may always grow to store out-of-order
+// data (beyond it, only in proportion to the data held: see Write).
+const oooGrowFloor = 64 << 10
+
 // span is a range of out-of-order bytes, as absolute stream positions.
 type span struct{ start, end int64 }
 
@@ -19,6 +23,11 @@ type RecvBuffer struct {
 	limit int
 	spans []span // out-of-order ranges beyond base+n, sorted, disjoint
 	arr   [maxSpans]span
+	mem   *Memory // the budget the ring is charged to (nil: none)
+	// Refused counts segments dropped (wholly or in part) because storing
+	// them would have grown the ring too far: out-of-order data landing
+	// far beyond what is held, or the memory budget at its limit.
+	Refused uint64
 }
 
 // NewRecvBuffer returns an empty buffer holding at most limit bytes.
@@ -32,6 +41,30 @@ func (b *RecvBuffer) Limit() int { return b.limit }
 
 // SetLimit changes the buffer size. Shrinking below the data held keeps it.
 func (b *RecvBuffer) SetLimit(n int) { b.limit = n }
+
+// SetMemory charges the ring to m from now on.
+func (b *RecvBuffer) SetMemory(m *Memory) { b.mem = m }
+
+// Cap is the ring memory allocated now.
+func (b *RecvBuffer) Cap() int { return len(b.buf) }
+
+// Release frees the ring if nothing is held, readable or out of order (an
+// idle connection keeps no receive memory), and reports whether it did.
+func (b *RecvBuffer) Release() bool {
+	if b.n != 0 || len(b.spans) != 0 || b.buf == nil {
+		return false
+	}
+	b.mem.charge(-len(b.buf))
+	b.buf, b.head = nil, 0
+	return true
+}
+
+// Reset drops everything held, readable or not, and frees the ring.
+func (b *RecvBuffer) Reset() {
+	b.base += int64(b.n)
+	b.n, b.spans = 0, nil
+	b.Release()
+}
 
 // Window is the free space: how many bytes past the readable ones the
 // buffer can accept.
@@ -65,12 +98,37 @@ func (b *RecvBuffer) Write(off int, p []byte) int {
 	if start >= end {
 		return 0
 	}
+	ringMax := b.limit
+	if end > len(b.buf) {
+		// Growing the ring: the memory budget decides how far (in-order
+		// data, which the window promised, may grow it under pressure;
+		// nothing may at the limit). Out-of-order data is stored in
+		// place, so where it lands decides how big the ring must be: one
+		// byte at the far edge of a 6 MiB window would take 6 MiB. It
+		// grows the ring only as far as the data actually held justifies
+		// (a real sender's segments beyond a loss arrive densely). What
+		// does not fit is dropped; the sender resends it.
+		ringMax = min(ringMax, b.mem.ringMax(len(b.buf), off == 0))
+		if off > 0 {
+			ringMax = min(ringMax, max(4*(b.held()+end-start), oooGrowFloor, 2*len(b.buf)))
+		}
+		if end > ringMax {
+			b.Refused++
+			if b.mem.constrained() {
+				b.mem.refuse()
+			}
+			end = max(len(b.buf), ringMax)
+			if start >= end {
+				return 0
+			}
+		}
+	}
 	p = p[:end-start]
 	extent := b.n
 	if k := len(b.spans); k > 0 {
 		extent = int(b.spans[k-1].end - b.base)
 	}
-	b.buf, b.head = ensure(b.buf, b.head, extent, end, b.limit)
+	b.buf, b.head = ensure(b.buf, b.head, extent, end, ringMax, b.mem)
 	copyIn(b.buf, (b.head+start)%len(b.buf), p)
 
 	if off > 0 {
@@ -92,6 +150,15 @@ func (b *RecvBuffer) Write(off int, p []byte) int {
 		b.n = int(next - b.base)
 	}
 	return b.n - before
+}
+
+// held is the number of bytes stored, readable or out of order.
+func (b *RecvBuffer) held() int {
+	n := b.n
+	for _, s := range b.spans {
+		n += int(s.end - s.start)
+	}
+	return n
 }
 
 // addSpan records s, merging it with ranges it overlaps or touches.

@@ -11,6 +11,7 @@ type SendBuffer struct {
 	head  int // ring index of the first byte
 	n     int // bytes held
 	limit int
+	mem   *Memory // the budget the ring is charged to (nil: none)
 }
 
 // NewSendBuffer returns an empty buffer that holds at most limit bytes.
@@ -19,8 +20,40 @@ func NewSendBuffer(limit int) SendBuffer { return SendBuffer{limit: limit} }
 // Len is the number of bytes held.
 func (b *SendBuffer) Len() int { return b.n }
 
-// Free is how many more bytes Write accepts.
-func (b *SendBuffer) Free() int { return max(0, b.limit-b.n) }
+// SetMemory charges the ring to m from now on.
+func (b *SendBuffer) SetMemory(m *Memory) { b.mem = m }
+
+// Free is how many more bytes Write accepts: up to the limit, as far as
+// the memory budget lets the ring grow (under pressure, up to the ring
+// already allocated, at least MinRing).
+func (b *SendBuffer) Free() int {
+	lim := b.limit
+	if lim > len(b.buf) {
+		lim = min(lim, b.mem.ringMax(len(b.buf), false))
+	}
+	return max(0, lim-b.n)
+}
+
+// Cap is the ring memory allocated now.
+func (b *SendBuffer) Cap() int { return len(b.buf) }
+
+// Release frees the ring if it is empty (an idle connection keeps no
+// send memory) and reports whether it did; the next Write allocates anew.
+func (b *SendBuffer) Release() bool {
+	if b.n != 0 || b.buf == nil {
+		return false
+	}
+	b.mem.charge(-len(b.buf))
+	b.buf, b.head = nil, 0
+	return true
+}
+
+// Reset drops everything held and frees the ring (the connection is gone
+// or will send nothing more).
+func (b *SendBuffer) Reset() {
+	b.n = 0
+	b.Release()
+}
 
 // Limit is the most bytes the buffer holds.
 func (b *SendBuffer) Limit() int { return b.limit }
@@ -35,7 +68,7 @@ func (b *SendBuffer) Write(p []byte) int {
 	if k == 0 {
 		return 0
 	}
-	b.buf, b.head = ensure(b.buf, b.head, b.n, b.n+k, b.limit)
+	b.buf, b.head = ensure(b.buf, b.head, b.n, b.n+k, min(b.limit, b.mem.ringMax(len(b.buf), false)), b.mem)
 	copyIn(b.buf, (b.head+b.n)%len(b.buf), p[:k])
 	b.n += k
 	return k
@@ -70,8 +103,9 @@ func (b *SendBuffer) Consume(n int) {
 
 // ensure returns a ring (and its new head) able to hold need logical bytes
 // from head, keeping the used logical bytes. It grows by doubling, capped
-// at limit (but never below need).
-func ensure(buf []byte, head, used, need, limit int) ([]byte, int) {
+// at limit (but never below need), and charges the growth to mem. The
+// caller has checked that mem allows need.
+func ensure(buf []byte, head, used, need, limit int, mem *Memory) ([]byte, int) {
 	if need <= len(buf) {
 		return buf, head
 	}
@@ -80,6 +114,7 @@ func ensure(buf []byte, head, used, need, limit int) ([]byte, int) {
 		size *= 2
 	}
 	size = max(min(size, limit), need)
+	mem.charge(size - len(buf))
 	nb := make([]byte, size)
 	if used > 0 {
 		copyOut(nb[:used], buf, head)
