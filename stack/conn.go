@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,7 +25,7 @@ type Conn struct {
 	laddr *net.TCPAddr
 	raddr *net.TCPAddr
 
-	mu      sync.Mutex // guards tcb and everything below
+	mu      sync.Mutex // guards tcb and everything below; released with unlock (connlock.go)
 	tcb     *tcp.Conn
 	pkt     []byte // output packet buffer, one MTU
 	timer   Timer
@@ -40,6 +41,12 @@ type Conn struct {
 	// inTimeWait: the connection entered TIME-WAIT and was handed to the
 	// stack's TIME-WAIT table; only the table knows when it ends.
 	inTimeWait bool
+
+	// The backlog: segments the reader queued while mu was held.
+	blMu    sync.Mutex
+	bl      []byte // length-prefixed TCP segments
+	blSpare []byte // the previous bl, reused
+	blN     atomic.Int32
 
 	est      chan struct{} // closed when established, or when the attempt failed
 	rd, wr   chan struct{} // cap-1 wake-ups
@@ -82,16 +89,6 @@ func (c *Conn) tcpConfig() tcp.Config {
 // own buffer and write it. Called with c.mu held.
 func (c *Conn) SendSegment(seg *tcp.Segment) {
 	c.s.writeSegment(c.pkt, c.key.raddr, seg)
-}
-
-// handle delivers an inbound segment.
-func (c *Conn) handle(seg *tcp.Segment) {
-	c.mu.Lock()
-	if c.tcb != nil {
-		c.tcb.Handle(seg, c.s.now())
-		c.after()
-	}
-	c.mu.Unlock()
 }
 
 // after reacts to what the core reported: wake waiters, follow state
@@ -147,8 +144,8 @@ func (c *Conn) stateChanged() {
 }
 
 func (c *Conn) onTimer() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.removed || c.tcb == nil {
 		return
 	}
@@ -159,8 +156,8 @@ func (c *Conn) onTimer() {
 
 // abort resets the connection (stack shutdown, listener close).
 func (c *Conn) abort() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.tcb != nil {
 		c.tcb.Abort(c.s.now())
 		c.after()
@@ -173,20 +170,20 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		c.mu.Lock()
+		c.lock()
 		if c.closed {
-			c.mu.Unlock()
+			c.unlock()
 			return 0, c.opErr("read", net.ErrClosed)
 		}
 		// A deadline in the past fails the call even if it could proceed,
 		// as the kernel's sockets do.
 		if c.rdl.expired() {
-			c.mu.Unlock()
+			c.unlock()
 			return 0, c.opErr("read", os.ErrDeadlineExceeded)
 		}
 		n, err := c.tcb.Read(p, c.s.now())
 		c.after()
-		c.mu.Unlock()
+		c.unlock()
 		if n > 0 {
 			return n, nil
 		}
@@ -209,20 +206,20 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	total := 0
 	for {
-		c.mu.Lock()
+		c.lock()
 		if c.closed {
-			c.mu.Unlock()
+			c.unlock()
 			return total, c.opErr("write", net.ErrClosed)
 		}
 		// A deadline in the past fails the call even if it could proceed,
 		// as the kernel's sockets do.
 		if c.wdl.expired() {
-			c.mu.Unlock()
+			c.unlock()
 			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
 		n, err := c.tcb.Write(p, c.s.now())
 		c.after()
-		c.mu.Unlock()
+		c.unlock()
 		total += n
 		p = p[n:]
 		if err != nil {
@@ -245,8 +242,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 // Close implements net.Conn: a FIN follows the queued data, or a reset if
 // received data was never read.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.closed {
 		return c.opErr("close", net.ErrClosed)
 	}
@@ -312,8 +309,8 @@ func (c *Conn) keepAlivePeriod() time.Duration {
 // CloseWrite shuts down the sending side (a FIN follows the queued data);
 // reading continues until the peer's FIN.
 func (c *Conn) CloseWrite() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.closed {
 		return c.opErr("close", net.ErrClosed)
 	}
@@ -358,8 +355,8 @@ func (c *Conn) SetCongestionControl(name string) error {
 // setOption applies a socket option to the control block: net.ErrClosed
 // after Close, EINVAL for a size that is not positive.
 func (c *Conn) setOption(size int, apply func(now time.Duration)) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.closed {
 		return c.opErr("set", net.ErrClosed)
 	}
@@ -392,8 +389,8 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
 
 // State is the connection's RFC 9293 state.
 func (c *Conn) State() tcp.State {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.inTimeWait && !c.s.inTimeWait(c.key) {
 		return tcp.Closed // the TIME-WAIT table let it go
 	}
@@ -430,10 +427,10 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 	}
 	raddr := ap.Addr().Unmap().As4()
 	c := s.newConn(tuple{})
-	c.mu.Lock()
+	c.lock()
 	key, ok := s.dialPort(raddr, ap.Port(), c)
 	if !ok {
-		c.mu.Unlock()
+		c.unlock()
 		return nil, opErr(os.NewSyscallError("connect", syscall.EADDRNOTAVAIL))
 	}
 	c.key = key
@@ -443,7 +440,7 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 	c.tcb = tcp.NewActive(c.tcpConfig(), c, key.lport, key.rport,
 		s.isn.ISN(s.addr, raddr, key.lport, key.rport, now), now)
 	c.after()
-	c.mu.Unlock()
+	c.unlock()
 
 	select {
 	case <-c.est:
@@ -451,9 +448,9 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 		c.abort()
 		return nil, &net.OpError{Op: "dial", Net: network, Source: c.laddr, Addr: c.raddr, Err: ctx.Err()}
 	}
-	c.mu.Lock()
+	c.lock()
 	err = c.tcb.Err()
-	c.mu.Unlock()
+	c.unlock()
 	if err != nil {
 		e := c.opErr("connect", err).(*net.OpError)
 		e.Op = "dial"

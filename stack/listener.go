@@ -152,8 +152,8 @@ func (l *Listener) admit(key tuple, open func(c *Conn, now time.Duration) *tcp.C
 	c := s.newConn(key)
 	c.setAddrs()
 	c.lst = l
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if !s.insert(key, c) {
 		l.halfOpenGone()
 		return
@@ -222,9 +222,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.queue[0] = nil
 			l.queue = l.queue[1:]
 			l.mu.Unlock()
-			c.mu.Lock()
+			c.lock()
 			c.lst = nil
-			c.mu.Unlock()
+			c.unlock()
 			return c, nil
 		}
 		l.mu.Unlock()

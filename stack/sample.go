@@ -47,13 +47,13 @@ func (s *Stack) sampleLoop() {
 		}
 		now := s.now()
 		for _, c := range s.allConns() {
-			c.mu.Lock()
+			c.lock()
 			if c.tcb == nil {
-				c.mu.Unlock()
+				c.unlock()
 				continue
 			}
 			in := c.tcb.Info()
-			c.mu.Unlock()
+			c.unlock()
 			if in.Cwnd == 0 {
 				continue
 			}

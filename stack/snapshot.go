@@ -43,7 +43,7 @@ func (s *Stack) Connections() []ConnInfo {
 		sh.mu.RUnlock()
 	}
 	for _, c := range s.allConns() {
-		c.mu.Lock()
+		c.lock()
 		if c.tcb != nil {
 			ci := ConnInfo{
 				Local:  netip.AddrPortFrom(s.cfg.Addr, c.key.lport),
@@ -55,7 +55,7 @@ func (s *Stack) Connections() []ConnInfo {
 			}
 			out = append(out, ci)
 		}
-		c.mu.Unlock()
+		c.unlock()
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if c := out[i].Local.Compare(out[j].Local); c != 0 {
@@ -80,11 +80,11 @@ func (s *Stack) StateCounts() map[tcp.State]int {
 		counts[tcp.TimeWait] += n
 	}
 	for _, c := range s.allConns() {
-		c.mu.Lock()
+		c.lock()
 		if c.tcb != nil {
 			counts[c.tcb.State()]++
 		}
-		c.mu.Unlock()
+		c.unlock()
 	}
 	return counts
 }
@@ -164,11 +164,11 @@ func (s *Stack) connCounters() coreCounters {
 		sum, gen := s.retiredSum, s.retiredGen
 		s.retiredMu.Unlock()
 		for _, c := range s.allConns() {
-			c.mu.Lock()
+			c.lock()
 			if c.tcb != nil && !c.removed {
 				sum.add(c.tcb)
 			}
-			c.mu.Unlock()
+			c.unlock()
 		}
 		s.retiredMu.Lock()
 		same := s.retiredGen == gen
@@ -197,6 +197,7 @@ func (s *Stack) Stats() Stats {
 			"no_listener":    s.stats.noListener.Load(),
 			"backlog_full":   s.stats.backlogFull.Load(),
 			"bad_syn_cookie": s.stats.synCookiesBad.Load(),
+			"conn_backlog":   s.stats.backlogDrops.Load(),
 		},
 	}
 	cc := s.connCounters()

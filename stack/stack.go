@@ -135,6 +135,7 @@ type counters struct {
 	synCookiesOK              atomic.Uint64
 	synCookiesBad             atomic.Uint64
 	timeWaitOverflow          atomic.Uint64
+	backlogDrops              atomic.Uint64 // segments a busy connection's backlog had no room for
 	acksLimited               atomic.Uint64 // TIME-WAIT ACKs held back (connections count their own)
 }
 
@@ -302,12 +303,12 @@ func (s *Stack) icmpError(e *ip.ICMPError) {
 	if mtu := int(e.NextHopMTU); mtu != 0 && kind == tcp.ICMPFragNeeded {
 		mss = min(max(mtu, s.cfg.MinPathMTU), s.mtu) - ip.HeaderLen - tcp.HeaderLen
 	}
-	c.mu.Lock()
+	c.lock()
 	if c.tcb != nil {
 		c.tcb.HandleICMP(kind, tcp.Seq(e.Seq), mss, errno, s.now())
 		c.after()
 	}
-	c.mu.Unlock()
+	c.unlock()
 }
 
 // demux finds the owner of a segment: a connection, else a listener, else
@@ -315,7 +316,7 @@ func (s *Stack) icmpError(e *ip.ICMPError) {
 func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
 	key := tuple{raddr: pkt.Src, rport: seg.SrcPort, lport: seg.DstPort}
 	if c := s.lookup(key); c != nil {
-		c.handle(seg)
+		c.handle(seg, pkt.Payload)
 		return
 	}
 	handled, reopen, old := s.handleTimeWait(key, seg, out)
