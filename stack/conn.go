@@ -34,6 +34,7 @@ type Conn struct {
 	estDone bool
 	removed bool
 	closed  bool // Close was called
+	orphan  bool // closed, still finishing: counted in Stack.orphans
 	// Socket options kept for Close and SetKeepAlive.
 	linger      int           // SetLinger: < 0 default, 0 reset on Close
 	keepAlive   bool          // SetKeepAlive
@@ -127,6 +128,10 @@ func (c *Conn) stateChanged() {
 				c.lst = nil
 			}
 		}
+	}
+	if st := c.tcb.State(); c.orphan && (st == tcp.TimeWait || st == tcp.Closed) {
+		c.orphan = false
+		c.s.orphans.Add(-1)
 	}
 	if c.tcb.State() == tcp.TimeWait && !c.removed {
 		c.s.enterTimeWait(c)
@@ -253,9 +258,30 @@ func (c *Conn) Close() error {
 		c.tcb.Abort(c.s.now()) // SO_LINGER 0: reset, discard what is queued
 	} else {
 		c.tcb.Close(c.s.now())
+		c.countOrphan()
 	}
 	c.after()
 	return nil
+}
+
+// countOrphan counts a connection the application just closed that still
+// needs the peer to finish (FIN-WAIT-1/2, CLOSING, LAST-ACK): an orphan.
+// Past MaxOrphans it is reset at once instead, as Linux does past
+// tcp_max_orphans ("too many orphaned sockets"). Called with c.mu held.
+func (c *Conn) countOrphan() {
+	switch c.tcb.State() {
+	case tcp.FinWait1, tcp.FinWait2, tcp.Closing, tcp.LastAck:
+	default:
+		return
+	}
+	if c.s.orphans.Add(1) > int64(c.s.cfg.MaxOrphans) {
+		c.s.orphans.Add(-1)
+		c.s.stats.orphanOverflow.Add(1)
+		c.s.limitHit(limitOrphans, "max", c.s.cfg.MaxOrphans)
+		c.tcb.Abort(c.s.now())
+		return
+	}
+	c.orphan = true
 }
 
 // CloseRead shuts down the reading side, as (*net.TCPConn).CloseRead:
@@ -424,6 +450,9 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 	}
 	if s.closing.Load() {
 		return nil, opErr(net.ErrClosed)
+	}
+	if !s.connRoom() {
+		return nil, opErr(os.NewSyscallError("connect", syscall.ENOBUFS))
 	}
 	raddr := ap.Addr().Unmap().As4()
 	c := s.newConn(tuple{})

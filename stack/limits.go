@@ -15,11 +15,15 @@ type limit uint8
 
 const (
 	limitTimeWait limit = iota // MaxTimeWait
+	limitConns                 // MaxConnections
+	limitOrphans               // MaxOrphans
 	numLimits
 )
 
 var limitNames = [numLimits]string{
 	limitTimeWait: "TIME-WAIT table full: closing without TIME-WAIT",
+	limitConns:    "connection table full: refusing dials, dropping SYNs",
+	limitOrphans:  "too many orphaned connections: resetting at close",
 }
 
 // limitLog remembers which limits have been hit, to log each once.
@@ -37,8 +41,11 @@ func (s *Stack) limitHit(l limit, args ...any) {
 
 // Defaults of the limits.
 const (
-	defaultMaxTimeWait = 262144 // Linux's tcp_max_tw_buckets on most machines
-	defaultMinPathMTU  = 552    // Linux's min_pmtu
+	defaultMaxTimeWait    = 262144 // Linux's tcp_max_tw_buckets on most machines
+	defaultMinPathMTU     = 552    // Linux's min_pmtu
+	defaultMaxConnections = 65536
+	defaultMaxOrphans     = 16384
+	defaultMemLimit       = 1 << 30
 )
 
 // setLimitDefaults fills in the zero limits and rejects negative ones.
@@ -50,6 +57,8 @@ func (c *Config) setLimitDefaults() error {
 	}{
 		{"MaxTimeWait", &c.MaxTimeWait, defaultMaxTimeWait},
 		{"MinPathMTU", &c.MinPathMTU, defaultMinPathMTU},
+		{"MaxConnections", &c.MaxConnections, defaultMaxConnections},
+		{"MaxOrphans", &c.MaxOrphans, defaultMaxOrphans},
 	} {
 		switch {
 		case *l.v < 0:
@@ -57,6 +66,15 @@ func (c *Config) setLimitDefaults() error {
 		case *l.v == 0:
 			*l.v = l.def
 		}
+	}
+	switch {
+	case c.MemLimit < 0:
+		return fmt.Errorf("stack: MemLimit %d is negative", c.MemLimit)
+	case c.MemLimit == 0:
+		c.MemLimit = defaultMemLimit
+	}
+	if c.MinPathMTU < 68 {
+		return fmt.Errorf("stack: MinPathMTU %d is below the IPv4 minimum 68", c.MinPathMTU)
 	}
 	return nil
 }

@@ -154,7 +154,7 @@ func (l *Listener) admit(key tuple, open func(c *Conn, now time.Duration) *tcp.C
 	c.lst = l
 	c.lock()
 	defer c.unlock()
-	if !s.insert(key, c) {
+	if !s.connRoom() || !s.insert(key, c) {
 		l.halfOpenGone()
 		return
 	}

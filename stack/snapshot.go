@@ -6,6 +6,7 @@ import (
 
 	"github.com/tund-project/tund/ip"
 	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/window"
 )
 
 // ConnInfo describes one connection at a moment, for display.
@@ -103,8 +104,20 @@ type Stats struct {
 	SynCookiesSent            uint64
 	SynCookiesValid           uint64 // connections made from a returned cookie
 	ICMPErrors                uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
-	// Limits hit (docs/ARCHITECTURE.md "Limits").
+	// Limits and what they hold now (docs/ARCHITECTURE.md "Limits").
+	Connections      uint64 // in the connection table now (MaxConnections)
+	ConnLimitHit     uint64 // dials refused and SYNs dropped at MaxConnections
+	Orphans          uint64 // closed by the application, still finishing (MaxOrphans)
+	OrphanOverflow   uint64 // reset at close because MaxOrphans was reached
 	TimeWaitOverflow uint64 // connections closed without TIME-WAIT: the table was full (MaxTimeWait)
+	// Ring memory against MemLimit: allocated now, the limit, the
+	// pressure level ("normal", "pressure", "exhausted"), how often
+	// pressure began, and how often a ring was kept from growing.
+	MemoryUsed           int64
+	MemoryLimit          int64
+	MemoryPressure       string
+	MemoryPressureEvents uint64
+	MemoryRefused        uint64
 	// AcksRateLimited counts ACKs held back by a rate limit: answers to
 	// unacceptable segments (tcp.Config.InvalidAckInterval, TIME-WAIT
 	// included) and RFC 5961 challenge ACKs beyond their per-second cap.
@@ -118,13 +131,17 @@ type Stats struct {
 	// Drops by reason: the IP layer's reasons by their names, plus
 	// "tcp_options", "no_listener", "backlog_full", "bad_syn_cookie" and
 	// "out_of_window" (segments failing a connection's sequence number
-	// test, old duplicates included).
+	// test, old duplicates included), "conn_backlog" (a busy connection's
+	// backlog was full), "conn_limit" (SYNs at MaxConnections) and
+	// "rcv_no_room" (received data the ring could not grow for: memory
+	// budget, or out-of-order data landing too far ahead).
 	Drops map[string]uint64
 }
 
 // coreCounters are the tcp core's per-connection counters, summed.
 type coreCounters struct {
 	retransmits, timeouts, recoveries, probes, outOfWindow, acksLimited uint64
+	rcvNoRoom                                                           uint64
 }
 
 // add adds one connection's counters.
@@ -135,6 +152,7 @@ func (cc *coreCounters) add(t *tcp.Conn) {
 	cc.probes += t.Probes
 	cc.outOfWindow += t.OutOfWindow
 	cc.acksLimited += t.AcksLimited
+	cc.rcvNoRoom += t.RcvNoRoom()
 }
 
 // retire adds the counters of c, which is leaving the connection table,
@@ -150,6 +168,7 @@ func (s *Stack) retire(c *Conn) {
 	s.retiredSum.probes += cc.probes
 	s.retiredSum.outOfWindow += cc.outOfWindow
 	s.retiredSum.acksLimited += cc.acksLimited
+	s.retiredSum.rcvNoRoom += cc.rcvNoRoom
 	s.retiredGen++
 	s.retiredMu.Unlock()
 }
@@ -190,24 +209,46 @@ func (s *Stack) Stats() Stats {
 		TimeWait:    uint64(s.timeWaitCount()), TimeWaitExpired: s.stats.timeWaitExpired.Load(),
 		TimeWaitReused: s.stats.timeWaitReused.Load(),
 		SynCookiesSent: s.stats.synCookiesSent.Load(), SynCookiesValid: s.stats.synCookiesOK.Load(),
-		ICMPErrors:       s.stats.icmpErrors.Load(),
-		TimeWaitOverflow: s.stats.timeWaitOverflow.Load(),
+		ICMPErrors:           s.stats.icmpErrors.Load(),
+		TimeWaitOverflow:     s.stats.timeWaitOverflow.Load(),
+		Connections:          uint64(s.nConns.Load()),
+		Orphans:              uint64(max(0, s.orphans.Load())),
+		ConnLimitHit:         s.stats.connLimit.Load(),
+		OrphanOverflow:       s.stats.orphanOverflow.Load(),
+		MemoryUsed:           s.mem.Used(),
+		MemoryLimit:          s.mem.Limit(),
+		MemoryPressure:       memoryLevelName(s.mem.Level()),
+		MemoryPressureEvents: s.mem.PressureEvents(),
+		MemoryRefused:        s.mem.Refused(),
 		Drops: map[string]uint64{
 			"tcp_options":    s.stats.badTCPOptions.Load(),
 			"no_listener":    s.stats.noListener.Load(),
 			"backlog_full":   s.stats.backlogFull.Load(),
 			"bad_syn_cookie": s.stats.synCookiesBad.Load(),
 			"conn_backlog":   s.stats.backlogDrops.Load(),
+			"conn_limit":     s.stats.connLimit.Load(),
 		},
 	}
 	cc := s.connCounters()
 	st.Retransmits, st.Timeouts, st.Recoveries, st.Probes = cc.retransmits, cc.timeouts, cc.recoveries, cc.probes
 	st.AcksRateLimited = cc.acksLimited + s.stats.acksLimited.Load()
 	st.Drops["out_of_window"] = cc.outOfWindow
+	st.Drops["rcv_no_room"] = cc.rcvNoRoom
 	for r, n := range s.ipStats.Snapshot() {
 		if ip.DropReason(r) != ip.DropNone {
 			st.Drops[ip.DropReason(r).String()] = n
 		}
 	}
 	return st
+}
+
+// memoryLevelName names a window.Memory level for Stats.
+func memoryLevelName(l window.Level) string {
+	switch l {
+	case window.Pressure:
+		return "pressure"
+	case window.Exhausted:
+		return "exhausted"
+	}
+	return "normal"
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tund-project/tund/retransmit"
 	"github.com/tund-project/tund/tcp"
 	"github.com/tund-project/tund/tun"
+	"github.com/tund-project/tund/window"
 )
 
 // Config configures a Stack.
@@ -56,6 +57,21 @@ type Config struct {
 	// (default 552, Linux's min_pmtu), so a forged report of the IPv4
 	// minimum, 68, cannot shrink segments to 28 bytes.
 	MinPathMTU int
+	// MaxConnections caps the connections in the table (TIME-WAIT entries
+	// apart; default 65536). Past it a dial fails with ENOBUFS and a SYN
+	// is dropped (drop reason conn_limit); the client retries.
+	MaxConnections int
+	// MaxOrphans caps the connections the application has closed that
+	// still wait for the peer (Linux tcp_max_orphans; default 16384).
+	// Past it a closing connection is reset at once.
+	MaxOrphans int
+	// MemLimit is the budget in bytes for every connection's send and
+	// receive rings together (default 1 GiB), with Linux tcp_mem's
+	// pressure behaviour (window.Memory): from three quarters of it,
+	// buffers stop growing and windows shrink to what is allocated; at
+	// it, growth is refused and what does not fit is dropped for the
+	// peer to resend.
+	MemLimit int64
 }
 
 // Ephemeral port range, as Linux's default ip_local_port_range.
@@ -98,6 +114,9 @@ type Stack struct {
 	shards    [numShards]shard
 	twq       twQueue
 	twEntries atomic.Int64 // entries in the TIME-WAIT table
+	nConns    atomic.Int64 // entries in the connection table
+	orphans   atomic.Int64 // connections closed by the application, still finishing
+	mem       *window.Memory
 	limits    limitLog
 
 	lmu       sync.Mutex
@@ -136,6 +155,8 @@ type counters struct {
 	synCookiesBad             atomic.Uint64
 	timeWaitOverflow          atomic.Uint64
 	backlogDrops              atomic.Uint64 // segments a busy connection's backlog had no room for
+	connLimit                 atomic.Uint64 // dials refused and SYNs dropped at MaxConnections
+	orphanOverflow            atomic.Uint64 // connections reset at close past MaxOrphans
 	acksLimited               atomic.Uint64 // TIME-WAIT ACKs held back (connections count their own)
 }
 
@@ -182,6 +203,8 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	// The stack uses some knobs itself (MSL, InvalidAckInterval for the
 	// TIME-WAIT table), so it takes the defaults the core would.
 	s.tcpCfg = cfg.TCP.WithDefaults()
+	s.mem = window.NewMemory(cfg.MemLimit)
+	s.tcpCfg.Memory = s.mem
 	if cfg.TCP.MSS <= 0 || s.tcpCfg.MSS > mtu-ip.HeaderLen-tcp.HeaderLen {
 		s.tcpCfg.MSS = mtu - ip.HeaderLen - tcp.HeaderLen
 	}
@@ -399,7 +422,19 @@ func (s *Stack) insert(key tuple, c *Conn) bool {
 		return false // a TIME-WAIT tuple is reused only by a safe SYN
 	}
 	sh.conns[key] = c
+	s.nConns.Add(1)
 	return true
+}
+
+// connRoom reports whether another connection may be made, counting
+// (and logging once) a refusal at MaxConnections.
+func (s *Stack) connRoom() bool {
+	if s.nConns.Load() < int64(s.cfg.MaxConnections) {
+		return true
+	}
+	s.stats.connLimit.Add(1)
+	s.limitHit(limitConns, "max", s.cfg.MaxConnections)
+	return false
 }
 
 // remove deletes c from the table.
@@ -408,6 +443,7 @@ func (s *Stack) remove(c *Conn) {
 	sh.mu.Lock()
 	if sh.conns[c.key] == c {
 		delete(sh.conns, c.key)
+		s.nConns.Add(-1)
 	}
 	sh.mu.Unlock()
 }

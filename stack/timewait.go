@@ -101,6 +101,7 @@ func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) bool {
 	sh.mu.Lock()
 	if c != nil && sh.conns[key] == c {
 		delete(sh.conns, key)
+		s.nConns.Add(-1)
 	}
 	if _, dup := sh.tw[key]; !dup {
 		s.twEntries.Add(1)

@@ -483,6 +483,11 @@ func (c *Conn) TakeEvents() Events {
 // SendQueue is the number of bytes written but not yet acknowledged.
 func (c *Conn) SendQueue() int { return c.snd.Len() }
 
+// RcvNoRoom counts received segments dropped, wholly or in part, because
+// the receive ring could not grow to hold them (the memory budget, or
+// out-of-order data landing far beyond what is held).
+func (c *Conn) RcvNoRoom() uint64 { return c.rcv.Refused }
+
 // RecvQueue is the number of received bytes not yet read.
 func (c *Conn) RecvQueue() int { return c.rcv.Len() }
 
