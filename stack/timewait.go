@@ -29,6 +29,8 @@ type twQueue struct {
 	head  int
 	timer Timer
 	armed time.Duration // when timer fires; 0 if stopped
+	// stopped: the stack has stopped; the timer is never armed again.
+	stopped bool
 }
 
 // enterTimeWait moves c, which just entered TIME-WAIT, from the
@@ -45,16 +47,23 @@ func (s *Stack) enterTimeWait(c *Conn) {
 }
 
 // addTimeWait puts rec in the table under key, replacing c (if not nil)
-// in the connection table, and queues its expiry.
+// in the connection table, and queues its expiry. Once the stack is
+// stopping it only takes c out: nobody would expire the entry.
 func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) {
 	sh := &s.shards[key.shard()]
 	sh.mu.Lock()
 	if c != nil && sh.conns[key] == c {
 		delete(sh.conns, key)
 	}
-	sh.tw[key] = rec
+	closing := s.closing.Load() // under sh.mu, as twStop's clearing
+	if !closing {
+		sh.tw[key] = rec
+	}
 	sh.mu.Unlock()
-	s.twPush(key, rec.Expires)
+	notify(s.connGone)
+	if !closing {
+		s.twPush(key, rec.Expires)
+	}
 }
 
 // twPush queues an expiry and makes sure the timer will fire for it.
@@ -62,10 +71,31 @@ func (s *Stack) twPush(key tuple, at time.Duration) {
 	q := &s.twq
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
 	q.items = append(q.items, twExpiry{key, at})
 	if q.armed == 0 {
 		q.armed = at
 		q.timer.Reset(at - s.now())
+	}
+}
+
+// twStop stops the table for good, as the stack stops: the timer is
+// stopped and never re-armed, the queue and the entries are dropped.
+func (s *Stack) twStop() {
+	q := &s.twq
+	q.mu.Lock()
+	q.stopped = true
+	q.timer.Stop()
+	q.armed = 0
+	q.items, q.head = nil, 0
+	q.mu.Unlock()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		clear(sh.tw)
+		sh.mu.Unlock()
 	}
 }
 
@@ -76,6 +106,9 @@ func (s *Stack) twExpire() {
 	q := &s.twq
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
 	q.armed = 0
 	for q.head < len(q.items) && q.items[q.head].at <= now {
 		it := q.items[q.head]
@@ -144,14 +177,7 @@ func (s *Stack) handleTimeWait(key tuple, seg *tcp.Segment, out []byte) (handled
 
 // timeWaitCount is the number of TIME-WAIT entries.
 func (s *Stack) timeWaitCount() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		n += len(sh.tw)
-		sh.mu.RUnlock()
-	}
-	return n
+	return s.tableCount(func(sh *shard) int { return len(sh.tw) })
 }
 
 // inTimeWait reports whether key has a TIME-WAIT entry.
