@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -272,15 +273,7 @@ func (s *Stack) stop(cause error) {
 	s.stopOnce.Do(func() {
 		s.stopErr.Store(&stopError{cause: cause})
 		s.closing.Store(true)
-		s.lmu.Lock()
-		ls := make([]*Listener, 0, len(s.listeners))
-		for _, l := range s.listeners {
-			ls = append(ls, l)
-		}
-		s.lmu.Unlock()
-		for _, l := range ls {
-			l.Close()
-		}
+		s.closeListeners()
 		for _, c := range s.allConns() {
 			c.abort()
 			c.rdl.stop()
@@ -291,6 +284,50 @@ func (s *Stack) stop(cause error) {
 		s.devErr = s.dev.Close()
 		close(s.stopped)
 	})
+}
+
+// Shutdown closes the stack's connections gracefully, as a server does
+// on SIGTERM: it refuses new connections and listeners, closes every
+// listener (resetting connections nobody accepted), sends a FIN on every
+// connection after what is queued (CloseWrite: the application may still
+// read; a Write fails with EPIPE), and waits until the peers have closed
+// too and the table is empty. When ctx ends first it resets the
+// connections left and returns an error wrapping ctx.Err(). TIME-WAIT
+// entries are not waited for. Close the stack afterwards.
+func (s *Stack) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.closeListeners()
+	for _, c := range s.allConns() {
+		c.finish()
+	}
+	for s.connCount() > 0 {
+		select {
+		case <-s.connGone:
+		case <-s.stopped:
+			return s.Err()
+		case <-ctx.Done():
+			left := s.allConns()
+			for _, c := range left {
+				c.abort()
+			}
+			return fmt.Errorf("stack: shutdown: reset %d connections still open: %w", len(left), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// closeListeners closes every listener. The snapshot is taken under
+// lmu, where Listen checks closing and draining again.
+func (s *Stack) closeListeners() {
+	s.lmu.Lock()
+	ls := make([]*Listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ls = append(ls, l)
+	}
+	s.lmu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
 }
 
 // readLoop is the inbound path: one goroutine, one reused buffer. A read
