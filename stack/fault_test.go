@@ -76,27 +76,13 @@ func TestDeviceFailureStopsStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		what string
-		err  error
-	}
-	results := make(chan result, 4)
-	go func() {
-		_, err := reader.Read(make([]byte, 10))
-		results <- result{"Read", err}
-	}()
-	go func() {
-		_, err := writer.Write(make([]byte, 16<<20))
-		results <- result{"Write", err}
-	}()
-	go func() {
-		_, err := l.Accept()
-		results <- result{"Accept", err}
-	}()
-	go func() { // 10.9.0.3 does not exist: the SYN goes unanswered
-		_, err := a.Dial("tcp", "10.9.0.3:80")
-		results <- result{"Dial", err}
-	}()
+	results := startCalls(map[string]func() error{
+		"Read":   func() error { _, err := reader.Read(make([]byte, 10)); return err },
+		"Write":  func() error { _, err := writer.Write(make([]byte, 16<<20)); return err },
+		"Accept": func() error { _, err := l.Accept(); return err },
+		// 10.9.0.3 does not exist: the SYN goes unanswered.
+		"Dial": func() error { _, err := a.Dial("tcp", "10.9.0.3:80"); return err },
+	})
 	waitFor(t, func() bool { return writer.tcbSendQueue() > 0 && len(a.allConns()) == 3 })
 
 	dev.pull()
@@ -124,6 +110,22 @@ func TestDeviceFailureStopsStack(t *testing.T) {
 	within(t, closed, "Close after the failure")
 	b.Close()
 	settleGoroutines(t, base)
+}
+
+// callResult is what a blocking call returned.
+type callResult struct {
+	what string
+	err  error
+}
+
+// startCalls runs each call on its own goroutine; the channel gets
+// their results as they return.
+func startCalls(calls map[string]func() error) <-chan callResult {
+	results := make(chan callResult, len(calls))
+	for what, call := range calls {
+		go func() { results <- callResult{what, call()} }()
+	}
+	return results
 }
 
 // tcbSendQueue is the bytes queued and not yet acknowledged.
