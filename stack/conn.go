@@ -440,11 +440,11 @@ func (c *Conn) opErr(op string, err error) error {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		err = os.NewSyscallError(op, errno)
-		// A connection the stack aborted because it stopped says why:
-		// the error matches net.ErrClosed, and the device's error after
-		// a device failure.
-		if se := c.s.Err(); se != nil && errno == syscall.ECONNABORTED {
-			err = fmt.Errorf("%w (%w)", err, se)
+		// A connection the stack aborted because it is stopping (or
+		// shutting down) says why: the error matches net.ErrClosed, and
+		// wraps the device's error after a device failure.
+		if errno == syscall.ECONNABORTED && c.s.refusing() {
+			err = fmt.Errorf("%w (%w)", err, c.s.closedErr())
 		}
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}

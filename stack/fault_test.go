@@ -262,11 +262,24 @@ func TestShutdownClosesGracefully(t *testing.T) {
 func TestShutdownResetsAfterGrace(t *testing.T) {
 	a, b := pipePair(t, 1500)
 	c, sc := connected(t, a, b)
-	go io.Copy(io.Discard, sc) // the server waits for the client's FIN
+	served := make(chan error, 1)
+	go func() { // the server waits for the client's FIN
+		_, err := io.Copy(io.Discard, sc)
+		served <- err
+	}()
+	dialed := make(chan error, 1)
+	go func() { // a dial in SYN-SENT: 10.9.0.3 does not exist
+		_, err := b.Dial("tcp", "10.9.0.3:80")
+		dialed <- err
+	}()
+	waitFor(t, func() bool { return len(b.allConns()) == 2 })
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { done <- b.Shutdown(ctx) }()
+	if err := within(t, dialed, "Dial during Shutdown"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Dial in SYN-SENT during Shutdown: %v, want net.ErrClosed", err)
+	}
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("client Read: %v, want io.EOF", err)
 	}
@@ -282,6 +295,9 @@ func TestShutdownResetsAfterGrace(t *testing.T) {
 	waitState(t, c, tcp.Closed)
 	if err := tcbErr(c); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client connection ended with %v, want ECONNRESET", err)
+	}
+	if err := within(t, served, "the server's Read"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("server Read after the reset: %v, want net.ErrClosed", err)
 	}
 	if n := len(b.allConns()); n != 0 {
 		t.Errorf("%d connections left after Shutdown", n)
