@@ -103,6 +103,7 @@ func (m *ManualClock) Advance(d time.Duration) {
 				live = append(live, t)
 			}
 		}
+		clear(m.timers[len(live):]) // let stopped timers (and what they hold) go
 		m.timers = live
 		sort.Slice(live, func(i, j int) bool { return live[i].at < live[j].at })
 		if len(live) == 0 || live[0].at > end {

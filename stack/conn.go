@@ -169,6 +169,25 @@ func (c *Conn) abort() {
 	}
 }
 
+// finish is Stack.Shutdown's close of one connection: a FIN after what
+// is queued, as CloseWrite; the application may still read until the
+// peer's FIN, and a Write waiting for room fails with EPIPE. A dial
+// still in SYN-SENT has nothing to finish and is aborted.
+func (c *Conn) finish() {
+	c.lock()
+	defer c.unlock()
+	if c.tcb == nil {
+		return
+	}
+	if now := c.s.now(); c.tcb.State() == tcp.SynSent {
+		c.tcb.Abort(now)
+	} else {
+		c.tcb.CloseWrite(now)
+	}
+	c.after()
+	notify(c.wr)
+}
+
 // Read implements net.Conn. It returns io.EOF after the peer's FIN.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
@@ -254,6 +273,8 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	close(c.closedCh)
+	c.rdl.shut()
+	c.wdl.shut()
 	if c.linger == 0 {
 		c.tcb.Abort(c.s.now()) // SO_LINGER 0: reset, discard what is queued
 	} else {
@@ -400,18 +421,30 @@ func (c *Conn) LocalAddr() net.Addr { return c.laddr }
 // RemoteAddr implements net.Conn; it is a *net.TCPAddr.
 func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
 
-// SetDeadline implements net.Conn.
+// SetDeadline implements net.Conn. After Close it fails with
+// net.ErrClosed.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.rdl.set(t)
-	c.wdl.set(t)
+	if !c.rdl.set(t) || !c.wdl.set(t) {
+		return c.opErr("set", net.ErrClosed)
+	}
 	return nil
 }
 
 // SetReadDeadline implements net.Conn.
-func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if !c.rdl.set(t) {
+		return c.opErr("set", net.ErrClosed)
+	}
+	return nil
+}
 
 // SetWriteDeadline implements net.Conn.
-func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if !c.wdl.set(t) {
+		return c.opErr("set", net.ErrClosed)
+	}
+	return nil
+}
 
 // State is the connection's RFC 9293 state.
 func (c *Conn) State() tcp.State {
@@ -430,6 +463,12 @@ func (c *Conn) opErr(op string, err error) error {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		err = os.NewSyscallError(op, errno)
+		// A connection the stack aborted because it is stopping (or
+		// shutting down) says why: the error matches net.ErrClosed, and
+		// wraps the device's error after a device failure.
+		if errno == syscall.ECONNABORTED && c.s.refusing() {
+			err = fmt.Errorf("%w (%w)", err, c.s.closedErr())
+		}
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
 }
@@ -448,19 +487,20 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 	if err != nil || !ap.Addr().Unmap().Is4() || ap.Port() == 0 {
 		return nil, opErr(fmt.Errorf("address %q is not an IPv4 address and port", address))
 	}
-	if s.closing.Load() {
-		return nil, opErr(net.ErrClosed)
+	if s.refusing() {
+		return nil, opErr(s.closedErr())
 	}
 	if !s.connRoom() {
 		return nil, opErr(os.NewSyscallError("connect", syscall.ENOBUFS))
 	}
+	s.at("dial")
 	raddr := ap.Addr().Unmap().As4()
 	c := s.newConn(tuple{})
 	c.lock()
-	key, ok := s.dialPort(raddr, ap.Port(), c)
-	if !ok {
+	key, err := s.dialPort(raddr, ap.Port(), c)
+	if err != nil {
 		c.unlock()
-		return nil, opErr(os.NewSyscallError("connect", syscall.EADDRNOTAVAIL))
+		return nil, opErr(err)
 	}
 	c.key = key
 	c.setAddrs()

@@ -9,7 +9,10 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tund-project/tund/tcp"
 )
@@ -52,18 +55,97 @@ type ControlConn struct {
 	BytesInFlight int    `json:"in_flight,omitempty"`
 }
 
-// ListenControl opens the control socket at path. A stale socket file
-// left by a process that died is replaced; one that a live process still
-// answers on is an error.
+// ListenControl opens the control socket at path. For as long as the
+// listener is open it holds an exclusive lock (flock) on PATH.lock, so a
+// second stack asked to serve the same path fails at once with an error
+// naming it, however slow the first is to answer; the kernel drops the
+// lock when its holder dies, so whoever gets the lock knows a socket
+// file left at path is stale and replaces it (unless some process that
+// does not take the lock answers on it). Closing the listener removes
+// the socket and the lock file.
 func ListenControl(path string) (net.Listener, error) {
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s: another process is serving it", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	lockPath := path + ".lock"
+	lock, err := lockControl(lockPath)
+	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
+	l, err := listenControlLocked(path)
+	if err != nil {
+		unlockControl(lock, lockPath)
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return &controlListener{Listener: l, lock: lock, lockPath: lockPath}, nil
+}
+
+// listenControlLocked listens on path once the lock is held.
+func listenControlLocked(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, errors.New("exists and is not a socket; not touching it")
+		}
+		// Stale for every stack that takes the lock; a process that
+		// does not (an older tund, something else) may still serve it.
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, errors.New("another process is serving it")
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	return net.Listen("unix", path)
+}
+
+// lockControl takes the exclusive lock on lockPath without waiting. A
+// holder removes the file as it lets go, so the lock taken must be on
+// the file that is at lockPath now, not on one just unlinked: checked,
+// and tried again if not.
+func lockControl(lockPath string) (*os.File, error) {
+	for try := 0; ; try++ {
+		f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("another process holds %s (another tund serving the same path?)", lockPath)
+			}
+			return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+		}
+		held, err1 := f.Stat()
+		now, err2 := os.Stat(lockPath)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return f, nil
+		}
+		f.Close()
+		if try == 3 {
+			return nil, fmt.Errorf("lock %s: the file keeps changing under us", lockPath)
+		}
+	}
+}
+
+// unlockControl removes the lock file, while still holding the lock so
+// no one else can be holding it on the file removed, and lets go.
+func unlockControl(f *os.File, lockPath string) {
+	os.Remove(lockPath)
+	f.Close()
+}
+
+// controlListener is the control socket's listener with its lock.
+type controlListener struct {
+	net.Listener
+	lock     *os.File
+	lockPath string
+	once     sync.Once
+}
+
+// Close closes the listener (which removes the socket file) and then
+// the lock file.
+func (l *controlListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { unlockControl(l.lock, l.lockPath) })
+	return err
 }
 
 // ServeControl answers control requests on l until ctx is done or l is

@@ -12,15 +12,20 @@ type deadline struct {
 	mu     sync.Mutex
 	timer  *time.Timer
 	ch     chan struct{}
-	closed bool
+	closed bool // ch is closed
+	off    bool // the connection is closed: no timer is armed again
 }
 
 func newDeadline() *deadline { return &deadline{ch: make(chan struct{})} }
 
-// set moves the deadline; the zero time removes it.
-func (d *deadline) set(t time.Time) {
+// set moves the deadline; the zero time removes it. It reports false,
+// changing nothing, once shut.
+func (d *deadline) set(t time.Time) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.off {
+		return false
+	}
 	if d.timer != nil {
 		d.timer.Stop()
 		d.timer = nil
@@ -30,13 +35,13 @@ func (d *deadline) set(t time.Time) {
 		d.closed = false
 	}
 	if t.IsZero() {
-		return
+		return true
 	}
 	dur := time.Until(t)
 	if dur <= 0 {
 		close(d.ch)
 		d.closed = true
-		return
+		return true
 	}
 	ch := d.ch
 	d.timer = time.AfterFunc(dur, func() {
@@ -47,6 +52,27 @@ func (d *deadline) set(t time.Time) {
 			d.closed = true
 		}
 	})
+	return true
+}
+
+// stop stops the timer (the stack aborted the connection: every call
+// now fails at once, so the deadline no longer matters). A later set
+// arms it again.
+func (d *deadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+}
+
+// shut stops the timer for good: the connection was closed.
+func (d *deadline) shut() {
+	d.mu.Lock()
+	d.off = true
+	d.mu.Unlock()
+	d.stop()
 }
 
 // expired reports whether the deadline has passed: a call must then fail

@@ -9,6 +9,9 @@
 //
 // Applications see net.Listener and net.Conn: Stack.Listen and
 // Stack.DialContext. Conn also has CloseWrite, like *net.TCPConn.
+// Stack.Shutdown closes every connection gracefully; Stack.Close resets
+// them. Stack.Done and Stack.Err report the stack's end, also when its
+// device fails, which wakes every blocked call with the device's error.
 //
 // The hot path allocates nothing: one reader goroutine parses into a
 // reused buffer, each connection owns its output buffer, and payload is

@@ -190,14 +190,3 @@ func pattern(n, seed int) []byte {
 	}
 	return b
 }
-
-// waitFor polls cond for up to ten seconds of wall time.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(end) {
-			t.Fatal("condition not reached in 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -64,9 +64,10 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	if backlog <= 0 {
 		backlog = s.cfg.Backlog
 	}
-	if s.closing.Load() {
-		return nil, opErr(net.ErrClosed)
+	if s.refusing() {
+		return nil, opErr(s.closedErr())
 	}
+	s.at("listen")
 	l := &Listener{
 		s: s, backlog: backlog,
 		ready_:   make(chan struct{}, 1),
@@ -74,6 +75,11 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	}
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
+	// Checked again under lmu, which stop's snapshot of the listeners
+	// takes: a Listen racing with Close is in the snapshot or fails here.
+	if s.refusing() {
+		return nil, opErr(s.closedErr())
+	}
 	if port == 0 {
 		span := ephemeralLast - ephemeralFirst + 1
 		start := rand.IntN(span)
@@ -149,12 +155,13 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 // established (Listener.ready).
 func (l *Listener) admit(key tuple, open func(c *Conn, now time.Duration) *tcp.Conn) {
 	s := l.s
+	s.at("admit")
 	c := s.newConn(key)
 	c.setAddrs()
 	c.lst = l
 	c.lock()
 	defer c.unlock()
-	if !s.connRoom() || !s.insert(key, c) {
+	if !s.connRoom() || s.insert(key, c) != nil { // full, taken, or the stack is stopping
 		l.halfOpenGone()
 		return
 	}
@@ -215,7 +222,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
-			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: l.s.closedErr()}
 		}
 		if len(l.queue) > 0 {
 			c := l.queue[0]

@@ -1,12 +1,14 @@
 package stack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -131,9 +133,30 @@ type Stack struct {
 	retiredSum coreCounters
 	retiredGen uint64 // connections retired so far
 
-	closeOnce sync.Once
-	closing   atomic.Bool
-	done      chan struct{}
+	// Stopping. closing and draining are checked again under the lock
+	// stop's (and Shutdown's) snapshot takes, by insert and by Listen, so
+	// a dial, listen or passive open racing with them is either in the
+	// snapshot or refused.
+	closing  atomic.Bool // stop has begun: refuse everything
+	draining atomic.Bool // Shutdown has begun: refuse new connections
+	stopOnce sync.Once
+	stopErr  atomic.Pointer[stopError] // why the stack stopped; nil while running
+	stopped  chan struct{}             // closed once stop has finished
+	devErr   error                     // dev.Close's error, set by stop
+	connGone chan struct{}             // cap-1: a connection left the table (Shutdown waits on it)
+	done     chan struct{}             // closed when the reader has returned
+
+	// testHook, set only by tests, is called at the named points where
+	// the stack can race with Close ("dial", "listen", "admit",
+	// "aborted"), so a test can run Close exactly there.
+	testHook atomic.Pointer[func(point string)]
+}
+
+// at calls the test hook, if any, at a named point.
+func (s *Stack) at(point string) {
+	if h := s.testHook.Load(); h != nil {
+		(*h)(point)
+	}
 }
 
 // counters are the stack's own statistics, all atomic.
@@ -198,6 +221,8 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		cookies:   tcp.NewSynCookies(),
 		mtu:       mtu,
 		listeners: make(map[uint16]*Listener),
+		stopped:   make(chan struct{}),
+		connGone:  make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
 	// The stack uses some knobs itself (MSL, InvalidAckInterval for the
@@ -228,49 +253,160 @@ func (s *Stack) Addr() netip.Addr { return s.cfg.Addr }
 func (s *Stack) now() time.Duration { return s.clock.Now() }
 
 // Close resets every connection, closes every listener and the device, and
-// waits for the reader to stop.
+// waits for the reader to stop. Calls that raced with it (a Dial or Listen
+// in progress, a SYN being admitted) fail with net.ErrClosed; nothing is
+// left running. Close after a device failure just waits for the reader.
 func (s *Stack) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		s.closing.Store(true)
-		s.lmu.Lock()
-		ls := make([]*Listener, 0, len(s.listeners))
-		for _, l := range s.listeners {
-			ls = append(ls, l)
-		}
-		s.lmu.Unlock()
-		for _, l := range ls {
-			l.Close()
-		}
-		for _, c := range s.allConns() {
-			c.abort()
-		}
-		s.twStop()
-		err = s.dev.Close()
-		<-s.done
-	})
-	return err
+	s.stop(nil)
+	<-s.done
+	return s.devErr
 }
 
-// readLoop is the inbound path: one goroutine, one reused buffer.
+// Done returns a channel that is closed once the stack has stopped: by
+// Close, or because its device failed (Err then says how). A program
+// running a stack waits on it together with its signals.
+func (s *Stack) Done() <-chan struct{} { return s.stopped }
+
+// Err is nil while the stack runs. Once it has begun to stop it is an
+// error matching net.ErrClosed; after a device failure it also wraps the
+// device's error (errors.Is(err, syscall.EBADFD) for a TUN device that
+// was deleted), and so do the errors every call returns from then on.
+func (s *Stack) Err() error {
+	if e := s.stopErr.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// stopError is why a stack stopped: Close (cause nil) or its device's
+// failure. It matches net.ErrClosed either way, so callers that treat
+// "closed" as the normal end keep working, and it unwraps to the cause.
+type stopError struct{ cause error }
+
+func (e *stopError) Error() string {
+	if e.cause == nil {
+		return "stack closed"
+	}
+	return "device failed: " + e.cause.Error()
+}
+
+func (e *stopError) Unwrap() error { return e.cause }
+
+func (e *stopError) Is(target error) bool { return target == net.ErrClosed }
+
+// refusing reports whether new connections and listeners are refused.
+func (s *Stack) refusing() bool { return s.closing.Load() || s.draining.Load() }
+
+// closedErr is the error for a call refused because the stack is
+// stopping or draining: Err once stop has begun, else net.ErrClosed.
+func (s *Stack) closedErr() error {
+	if err := s.Err(); err != nil {
+		return err
+	}
+	return net.ErrClosed
+}
+
+// stop ends the stack once, for Close (cause nil) or a device failure:
+// refuse new work, close the listeners, reset every connection, stop the
+// TIME-WAIT table and the deadline timers, close the device. It does not
+// wait for the reader (a failure stops the stack from the reader itself).
+func (s *Stack) stop(cause error) {
+	s.stopOnce.Do(func() {
+		s.stopErr.Store(&stopError{cause: cause})
+		s.closing.Store(true)
+		s.closeListeners()
+		for _, c := range s.allConns() {
+			c.abort()
+			c.rdl.stop()
+			c.wdl.stop()
+		}
+		s.at("aborted")
+		s.twStop()
+		s.devErr = s.dev.Close()
+		close(s.stopped)
+	})
+}
+
+// Shutdown closes the stack's connections gracefully, as a server does
+// on SIGTERM: it refuses new connections and listeners, closes every
+// listener (resetting connections nobody accepted), sends a FIN on every
+// connection after what is queued (CloseWrite: the application may still
+// read; a Write fails with EPIPE), and waits until the peers have closed
+// too and the table is empty. When ctx ends first it resets the
+// connections left and returns an error wrapping ctx.Err(). TIME-WAIT
+// entries are not waited for. Close the stack afterwards.
+func (s *Stack) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.closeListeners()
+	for _, c := range s.allConns() {
+		c.finish()
+	}
+	for s.connCount() > 0 {
+		select {
+		case <-s.connGone:
+		case <-s.stopped:
+			return s.Err()
+		case <-ctx.Done():
+			left := s.allConns()
+			for _, c := range left {
+				c.abort()
+			}
+			return fmt.Errorf("stack: shutdown: reset %d connections still open: %w", len(left), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// closeListeners closes every listener. The snapshot is taken under
+// lmu, where Listen checks closing and draining again.
+func (s *Stack) closeListeners() {
+	s.lmu.Lock()
+	ls := make([]*Listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ls = append(ls, l)
+	}
+	s.lmu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// readLoop is the inbound path: one goroutine, one reused buffer. A read
+// error it cannot retry stops the stack (a TUN device deleted under us
+// reads EBADFD for ever): blocked calls fail instead of hanging.
 func (s *Stack) readLoop() {
 	defer close(s.done)
 	buf := make([]byte, max(s.mtu, 65535))
 	out := make([]byte, s.mtu)
 	var seg tcp.Segment
+	retries := 0
 	for {
 		n, err := s.dev.Read(buf)
 		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+			if s.closing.Load() {
 				return
 			}
-			s.log.Error("device read failed", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
+			if temporary(err) && retries < 100 {
+				retries++
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			s.log.Error("device failed; stopping the stack", "err", err)
+			s.stop(err)
+			return
 		}
+		retries = 0
 		s.stats.packetsIn.Add(1)
 		s.deliver(buf[:n], &seg, out)
 	}
+}
+
+// temporary reports whether a device read error may go away by itself
+// (a signal, a momentary shortage of memory); anything else is the
+// device's end.
+func temporary(err error) bool {
+	return errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 // deliver processes one inbound packet.
@@ -410,20 +546,29 @@ func (s *Stack) lookup(key tuple) *Conn {
 	return c
 }
 
-// insert adds c under key unless the key is taken.
-func (s *Stack) insert(key tuple, c *Conn) bool {
+// errTaken says the four-tuple is in use.
+var errTaken = errors.New("tuple in use")
+
+// insert adds c under key: errTaken if the key is in use, closedErr if
+// the stack is stopping or draining. The check is made under the shard
+// lock that stop's and Shutdown's snapshots take, so a connection racing
+// with them is either in the snapshot or refused here.
+func (s *Stack) insert(key tuple, c *Conn) error {
 	sh := &s.shards[key.shard()]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if s.refusing() {
+		return s.closedErr()
+	}
 	if _, ok := sh.conns[key]; ok {
-		return false
+		return errTaken
 	}
 	if _, ok := sh.tw[key]; ok {
-		return false // a TIME-WAIT tuple is reused only by a safe SYN
+		return errTaken // a TIME-WAIT tuple is reused only by a safe SYN
 	}
 	sh.conns[key] = c
 	s.nConns.Add(1)
-	return true
+	return nil
 }
 
 // connRoom reports whether another connection may be made, counting
@@ -446,7 +591,12 @@ func (s *Stack) remove(c *Conn) {
 		s.nConns.Add(-1)
 	}
 	sh.mu.Unlock()
+	notify(s.connGone)
 }
+
+// connCount is the number of connections in the table (TIME-WAIT entries
+// not included).
+func (s *Stack) connCount() int { return int(s.nConns.Load()) }
 
 func (s *Stack) allConns() []*Conn {
 	var all []*Conn
@@ -462,8 +612,9 @@ func (s *Stack) allConns() []*Conn {
 }
 
 // dialPort picks a free ephemeral port for a connection to raddr:rport
-// and inserts c under it.
-func (s *Stack) dialPort(raddr [4]byte, rport uint16, c *Conn) (tuple, bool) {
+// and inserts c under it. It fails with EADDRNOTAVAIL when every port is
+// taken, or with closedErr when the stack is stopping.
+func (s *Stack) dialPort(raddr [4]byte, rport uint16, c *Conn) (tuple, error) {
 	span := ephemeralLast - ephemeralFirst + 1
 	start := rand.IntN(span)
 	for i := 0; i < span; i++ {
@@ -475,9 +626,13 @@ func (s *Stack) dialPort(raddr [4]byte, rport uint16, c *Conn) (tuple, bool) {
 			continue
 		}
 		key := tuple{raddr: raddr, rport: rport, lport: p}
-		if s.insert(key, c) {
-			return key, true
+		switch err := s.insert(key, c); err {
+		case nil:
+			return key, nil
+		case errTaken:
+		default:
+			return tuple{}, err
 		}
 	}
-	return tuple{}, false
+	return tuple{}, os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)
 }

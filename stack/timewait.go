@@ -90,7 +90,9 @@ func (s *Stack) enterTimeWait(c *Conn) {
 
 // addTimeWait puts rec in the table under key, replacing c (if not nil)
 // in the connection table, and queues its expiry. It reports false,
-// adding nothing, when the table already holds MaxTimeWait entries.
+// adding nothing, when the table already holds MaxTimeWait entries, and
+// once the stack is stopping (nobody would expire the entry); the caller
+// then takes c out itself.
 func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) bool {
 	if s.twEntries.Load() >= int64(s.cfg.MaxTimeWait) {
 		s.stats.timeWaitOverflow.Add(1)
@@ -99,6 +101,10 @@ func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) bool {
 	}
 	sh := &s.shards[key.shard()]
 	sh.mu.Lock()
+	if s.closing.Load() { // under sh.mu, as twStop's clearing
+		sh.mu.Unlock()
+		return false
+	}
 	if c != nil && sh.conns[key] == c {
 		delete(sh.conns, key)
 		s.nConns.Add(-1)
@@ -108,6 +114,7 @@ func (s *Stack) addTimeWait(key tuple, c *Conn, rec tcp.TimeWaitEntry) bool {
 	}
 	sh.tw[key] = rec
 	sh.mu.Unlock()
+	notify(s.connGone)
 	s.twPush(key, rec.Expires)
 	return true
 }
@@ -127,14 +134,23 @@ func (s *Stack) twPush(key tuple, at time.Duration) {
 	}
 }
 
-// twStop stops the table's timer for good (Stack.Close).
+// twStop stops the table for good, as the stack stops: the timer is
+// stopped and never re-armed, the queue and the entries are dropped.
 func (s *Stack) twStop() {
 	q := &s.twq
 	q.mu.Lock()
 	q.stopped = true
 	q.armed = 0
 	q.timer.Stop()
+	q.items = nil
 	q.mu.Unlock()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		s.twEntries.Add(-int64(len(sh.tw)))
+		clear(sh.tw)
+		sh.mu.Unlock()
+	}
 }
 
 // twExpire runs on the table's timer: delete every entry whose 2MSL is

@@ -1,10 +1,14 @@
 package tun
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"syscall"
 
 	"github.com/songgao/water"
+	"golang.org/x/sys/unix"
 )
 
 // Config describes the TUN device to open.
@@ -96,8 +100,39 @@ func (t *TUN) configure(cfg Config) error {
 	return LinkUp(t.name)
 }
 
-// Read implements Device.
-func (t *TUN) Read(p []byte) (int, error) { return t.ifce.Read(p) }
+// Read implements Device. Once the device has been deleted (`ip link
+// del`), the error wraps syscall.EBADFD, however Go's poller first
+// noticed it ("not pollable" after an EPOLLERR).
+func (t *TUN) Read(p []byte) (int, error) {
+	n, err := t.ifce.Read(p)
+	if err != nil && !errors.Is(err, os.ErrClosed) && t.detached() {
+		err = &os.PathError{Op: "read", Path: t.name, Err: syscall.EBADFD}
+	}
+	return n, err
+}
+
+// detached asks the kernel whether the file still has its device:
+// TUNGETIFF fails with EBADFD on a TUN file whose device is gone.
+func (t *TUN) detached() bool {
+	sc, ok := t.ifce.ReadWriteCloser.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		var ifr *unix.Ifreq
+		if ifr, ierr = unix.NewIfreq(""); ierr == nil {
+			ierr = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr)
+		}
+	}); err != nil {
+		return false
+	}
+	return errors.Is(ierr, unix.EBADFD)
+}
 
 // Write implements Device.
 func (t *TUN) Write(p []byte) (int, error) { return t.ifce.Write(p) }

@@ -70,6 +70,9 @@ type options struct {
 	impair        tun.ImpairConfig
 	pcap          string // -pcap file ("": no capture)
 	metrics       string // -metrics listen address ("": off)
+	// shutdownGrace is how long SIGTERM/SIGINT waits for connections to
+	// close after their FIN before resetting the rest.
+	shutdownGrace time.Duration
 }
 
 func main() {
@@ -135,6 +138,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
 	pcap := fs.String("pcap", "", "write every packet in and out to `file` in pcap format (readable by tcpdump -r, tshark, Wireshark); with -impair-*, what the stack sees")
 	control := fs.String("control", "", "control socket `path` for tund ss and tund stats (default /run/tund/TUN.sock; \"none\" disables it)")
+	shutdownGrace := fs.Duration("shutdown-grace", 3*time.Second, "on SIGTERM or SIGINT, send a FIN on every connection and wait this long for them to close before resetting the rest (a second signal resets at once)")
 	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (port 0: any, logged); it listens on the host side, not in -netns")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
@@ -219,6 +223,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		o.control = defaultControl(o.tunName)
 	case "none":
 		o.control = ""
+	}
+	if o.shutdownGrace = *shutdownGrace; o.shutdownGrace < 0 {
+		return o, fmt.Errorf("-shutdown-grace %v: must not be negative", o.shutdownGrace)
 	}
 	if o.metrics = *metrics; o.metrics != "" {
 		if err := checkMetricsAddr(o.metrics); err != nil {
@@ -357,7 +364,7 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("-control %q: %w", o.control, err)
 		}
-		defer os.Remove(o.control)
+		defer cl.Close() // removes the socket and its lock file
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -375,26 +382,18 @@ func run(o options) error {
 		defer stop()
 	}
 
-	var listeners []net.Listener
-	listen := func(port int) (net.Listener, error) {
-		l, err := st.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err == nil {
-			listeners = append(listeners, l)
-		}
-		return l, err
-	}
 	for _, svc := range []struct {
 		name   string
 		port   int
 		handle func(net.Conn)
 	}{{"echo", 7, echo}, {"discard", 9, discard}, {"chargen", 19, chargen}} {
-		l, err := listen(svc.port)
+		l, err := st.Listen("tcp", fmt.Sprintf(":%d", svc.port))
 		if err != nil {
 			return err
 		}
 		go serve(l, svc.name, log, svc.handle)
 	}
-	hl, err := listen(80)
+	hl, err := st.Listen("tcp", ":80")
 	if err != nil {
 		return err
 	}
@@ -408,17 +407,57 @@ func run(o options) error {
 	log.Info("serving", "echo", fmt.Sprintf("%s:7", o.addr), "discard", fmt.Sprintf("%s:9", o.addr),
 		"chargen", fmt.Sprintf("%s:19", o.addr), "http", fmt.Sprintf("http://%s/", o.addr))
 
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	got := <-sig
-	log.Info("shutting down", "signal", got.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	select {
+	case <-st.Done(): // the device failed: nothing more to serve
+		return deviceFailed(o, dev.Name(), st.Err())
+	case got := <-sig:
+		log.Info("shutting down", "signal", got.String(), "grace", o.shutdownGrace)
+	}
+	return shutdown(st, o, dev.Name(), sig, log)
+}
+
+// shutdown ends the connections gracefully (stack.Shutdown: listeners
+// closed, a FIN on every connection) and waits up to -shutdown-grace for
+// them to close; then, or at a second signal, the rest are reset. The
+// deferred Close then removes a device tund created.
+func shutdown(st *stack.Stack, o options, devName string, sig <-chan os.Signal, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
 	defer cancel()
-	_ = srv.Shutdown(ctx)
-	for _, l := range listeners {
-		_ = l.Close()
+	go func() {
+		select {
+		case got := <-sig:
+			log.Warn("second signal: resetting the connections left", "signal", got.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	switch err := st.Shutdown(ctx); {
+	case err == nil:
+		log.Info("every connection closed gracefully")
+	case errors.Is(err, net.ErrClosed): // the device failed meanwhile
+		return deviceFailed(o, devName, err)
+	default:
+		log.Warn("grace period over", "err", err)
 	}
 	return nil
+}
+
+// deviceFailed is the one-line error tund exits with when its device
+// stops working, most likely because someone deleted it.
+func deviceFailed(o options, name string, err error) error {
+	where := ""
+	if o.netns != "" {
+		where = " in network namespace " + o.netns
+	}
+	if cause := errors.Unwrap(err); cause != nil {
+		err = cause // the device's own error, without the stack's prefix
+	}
+	if errors.Is(err, syscall.EBADFD) {
+		return fmt.Errorf("TUN device %s%s was deleted: %w", name, where, err)
+	}
+	return fmt.Errorf("TUN device %s%s failed: %w", name, where, err)
 }
 
 // parseSize parses a byte count with an optional K, M or G suffix (powers

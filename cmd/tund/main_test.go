@@ -59,6 +59,12 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o, _ := parseFlags([]string{"-tun", "tx1"}, io.Discard); o.control != "/run/tund/tx1.sock" {
 		t.Errorf("control socket for -tun tx1: %q", o.control)
 	}
+	if o.shutdownGrace != 3*time.Second {
+		t.Errorf("-shutdown-grace default %v, want 3s", o.shutdownGrace)
+	}
+	if o, err := parseFlags([]string{"-shutdown-grace", "0s"}, io.Discard); err != nil || o.shutdownGrace != 0 {
+		t.Errorf("-shutdown-grace 0s: %v %v", o.shutdownGrace, err)
+	}
 	if !o.host.Contains(o.addr) {
 		t.Fatal("default stack address outside the default host prefix")
 	}
@@ -93,6 +99,7 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-sndbuf", "-1M"}, `-sndbuf "-1M"`},
 		{[]string{"-synack-retries", "0"}, "-synack-retries 0"},
 		{[]string{"-synack-retries", "99"}, "-synack-retries 99"},
+		{[]string{"-shutdown-grace", "-1s"}, "-shutdown-grace -1s"},
 		{[]string{"extra"}, `"extra"`},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
