@@ -369,13 +369,19 @@ func TestSigtermResetsAfterGrace(t *testing.T) {
 	ns := newNetNS(t)
 	p := startTund(t, ns, "-shutdown-grace", "1s")
 	resetsBefore := estabResets(t, ns)
-	c, err := nsDial(t, ns, stackAddr+":9", 0)
+	c, err := nsDial(t, ns, stackAddr+":7", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// The echo coming back shows tund accepted the connection: a queued,
+	// unaccepted one would be reset when the listener closes.
 	if _, err := c.Write([]byte("hello\n")); err != nil {
 		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 6)); err != nil {
+		t.Fatalf("echo: %v", err)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -398,7 +404,7 @@ func TestSigtermResetsAfterGrace(t *testing.T) {
 	if deviceExists(t, ns) {
 		t.Error("tund0 still exists after tund exited")
 	}
-	if lines := kernelSS(t, ns, "dport", "=", ":9"); len(lines) != 0 {
+	if lines := kernelSS(t, ns, "dport", "=", ":7"); len(lines) != 0 {
 		t.Errorf("the kernel still has the connection: %q", lines)
 	}
 }
