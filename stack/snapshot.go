@@ -110,6 +110,7 @@ type Stats struct {
 	Orphans          uint64 // closed by the application, still finishing (MaxOrphans)
 	OrphanOverflow   uint64 // reset at close because MaxOrphans was reached
 	TimeWaitOverflow uint64 // connections closed without TIME-WAIT: the table was full (MaxTimeWait)
+	Limits           Limits // the caps in force
 	// Ring memory against MemLimit: allocated now, the limit, the
 	// pressure level ("normal", "pressure", "exhausted"), how often
 	// pressure began, and how often a ring was kept from growing.
@@ -136,6 +137,17 @@ type Stats struct {
 	// "rcv_no_room" (received data the ring could not grow for: memory
 	// budget, or out-of-order data landing too far ahead).
 	Drops map[string]uint64
+}
+
+// Limits are the stack's resource caps in force (Config, defaults
+// applied), reported with Stats so a reader can set usage against them.
+type Limits struct {
+	MaxConnections int
+	MaxOrphans     int
+	MaxTimeWait    int
+	MemLimit       int64
+	OrphanRetries  int
+	MinPathMTU     int
 }
 
 // coreCounters are the tcp core's per-connection counters, summed.
@@ -220,6 +232,11 @@ func (s *Stack) Stats() Stats {
 		MemoryPressure:       memoryLevelName(s.mem.Level()),
 		MemoryPressureEvents: s.mem.PressureEvents(),
 		MemoryRefused:        s.mem.Refused(),
+		Limits: Limits{
+			MaxConnections: s.cfg.MaxConnections, MaxOrphans: s.cfg.MaxOrphans,
+			MaxTimeWait: s.cfg.MaxTimeWait, MemLimit: s.cfg.MemLimit,
+			OrphanRetries: s.tcpCfg.OrphanRetries, MinPathMTU: s.cfg.MinPathMTU,
+		},
 		Drops: map[string]uint64{
 			"tcp_options":    s.stats.badTCPOptions.Load(),
 			"no_listener":    s.stats.noListener.Load(),

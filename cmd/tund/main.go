@@ -69,7 +69,12 @@ type options struct {
 	noTimestamps  bool
 	impair        tun.ImpairConfig
 	pcap          string // -pcap file ("": no capture)
-	metrics       string // -metrics listen address ("": off)
+	// Resource limits (stack.Config and tcp.Config; 0: the default).
+	maxConns, maxOrphans, maxTimeWait int
+	orphanRetries                     int
+	memLimit                          int64
+	minPMTU                           int
+	metrics                           string // -metrics listen address ("": off)
 	// shutdownGrace is how long SIGTERM/SIGINT waits for connections to
 	// close after their FIN before resetting the rest.
 	shutdownGrace time.Duration
@@ -140,6 +145,12 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	control := fs.String("control", "", "control socket `path` for tund ss and tund stats (default /run/tund/TUN.sock; \"none\" disables it)")
 	shutdownGrace := fs.Duration("shutdown-grace", 3*time.Second, "on SIGTERM or SIGINT, send a FIN on every connection and wait this long for them to close before resetting the rest (a second signal resets at once)")
 	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (port 0: any, logged); it listens on the host side, not in -netns")
+	maxConns := fs.Int("max-connections", 65536, "most connections at once (TIME-WAIT apart); past it a dial fails and a SYN is dropped")
+	maxOrphans := fs.Int("max-orphans", 16384, "most connections closed by their application and still finishing; past it a closing connection is reset")
+	orphanRetries := fs.Int("orphan-retries", tcp.DefaultConfig().OrphanRetries, "timeouts or window probes without progress before a closed connection the peer holds open is reset")
+	maxTimeWait := fs.Int("max-time-wait", 262144, "most TIME-WAIT entries; past it a connection closes without TIME-WAIT")
+	memLimit := fs.String("mem-limit", "1G", "budget for every connection's send and receive buffers together (`size`); from 3/4 of it buffers stop growing")
+	minPMTU := fs.Int("min-pmtu", 552, "floor of path MTU discovery: an ICMP fragmentation-needed reporting less is taken as this")
 	// Unknown flags and malformed numbers are reported by the flag package
 	// on one line; keep its usage text out of the error path.
 	fs.Usage = func() {
@@ -218,6 +229,26 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.sndBuf, err = parseSize(*sndBuf); err != nil {
 		return o, fmt.Errorf("-sndbuf %q: %v", *sndBuf, err)
 	}
+	for _, l := range []struct {
+		name     string
+		v        int
+		min, max int
+		dst      *int
+	}{
+		{"-max-connections", *maxConns, 1, 1 << 24, &o.maxConns},
+		{"-max-orphans", *maxOrphans, 1, 1 << 24, &o.maxOrphans},
+		{"-orphan-retries", *orphanRetries, 1, 30, &o.orphanRetries},
+		{"-max-time-wait", *maxTimeWait, 1, 1 << 24, &o.maxTimeWait},
+		{"-min-pmtu", *minPMTU, 68, o.mtu, &o.minPMTU},
+	} {
+		if l.v < l.min || l.v > l.max {
+			return o, fmt.Errorf("%s %d: must be between %d and %d", l.name, l.v, l.min, l.max)
+		}
+		*l.dst = l.v
+	}
+	if o.memLimit, err = parseBigSize(*memLimit); err != nil {
+		return o, fmt.Errorf("-mem-limit %q: %v", *memLimit, err)
+	}
 	switch o.control {
 	case "":
 		o.control = defaultControl(o.tunName)
@@ -291,10 +322,15 @@ func run(o options) error {
 		TCP: tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries,
 			RcvBuf: o.rcvBuf, NoAutoTune: o.rcvBuf != 0, RcvBufMax: o.rcvBufMax, SndBuf: o.sndBuf, NoDelay: o.noDelay,
 			CongestionControl: o.cc, InitialRTO: o.rtoInitial, MinRTO: o.rtoMin, MaxRTO: o.rtoMax,
-			NoSACK: o.noSACK, NoTimestamps: o.noTimestamps},
-		Backlog:    o.backlog,
-		Logger:     log,
-		SynCookies: o.synCookies,
+			NoSACK: o.noSACK, NoTimestamps: o.noTimestamps, OrphanRetries: o.orphanRetries},
+		Backlog:        o.backlog,
+		MaxConnections: o.maxConns,
+		MaxOrphans:     o.maxOrphans,
+		MaxTimeWait:    o.maxTimeWait,
+		MemLimit:       o.memLimit,
+		MinPathMTU:     o.minPMTU,
+		Logger:         log,
+		SynCookies:     o.synCookies,
 	}
 	if o.traceJSON != "" {
 		f, err := os.Create(o.traceJSON)
@@ -458,6 +494,33 @@ func deviceFailed(o options, name string, err error) error {
 		return fmt.Errorf("TUN device %s%s was deleted: %w", name, where, err)
 	}
 	return fmt.Errorf("TUN device %s%s failed: %w", name, where, err)
+}
+
+// parseBigSize parses a byte count like parseSize, between 1 MiB and
+// 1 TiB (for budgets rather than buffers).
+func parseBigSize(s string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSpace(s)
+	if n := len(num); n > 0 {
+		switch num[n-1] {
+		case 'k', 'K':
+			mult, num = 1<<10, num[:n-1]
+		case 'm', 'M':
+			mult, num = 1<<20, num[:n-1]
+		case 'g', 'G':
+			mult, num = 1<<30, num[:n-1]
+		case 't', 'T':
+			mult, num = 1<<40, num[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("not a size such as 512M or 2G")
+	}
+	if v > (1<<40)/mult || v*mult < 1<<20 {
+		return 0, fmt.Errorf("must be between 1M and 1T")
+	}
+	return v * mult, nil
 }
 
 // parseSize parses a byte count with an optional K, M or G suffix (powers

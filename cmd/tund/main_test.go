@@ -68,6 +68,13 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if !o.host.Contains(o.addr) {
 		t.Fatal("default stack address outside the default host prefix")
 	}
+	if o.maxConns != 65536 || o.maxOrphans != 16384 || o.orphanRetries != 8 || o.maxTimeWait != 262144 ||
+		o.memLimit != 1<<30 || o.minPMTU != 552 {
+		t.Errorf("limit defaults: %+v", o)
+	}
+	if o, err := parseFlags([]string{"-mem-limit", "64M", "-max-orphans", "10"}, io.Discard); err != nil || o.memLimit != 64<<20 || o.maxOrphans != 10 {
+		t.Errorf("-mem-limit 64M -max-orphans 10: %v %v %v", o.memLimit, o.maxOrphans, err)
+	}
 }
 
 func TestParseFlagsErrorsNameTheValue(t *testing.T) {
@@ -76,6 +83,11 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		want string
 	}{
 		{[]string{"-mtu", "67"}, "-mtu 67"},
+		{[]string{"-max-connections", "0"}, "-max-connections 0"},
+		{[]string{"-orphan-retries", "99"}, "-orphan-retries 99"},
+		{[]string{"-min-pmtu", "60"}, "-min-pmtu 60"},
+		{[]string{"-mem-limit", "lots"}, `-mem-limit "lots"`},
+		{[]string{"-mem-limit", "2K"}, `-mem-limit "2K"`},
 		{[]string{"-mtu", "70000"}, "-mtu 70000"},
 		{[]string{"-mtu", "big"}, `"big"`},
 		{[]string{"-addr", "::1"}, `-addr "::1"`},

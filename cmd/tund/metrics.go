@@ -36,6 +36,9 @@ type stackCollector struct {
 	drops    *prometheus.Desc // {reason}
 	conns    *prometheus.Desc // {state}
 	timeWait *prometheus.Desc
+	// The resource limits, each labelled {limit}.
+	limitHits, limitUse, limitCap *prometheus.Desc
+	pressure                      *prometheus.Desc
 }
 
 func newStackCollector(st *stack.Stack) *stackCollector {
@@ -73,7 +76,20 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 				func(s *stack.Stats) uint64 { return s.TimeWaitReused }),
 			counter("icmp_errors_total", "ICMP errors about our TCP segments, handed to their connections (RFC 1122 §4.2.3.9).",
 				func(s *stack.Stats) uint64 { return s.ICMPErrors }),
+			counter("acks_rate_limited_total", "ACKs held back by a rate limit: answers to unacceptable segments (RFC 5961 §7) and challenge ACKs past their cap.",
+				func(s *stack.Stats) uint64 { return s.AcksRateLimited }),
+			counter("memory_pressure_events_total", "Times the ring memory budget went under pressure (three quarters of -mem-limit).",
+				func(s *stack.Stats) uint64 { return s.MemoryPressureEvents }),
 		},
+		limitHits: prometheus.NewDesc("tund_limit_hits_total",
+			"Times a resource limit was hit: connections (dial refused or SYN dropped), orphans (reset at close), time_wait (closed without TIME-WAIT), memory (ring growth refused).",
+			[]string{"limit"}, nil),
+		limitUse: prometheus.NewDesc("tund_limit_used",
+			"What each limited resource holds now: connections, orphans, time_wait (entries), memory (ring bytes).", []string{"limit"}, nil),
+		limitCap: prometheus.NewDesc("tund_limit_max",
+			"The cap of each limited resource (-max-connections, -max-orphans, -max-time-wait, -mem-limit).", []string{"limit"}, nil),
+		pressure: prometheus.NewDesc("tund_memory_pressure",
+			"Ring memory pressure now: 0 normal, 1 pressure (no growth, windows shrink), 2 exhausted (growth refused).", nil, nil),
 		packets: prometheus.NewDesc("tund_packets_total",
 			"IPv4 packets read from (in) and written to (out) the device.", []string{"direction"}, nil),
 		segments: prometheus.NewDesc("tund_segments_total",
@@ -99,6 +115,10 @@ func (c *stackCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.drops
 	ch <- c.conns
 	ch <- c.timeWait
+	ch <- c.limitHits
+	ch <- c.limitUse
+	ch <- c.limitCap
+	ch <- c.pressure
 }
 
 // Collect implements prometheus.Collector: one look at the stack's
@@ -121,6 +141,22 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(counts[state]), state.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.timeWait, prometheus.GaugeValue, float64(s.TimeWait))
+	for _, l := range []struct {
+		name          string
+		hits          uint64
+		used, maximum float64
+	}{
+		{"connections", s.ConnLimitHit, float64(s.Connections), float64(s.Limits.MaxConnections)},
+		{"orphans", s.OrphanOverflow, float64(s.Orphans), float64(s.Limits.MaxOrphans)},
+		{"time_wait", s.TimeWaitOverflow, float64(s.TimeWait), float64(s.Limits.MaxTimeWait)},
+		{"memory", s.MemoryRefused, float64(s.MemoryUsed), float64(s.Limits.MemLimit)},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.limitHits, prometheus.CounterValue, float64(l.hits), l.name)
+		ch <- prometheus.MustNewConstMetric(c.limitUse, prometheus.GaugeValue, l.used, l.name)
+		ch <- prometheus.MustNewConstMetric(c.limitCap, prometheus.GaugeValue, l.maximum, l.name)
+	}
+	level := map[string]float64{"pressure": 1, "exhausted": 2}[s.MemoryPressure]
+	ch <- prometheus.MustNewConstMetric(c.pressure, prometheus.GaugeValue, level)
 }
 
 // newMetricsRegistry is the registry -metrics serves: the stack's

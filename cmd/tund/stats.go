@@ -113,6 +113,23 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 	} {
 		line(c.name, c.v)
 	}
+	fmt.Fprintln(out, "limits (now / cap, and how often hit):")
+	lim := st.Limits
+	for _, l := range []struct {
+		name      string
+		now, cap  any
+		hit       uint64
+		hitReason string
+	}{
+		{"connections", st.Connections, lim.MaxConnections, st.ConnLimitHit, "refused"},
+		{"orphans", st.Orphans, lim.MaxOrphans, st.OrphanOverflow, "reset at close"},
+		{"TIME-WAIT entries", st.TimeWait, lim.MaxTimeWait, st.TimeWaitOverflow, "closed without"},
+		{"ring memory (bytes)", st.MemoryUsed, lim.MemLimit, st.MemoryRefused, "growth refused"},
+	} {
+		fmt.Fprintf(out, "  %-24s %12v / %-12v %d %s\n", l.name, l.now, l.cap, l.hit, l.hitReason)
+	}
+	line("  memory pressure", fmt.Sprintf("%s (began %d times)", st.MemoryPressure, st.MemoryPressureEvents))
+	line("  ACKs rate-limited", st.AcksRateLimited)
 	fmt.Fprintln(out, "drops by reason:")
 	reasons := make([]string, 0, len(st.Drops))
 	var dropped uint64
