@@ -3,6 +3,7 @@ package stack
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,8 @@ type rawPeer struct {
 	addr  [4]byte // the peer's address
 	in    chan []byte
 	buf   []byte
-	sent  uint64 // packets written
+	sent  uint64        // packets written
+	got   atomic.Uint64 // packets the stack wrote that the peer has read
 }
 
 var rawStackAddr = netip.MustParseAddr("10.9.0.2")
@@ -55,6 +57,7 @@ func newRawPeer(t *testing.T, cfg Config) *rawPeer {
 			case p.in <- b[:n]:
 			default: // the test is not reading: like a full link, drop
 			}
+			p.got.Add(1)
 		}
 	}()
 	t.Cleanup(func() { s.Close() })
@@ -95,6 +98,21 @@ func (p *rawPeer) settle() {
 			p.t.Fatalf("the stack took %d of %d packets", p.s.stats.packetsIn.Load(), p.sent)
 		}
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// sync waits until the stack has taken every packet written so far and
+// the peer has read every packet the stack wrote: nothing is in flight,
+// so virtual time can move on without outrunning the goroutines.
+func (p *rawPeer) sync() {
+	p.t.Helper()
+	p.settle()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.got.Load() < p.s.stats.packetsOut.Load() {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the peer read %d of %d packets", p.got.Load(), p.s.stats.packetsOut.Load())
+		}
+		time.Sleep(50 * time.Microsecond)
 	}
 }
 
@@ -435,4 +453,140 @@ func TestForgedFragNeededFloorsAndExpires(t *testing.T) {
 	if largest != 1460 {
 		t.Fatalf("after PMTUExpire the largest segment carries %d bytes, want 1460 again", largest)
 	}
+}
+
+// TestBlindAttacks: segments with guessed sequence numbers (RFC 5961)
+// neither reset, nor desynchronize, nor inject into the connection; the
+// challenge ACKs they draw are capped; the connection moves data after.
+func TestBlindAttacks(t *testing.T) {
+	p := newRawPeer(t, Config{})
+	l, err := p.s.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := p.dial(l, 40000, 80, 1000)
+	seg := func(flags tcp.Flags, seq, ack tcp.Seq, payload []byte) tcp.Segment {
+		return tcp.Segment{SrcPort: rc.sport, DstPort: rc.dport, Seq: seq, Ack: ack, Flags: flags, Window: 65535, Payload: payload}
+	}
+	// An RST inside the window but not at RCV.NXT: a challenge ACK, no reset.
+	p.send(seg(tcp.FlagRST, rc.sndNxt.Add(1000), 0, nil))
+	if ack := p.recv(); ack.Flags != tcp.FlagACK || ack.Ack != rc.sndNxt {
+		t.Fatalf("in-window RST: want a challenge ACK for %d, got %v", uint32(rc.sndNxt), ack.String())
+	}
+	// A SYN on the synchronized connection: a challenge ACK too.
+	p.send(seg(tcp.FlagSYN, rc.sndNxt.Add(5), 0, nil))
+	if ack := p.recv(); ack.Flags != tcp.FlagACK || ack.Ack != rc.sndNxt {
+		t.Fatalf("SYN: want a challenge ACK, got %v", ack.String())
+	}
+	// Data in the window whose ACK acknowledges what was never sent
+	// (RFC 5961 §5.2): dropped, never delivered.
+	p.send(seg(tcp.FlagACK|tcp.FlagPSH, rc.sndNxt, rc.rcvNxt.Add(1<<20), []byte("injected")))
+	// Data whose ACK is older than any window the peer offered: dropped.
+	p.send(seg(tcp.FlagACK|tcp.FlagPSH, rc.sndNxt, rc.rcvNxt.Add(-(1 << 30)), []byte("injected")))
+	// An RST outside the window: ignored without an answer.
+	p.send(seg(tcp.FlagRST, rc.sndNxt.Add(1<<30), 0, nil))
+	// A flood of blind RSTs across the sequence space.
+	const flood = 20_000
+	for i := 0; i < flood; i++ {
+		p.send(seg(tcp.FlagRST, rc.sndNxt.Add(1+i*214_748), 0, nil))
+		if i%500 == 499 {
+			p.settle()
+		}
+	}
+	if n := p.drain(); n > tcp.DefaultConfig().ChallengeACKLimit {
+		t.Errorf("%d ACKs for the blind segments, want at most the challenge limit %d", n, tcp.DefaultConfig().ChallengeACKLimit)
+	}
+	if st := rc.c.State(); st != tcp.Established {
+		t.Fatalf("after the blind segments the connection is %v", st)
+	}
+	// The real peer's data still arrives, and nothing injected did.
+	p.clock.Advance(time.Second)
+	rc.send(tcp.FlagACK|tcp.FlagPSH, []byte("real"))
+	rc.sndNxt = rc.sndNxt.Add(4)
+	buf := make([]byte, 16)
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := rc.c.Read(buf)
+	if err != nil || string(buf[:n]) != "real" {
+		t.Fatalf("read %q, %v; want just the real peer's bytes", buf[:n], err)
+	}
+	if _, err := rc.c.Write([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s := p.recv()
+		if string(s.Payload) == "back" {
+			break
+		}
+	}
+}
+
+// TestZeroWindowOrphanThroughTheStack: the server closes a connection
+// whose client holds its window shut and answers every probe; the client
+// cannot hold the orphan (or its send buffer) past the orphan bound.
+func TestZeroWindowOrphanThroughTheStack(t *testing.T) {
+	p := newRawPeer(t, Config{})
+	l, err := p.s.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syn := tcp.Segment{SrcPort: 40000, DstPort: 80, Seq: 1000, Flags: tcp.FlagSYN, Window: 8192}
+	syn.Options.MSS = 1460
+	p.send(syn)
+	sa := p.recv()
+	rc := &rawConn{p: p, sport: 40000, dport: 80, sndNxt: 1001, rcvNxt: sa.Seq + 1}
+	ack := func(win uint16) {
+		p.send(tcp.Segment{SrcPort: 40000, DstPort: 80, Seq: rc.sndNxt, Ack: rc.rcvNxt, Flags: tcp.FlagACK, Window: win})
+	}
+	ack(8192)
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c.Write(make([]byte, 64<<10))
+		c.Close()
+	}()
+	// Take five segments, then shut the window and keep it shut,
+	// answering every probe as a live but stalled reader would.
+	for rc.rcvNxt.Sub(sa.Seq+1) < 5*1460 {
+		s := p.recv()
+		if s.Seq == rc.rcvNxt {
+			rc.rcvNxt = rc.rcvNxt.Add(len(s.Payload))
+		}
+	}
+	ack(0)
+	p.settle()
+	waitStack := time.Now().Add(5 * time.Second)
+	for p.s.Stats().Orphans != 1 {
+		if time.Now().After(waitStack) {
+			t.Fatal("the closed connection never became an orphan")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var held time.Duration
+	reset := false
+	probes := 0
+	for step := 0; step < 24*3600 && !reset; step++ {
+		p.clock.Advance(100 * time.Millisecond)
+		held += 100 * time.Millisecond
+		p.sync()
+		for len(p.in) > 0 {
+			s := p.recv()
+			if s.Flags.Has(tcp.FlagRST) {
+				reset = true
+				break
+			}
+			probes++
+			ack(0) // a probe: answered, window still shut
+		}
+		p.sync()
+	}
+	if !reset {
+		t.Fatalf("the orphan was still held after %v", held)
+	}
+	st := p.s.Stats()
+	if held > 2*time.Minute || st.Orphans != 0 || st.Connections != 0 || st.MemoryUsed != 0 {
+		t.Fatalf("held %v; then %d orphans, %d connections, %d ring bytes; want under 2m and 0, 0, 0", held, st.Orphans, st.Connections, st.MemoryUsed)
+	}
+	t.Logf("a zero-window peer that answered %d probes held the orphan %v after the application's close", probes, held)
 }
