@@ -391,7 +391,13 @@ func (s *Stack) readLoop() {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			s.log.Error("device failed; stopping the stack", "err", err)
+			if errors.Is(err, net.ErrClosed) {
+				// Closed by its other owner (the far end of a tun.Pipe,
+				// say): the link is gone, an end rather than a fault.
+				s.log.Info("device closed; stopping the stack", "err", err)
+			} else {
+				s.log.Error("device failed; stopping the stack", "err", err)
+			}
 			s.stop(err)
 			return
 		}
