@@ -20,12 +20,16 @@ type gateDev struct {
 	once sync.Once
 	held chan struct{} // closed when the first packet is held
 	open chan struct{} // closed to let packets through
+	pkt  []byte        // a copy of the first packet held
 }
 
 func (d *gateDev) Write(p []byte) (int, error) {
 	var seg tcp.Segment
 	if len(p) > 20 && tcp.Parse(p[20:], &seg) == nil && seg.SrcPort == d.port && len(seg.Payload) > 0 {
-		d.once.Do(func() { close(d.held) })
+		d.once.Do(func() {
+			d.pkt = append([]byte(nil), p...)
+			close(d.held)
+		})
 		<-d.open
 	}
 	return d.Device.Write(p)
@@ -88,8 +92,13 @@ func TestReaderNeverWaitsForAWriter(t *testing.T) {
 	if _, err := io.ReadFull(other, got); err != nil || string(got) != "hello" {
 		t.Fatalf("the other connection read %q, %v while one writer held its own: input stalled", got, err)
 	}
+	// An ICMP error about the busy connection waits in its backlog too,
+	// while the reader goes on.
+	b.dev.Write(fragNeeded(t, gate.pkt, 1000))
+	waitFor(t, func() bool { return a.stats.icmpErrors.Load() == 1 }) // (Stats would wait for the busy connection)
 	// Once the writer lets go, the busy connection gets what was queued.
 	close(gate.open)
+	waitFor(t, func() bool { return tcbInfo(slow.(*Conn)).MSS == 1000-40-12 })
 	buf := make([]byte, 15)
 	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(slow, buf); err != nil || string(buf) != "to the busy one" {

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"syscall"
 
 	"github.com/tund-project/tund/tcp"
 )
@@ -17,7 +18,8 @@ import (
 // (unlock), in arrival order. So every holder must let go with unlock,
 // never c.mu.Unlock, or a queued segment could wait for the next holder.
 //
-// The backlog costs nothing when the lock is free (the segment is
+// ICMP errors for the connection take the same way. The backlog costs
+// nothing when the lock is free (the segment is
 // handled in place, as before) and one copy per segment when it is not;
 // it holds at most backlogLimit bytes, beyond which segments are dropped
 // and counted (drop reason "conn_backlog"): the peer resends them.
@@ -49,35 +51,81 @@ func (c *Conn) unlock() {
 // handle delivers an inbound segment (raw is its TCP bytes, which seg
 // aliases); it is called only by the reader goroutine.
 func (c *Conn) handle(seg *tcp.Segment, raw []byte) {
+	c.fromReader(func() { c.enqueue(raw, nil) }, func() {
+		c.tcb.Handle(seg, c.s.now())
+	})
+}
+
+// handleICMP delivers an ICMP error about one of the connection's
+// segments (Stack.icmpError); like handle, it never waits for the lock.
+func (c *Conn) handleICMP(e icmpNote) {
+	c.fromReader(func() { c.enqueue(nil, &e) }, func() { e.apply(c) })
+}
+
+// fromReader runs apply on the control block if the lock is free, else
+// queues the input with enqueue for the holder to run.
+func (c *Conn) fromReader(enqueue, apply func()) {
 	if !c.mu.TryLock() {
-		c.enqueue(raw)
+		enqueue()
 		// The holder may have let go before seeing it: then run it here.
 		if !c.mu.TryLock() {
 			return
 		}
 	} else {
-		// Earlier queued segments go first: order matters to TCP.
+		// Earlier queued input goes first: order matters to TCP.
 		if c.blN.Load() != 0 {
 			c.runBacklog()
 		}
 		if c.tcb != nil {
-			c.tcb.Handle(seg, c.s.now())
+			apply()
 			c.after()
 		}
 	}
 	c.unlock()
 }
 
-// enqueue copies raw into the backlog, or drops it if the backlog is full.
-func (c *Conn) enqueue(raw []byte) {
+// icmpNote is an ICMP error for the control block (tcp.Conn.HandleICMP).
+type icmpNote struct {
+	kind  tcp.ICMPKind
+	seq   tcp.Seq
+	mss   uint32
+	errno syscall.Errno
+}
+
+func (e *icmpNote) apply(c *Conn) {
+	c.tcb.HandleICMP(e.kind, e.seq, int(e.mss), e.errno, c.s.now())
+}
+
+// Backlog records: a 4-byte length and the TCP bytes, or, with the
+// length's top bit set, an ICMP note of icmpNoteLen bytes.
+const (
+	icmpRecord  = 1 << 31
+	icmpNoteLen = 1 + 4 + 4 + 4
+)
+
+// enqueue copies a segment (raw) or an ICMP note into the backlog, or
+// drops it if the backlog is full.
+func (c *Conn) enqueue(raw []byte, e *icmpNote) {
 	c.blMu.Lock()
 	defer c.blMu.Unlock()
-	if len(c.bl)+4+len(raw) > backlogLimit {
+	n := len(raw)
+	if e != nil {
+		n = icmpNoteLen
+	}
+	if len(c.bl)+4+n > backlogLimit {
 		c.s.stats.backlogDrops.Add(1)
 		return
 	}
-	c.bl = binary.BigEndian.AppendUint32(c.bl, uint32(len(raw)))
-	c.bl = append(c.bl, raw...)
+	if e == nil {
+		c.bl = binary.BigEndian.AppendUint32(c.bl, uint32(n))
+		c.bl = append(c.bl, raw...)
+	} else {
+		c.bl = binary.BigEndian.AppendUint32(c.bl, icmpRecord)
+		c.bl = append(c.bl, byte(e.kind))
+		c.bl = binary.BigEndian.AppendUint32(c.bl, uint32(e.seq))
+		c.bl = binary.BigEndian.AppendUint32(c.bl, e.mss)
+		c.bl = binary.BigEndian.AppendUint32(c.bl, uint32(e.errno))
+	}
 	c.blN.Add(1)
 }
 
@@ -90,9 +138,20 @@ func (c *Conn) runBacklog() {
 	c.blMu.Unlock()
 	var seg tcp.Segment
 	for b := q; len(b) >= 4; {
-		n := int(binary.BigEndian.Uint32(b))
-		raw := b[4 : 4+n]
-		b = b[4+n:]
+		word := binary.BigEndian.Uint32(b)
+		if word == icmpRecord {
+			r := b[4 : 4+icmpNoteLen]
+			b = b[4+icmpNoteLen:]
+			e := icmpNote{kind: tcp.ICMPKind(r[0]), seq: tcp.Seq(binary.BigEndian.Uint32(r[1:])),
+				mss: binary.BigEndian.Uint32(r[5:]), errno: syscall.Errno(binary.BigEndian.Uint32(r[9:]))}
+			if c.tcb != nil {
+				e.apply(c)
+				c.after()
+			}
+			continue
+		}
+		raw := b[4 : 4+word]
+		b = b[4+word:]
 		if c.tcb == nil || tcp.Parse(raw, &seg) != nil {
 			continue
 		}

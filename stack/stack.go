@@ -468,12 +468,7 @@ func (s *Stack) icmpError(e *ip.ICMPError) {
 	if mtu := int(e.NextHopMTU); mtu != 0 && kind == tcp.ICMPFragNeeded {
 		mss = min(max(mtu, s.cfg.MinPathMTU), s.mtu) - ip.HeaderLen - tcp.HeaderLen
 	}
-	c.lock()
-	if c.tcb != nil {
-		c.tcb.HandleICMP(kind, tcp.Seq(e.Seq), mss, errno, s.now())
-		c.after()
-	}
-	c.unlock()
+	c.handleICMP(icmpNote{kind: kind, seq: tcp.Seq(e.Seq), mss: uint32(mss), errno: errno})
 }
 
 // demux finds the owner of a segment: a connection, else a listener, else
