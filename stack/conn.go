@@ -126,7 +126,7 @@ func (c *Conn) stateChanged() {
 			if c.tcb.Established() {
 				l.ready(c)
 			} else {
-				l.halfOpenGone()
+				l.halfOpenGone(c)
 				c.lst = nil
 			}
 		}

@@ -107,12 +107,15 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"device write errors", st.WriteErrors},
 		{"SYN cookies sent", st.SynCookiesSent},
 		{"SYN cookies valid", st.SynCookiesValid},
+		{"half-open evicted", st.HalfOpenEvicted},
 		{"TIME-WAIT expired", st.TimeWaitExpired},
 		{"TIME-WAIT reused", st.TimeWaitReused},
 		{"ICMP errors", st.ICMPErrors},
 	} {
 		line(c.name, c.v)
 	}
+	line("heap bytes", st.HeapBytes)
+	line("goroutines", st.Goroutines)
 	fmt.Fprintln(out, "drops by reason:")
 	reasons := make([]string, 0, len(st.Drops))
 	var dropped uint64
