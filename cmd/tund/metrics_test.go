@@ -291,6 +291,14 @@ func TestStatsCommand(t *testing.T) {
 		}
 	}
 
+	out.Reset()
+	if err := statsCommand([]string{"-control", path, "-gc"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^heap bytes\s+[1-9]\d*$`).MatchString(out.String()) {
+		t.Errorf("tund stats -gc lacks the heap:\n%s", out.String())
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
