@@ -43,12 +43,14 @@ type Listener struct {
 // synQueue is a listener's SYN queue: its half-open connections with the
 // time each was admitted, in the order they came, so the oldest can be
 // found when one must make room. A connection leaves from anywhere in the
-// queue (its handshake completes, or it is reset or times out): it leaves
-// the set at once, and its place in the order is skipped when reached.
+// queue (its handshake completes, or it is reset or times out): its entry
+// is zeroed, so the queue holds no pointer to it, and skipped when
+// reached; the order array is compacted when such holes dominate it, so
+// it stays within twice the queue's length.
 type synQueue struct {
-	live map[*Conn]time.Duration // admission times
-	fifo []synEntry              // admission order; may hold departed entries
-	head int                     // fifo[:head] are done with
+	live map[*Conn]int // index of each connection's entry in fifo
+	fifo []synEntry    // admission order; departed entries are zero
+	head int           // fifo[:head] are done with
 }
 
 type synEntry struct {
@@ -61,30 +63,34 @@ func (q *synQueue) len() int { return len(q.live) }
 // add puts c at the tail of the queue, admitted at now.
 func (q *synQueue) add(c *Conn, now time.Duration) {
 	if q.live == nil {
-		q.live = make(map[*Conn]time.Duration)
+		q.live = make(map[*Conn]int)
 	}
-	if len(q.fifo)-q.head > 2*len(q.live)+64 {
-		// Mostly departed entries: keep the order array proportional to
-		// the queue, not to the number of connections ever admitted.
+	if len(q.fifo) > 2*len(q.live)+64 {
 		kept := q.fifo[:0]
 		for _, e := range q.fifo[q.head:] {
-			if _, ok := q.live[e.c]; ok {
+			if e.c != nil {
+				q.live[e.c] = len(kept)
 				kept = append(kept, e)
 			}
 		}
 		clear(q.fifo[len(kept):])
 		q.fifo, q.head = kept, 0
 	}
-	q.live[c] = now
+	q.live[c] = len(q.fifo)
 	q.fifo = append(q.fifo, synEntry{c, now})
 }
 
 // remove takes c out of the queue; it reports whether c was in it.
 func (q *synQueue) remove(c *Conn) bool {
-	if _, ok := q.live[c]; !ok {
+	i, ok := q.live[c]
+	if !ok {
 		return false
 	}
 	delete(q.live, c)
+	q.fifo[i] = synEntry{}
+	if len(q.live) == 0 { // every entry is zero: start the array again
+		q.fifo, q.head = q.fifo[:0], 0
+	}
 	return true
 }
 
@@ -92,18 +98,16 @@ func (q *synQueue) remove(c *Conn) bool {
 // admitted at or before cutoff; nil if the queue is empty or its oldest
 // is younger.
 func (q *synQueue) takeOldest(cutoff time.Duration) *Conn {
-	for q.head < len(q.fifo) {
+	for ; q.head < len(q.fifo); q.head++ {
 		e := q.fifo[q.head]
-		_, live := q.live[e.c]
-		if live && e.at > cutoff {
+		if e.c == nil {
+			continue
+		}
+		if e.at > cutoff {
 			return nil
 		}
-		q.fifo[q.head] = synEntry{}
-		q.head++
-		if live {
-			delete(q.live, e.c)
-			return e.c
-		}
+		q.remove(e.c)
+		return e.c
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -414,5 +415,65 @@ func TestStalledAcceptorAbsorbsBurst(t *testing.T) {
 			t.Fatalf("accept %d: %v", i, err)
 		}
 		c.Close()
+	}
+}
+
+// TestSynQueueAgainstModel drives the SYN queue with random admissions,
+// departures from anywhere and evictions, against a plain ordered list:
+// takeOldest always finds the oldest connection old enough, departed ones
+// are never returned nor pointed to, and the order array stays within
+// twice the queue's length however many connections pass through.
+func TestSynQueueAgainstModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	var q synQueue
+	type entry struct {
+		c  *Conn
+		at time.Duration
+	}
+	var model []entry
+	var now time.Duration
+	for step := 0; step < 200000; step++ {
+		now += time.Duration(rng.IntN(3)) * time.Millisecond
+		switch op := rng.IntN(10); {
+		case op < 5 && len(model) < 300: // admit
+			c := new(Conn)
+			q.add(c, now)
+			model = append(model, entry{c, now})
+			if len(q.fifo) > 2*q.len()+65 {
+				t.Fatalf("step %d: order array of %d for %d connections", step, len(q.fifo), q.len())
+			}
+		case op < 8 && len(model) > 0: // one leaves from anywhere
+			i := rng.IntN(len(model))
+			if !q.remove(model[i].c) {
+				t.Fatalf("step %d: remove of a queued connection failed", step)
+			}
+			if q.remove(model[i].c) {
+				t.Fatalf("step %d: a connection removed twice", step)
+			}
+			model = append(model[:i], model[i+1:]...)
+		default: // evict the oldest admitted at least 100 ms ago
+			cutoff := now - 100*time.Millisecond
+			got := q.takeOldest(cutoff)
+			var want *Conn
+			if len(model) > 0 && model[0].at <= cutoff {
+				want = model[0].c
+				model = model[1:]
+			}
+			if got != want {
+				t.Fatalf("step %d: takeOldest = %p, want %p", step, got, want)
+			}
+		}
+		if q.len() != len(model) {
+			t.Fatalf("step %d: len %d, want %d", step, q.len(), len(model))
+		}
+	}
+	live := 0
+	for _, e := range q.fifo {
+		if e.c != nil {
+			live++
+		}
+	}
+	if live != len(model) {
+		t.Errorf("the order array points to %d connections, %d are queued", live, len(model))
 	}
 }
