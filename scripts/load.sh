@@ -14,7 +14,8 @@
 #     memory, with SYN cookies (the default) and without them
 # The integration tests run the same modes at CI sizes
 # (integration_test/load_test.go).
-# Usage: sudo scripts/load.sh [-m MSL]   (needs root, ip, go; about 4 minutes)
+# Usage: sudo scripts/load.sh [-m MSL]   (needs root, ip, go; about 2 minutes,
+# most of it waiting out TIME-WAIT)
 source "$(dirname "$0")/lib.sh"
 MSL=30s
 while getopts m: opt; do
