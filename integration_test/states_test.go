@@ -496,7 +496,7 @@ func TestTundTraceAndSS(t *testing.T) {
 		t.Fatalf("tund ss: %v\n%s", err, ssOut)
 	}
 	for _, port := range []string{"7", "9", "19", "80"} {
-		if !regexpLine(string(ssOut), `^LISTEN\s+0\s+0\s+`+regexp.QuoteMeta(stackAddr+":"+port)+`\s+\*:\*`) {
+		if !regexpLine(string(ssOut), `^LISTEN\s+0\s+1024\s+`+regexp.QuoteMeta(stackAddr+":"+port)+`\s+\*:\*`) {
 			t.Errorf("tund ss lacks the listener on port %s:\n%s", port, ssOut)
 		}
 	}

@@ -124,7 +124,7 @@ func (c *Conn) stateChanged() {
 			if c.tcb.Established() {
 				l.ready(c)
 			} else {
-				l.halfOpenGone()
+				l.halfOpenGone(c)
 				c.lst = nil
 			}
 		}

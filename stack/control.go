@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ import (
 //	connections  → []ControlConn, every connection and TIME-WAIT entry
 //	states       → map of RFC state name to count
 //	stats        → Stats
+//	gc           → Stats, after a garbage collection that also returns
+//	               free memory to the OS, so HeapBytes and the process's
+//	               RSS show what is live (for load tests)
 
 // ControlConn is one line of `tund ss`, as the control socket sends it.
 type ControlConn struct {
@@ -183,6 +187,9 @@ func (s *Stack) serveControlConn(c net.Conn) {
 		}
 		v = counts
 	case "stats":
+		v = s.Stats()
+	case "gc":
+		debug.FreeOSMemory() // runs a garbage collection first
 		v = s.Stats()
 	default:
 		v = map[string]string{"error": fmt.Sprintf("unknown command %q", cmd)}

@@ -13,10 +13,18 @@ import (
 	"github.com/tund-project/tund/tcp"
 )
 
-// Listener is a passive TCP socket. It implements net.Listener. As in BSD,
-// connections still in the handshake (SYN-RECEIVED) plus completed ones
-// waiting for Accept never exceed the backlog; a SYN beyond it is dropped
-// silently so the client's retransmission tries again later.
+// Listener is a passive TCP socket. It implements net.Listener.
+//
+// As on Linux (since 2.2), a listener keeps two queues, each bounded by
+// its backlog: the SYN queue of connections still in the handshake
+// (SYN-RECEIVED) and the accept queue of established connections waiting
+// for Accept. A connection is in one of them at a time, so a slow Accept
+// does not shrink the room for handshakes, nor handshakes the room for a
+// slow Accept. A SYN that finds the accept queue full is dropped (the
+// client retransmits it); one that finds the SYN queue full is answered
+// with a SYN cookie (the default), else it takes the place of the oldest
+// half-open connection if that one's SYN+ACK has gone unanswered for a
+// whole retransmission timeout (RFC 4987 §3.4), else it is dropped.
 type Listener struct {
 	s       *Stack
 	port    uint16
@@ -25,11 +33,83 @@ type Listener struct {
 
 	mu       sync.Mutex
 	tl       *tcp.Listening // the LISTEN state and its trace
-	halfOpen int
-	queue    []*Conn
+	synq     synQueue       // half-open connections, oldest first
+	queue    []*Conn        // the accept queue
 	closed   bool
 	ready_   chan struct{} // cap-1 wake-up for Accept
 	closedCh chan struct{}
+}
+
+// synQueue is a listener's SYN queue: its half-open connections with the
+// time each was admitted, in the order they came, so the oldest can be
+// found when one must make room. A connection leaves from anywhere in the
+// queue (its handshake completes, or it is reset or times out): its entry
+// is zeroed, so the queue holds no pointer to it, and skipped when
+// reached; the order array is compacted when such holes dominate it, so
+// it stays within twice the queue's length.
+type synQueue struct {
+	live map[*Conn]int // index of each connection's entry in fifo
+	fifo []synEntry    // admission order; departed entries are zero
+	head int           // fifo[:head] are done with
+}
+
+type synEntry struct {
+	c  *Conn
+	at time.Duration
+}
+
+func (q *synQueue) len() int { return len(q.live) }
+
+// add puts c at the tail of the queue, admitted at now.
+func (q *synQueue) add(c *Conn, now time.Duration) {
+	if q.live == nil {
+		q.live = make(map[*Conn]int)
+	}
+	if len(q.fifo) > 2*len(q.live)+64 {
+		kept := q.fifo[:0]
+		for _, e := range q.fifo[q.head:] {
+			if e.c != nil {
+				q.live[e.c] = len(kept)
+				kept = append(kept, e)
+			}
+		}
+		clear(q.fifo[len(kept):])
+		q.fifo, q.head = kept, 0
+	}
+	q.live[c] = len(q.fifo)
+	q.fifo = append(q.fifo, synEntry{c, now})
+}
+
+// remove takes c out of the queue; it reports whether c was in it.
+func (q *synQueue) remove(c *Conn) bool {
+	i, ok := q.live[c]
+	if !ok {
+		return false
+	}
+	delete(q.live, c)
+	q.fifo[i] = synEntry{}
+	if len(q.live) == 0 { // every entry is zero: start the array again
+		q.fifo, q.head = q.fifo[:0], 0
+	}
+	return true
+}
+
+// takeOldest removes and returns the oldest connection if it was
+// admitted at or before cutoff; nil if the queue is empty or its oldest
+// is younger.
+func (q *synQueue) takeOldest(cutoff time.Duration) *Conn {
+	for ; q.head < len(q.fifo); q.head++ {
+		e := q.fifo[q.head]
+		if e.c == nil {
+			continue
+		}
+		if e.at > cutoff {
+			return nil
+		}
+		q.remove(e.c)
+		return e.c
+	}
+	return nil
 }
 
 // Listen announces on address (":port", "ip:port" with the stack's own
@@ -113,35 +193,52 @@ func (l *Listener) classify(seg *tcp.Segment) tcp.ListenAction {
 }
 
 // onSyn is called by the reader for a SYN to the listening port: admit it
-// if the backlog has room, creating the connection in SYN-RECEIVED. When
-// the SYN reopens a TIME-WAIT tuple, old is the old incarnation, whose
-// sequence space the new ISS must clear. out is the reader's packet
-// buffer, for a SYN cookie answer.
+// to the SYN queue if there is room, creating the connection in
+// SYN-RECEIVED. When the SYN reopens a TIME-WAIT tuple, old is the old
+// incarnation, whose sequence space the new ISS must clear. out is the
+// reader's packet buffer, for a SYN cookie answer.
 func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.TimeWaitEntry, out []byte) {
 	s := l.s
+	now := s.now()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return
 	}
-	if l.halfOpen+len(l.queue) >= l.backlog {
-		// BSD semantics: the backlog bounds half-open plus unaccepted
-		// connections. A SYN beyond it is dropped without an answer; the
-		// client retransmits it later. With SYN cookies on, a backlog full
-		// of half-open connections (a SYN flood, most likely) is answered
-		// statelessly instead, as long as the accept queue has room.
-		cookie := s.cfg.SynCookies && len(l.queue) < l.backlog
+	if len(l.queue) >= l.backlog {
+		// The application is not accepting fast enough. As on Linux the
+		// SYN is dropped, cookies or not (a cookie's ACK would find no
+		// room either); the client's retransmission tries again.
 		l.mu.Unlock()
-		if cookie {
-			s.sendCookie(key, syn, out)
-			return
-		}
 		s.stats.backlogFull.Add(1)
 		return
 	}
-	l.halfOpen++
+	var evict *Conn
+	if l.synq.len() >= l.backlog {
+		if !s.cfg.NoSynCookies {
+			// The SYN queue overflows (a SYN flood, most likely): answer
+			// statelessly, as Linux does with tcp_syncookies=1.
+			l.mu.Unlock()
+			s.sendCookie(key, syn, out)
+			return
+		}
+		// RFC 4987 §3.4: recycle the oldest half-open connection, but
+		// only one whose SYN+ACK has gone unanswered for a whole
+		// retransmission timeout: a real client answers within a round
+		// trip, so a fresh entry is never the one given up.
+		if evict = l.synq.takeOldest(now - s.initialRTO()); evict == nil {
+			l.mu.Unlock()
+			s.stats.synQueueFull.Add(1)
+			return
+		}
+	}
+	c := s.newConn(key)
+	l.synq.add(c, now)
 	l.mu.Unlock()
-	l.admit(key, func(c *Conn, now time.Duration) *tcp.Conn {
+	if evict != nil {
+		l.evict(evict)
+	}
+	l.admit(c, func(c *Conn, now time.Duration) *tcp.Conn {
 		iss := s.isn.ISN(s.addr, key.raddr, key.lport, key.rport, now)
 		if reopen {
 			iss = old.ReopenISS(iss)
@@ -150,19 +247,41 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 	})
 }
 
-// admit creates the connection for key, already counted in halfOpen, with
-// the control block open makes; it reaches the accept queue once
-// established (Listener.ready).
-func (l *Listener) admit(key tuple, open func(c *Conn, now time.Duration) *tcp.Conn) {
+// evict gives up c, a half-open connection taken off the SYN queue to
+// make room, unless its handshake completed meanwhile.
+func (l *Listener) evict(c *Conn) {
+	c.lock()
+	defer c.unlock()
+	if c.tcb == nil || c.tcb.State() != tcp.SynReceived {
+		return
+	}
+	l.s.stats.halfOpenEvicted.Add(1)
+	c.tcb.Abort(l.s.now())
+	c.after()
+}
+
+// initialRTO is how long a SYN+ACK waits for its answer before it is
+// first sent again.
+func (s *Stack) initialRTO() time.Duration {
+	if s.tcpCfg.InitialRTO > 0 {
+		return s.tcpCfg.InitialRTO
+	}
+	return tcp.DefaultConfig().InitialRTO
+}
+
+// admit opens c, already in the SYN queue (or, for a cookie, about to be
+// established), with the control block open makes; it reaches the accept
+// queue once established (Listener.ready).
+func (l *Listener) admit(c *Conn, open func(c *Conn, now time.Duration) *tcp.Conn) {
 	s := l.s
 	s.at("admit")
-	c := s.newConn(key)
 	c.setAddrs()
 	c.lst = l
 	c.lock()
 	defer c.unlock()
-	if !s.connRoom() || s.insert(key, c) != nil { // full, taken, or the stack is stopping
-		l.halfOpenGone()
+	if !s.connRoom() || s.insert(c.key, c) != nil { // full, taken, or the stack is stopping
+		c.lst = nil
+		l.halfOpenGone(c)
 		return
 	}
 	s.stats.passiveOpens.Add(1)
@@ -189,7 +308,7 @@ func (s *Stack) sendCookie(key tuple, syn *tcp.Segment, out []byte) {
 // the caller resets it as usual.
 func (l *Listener) onCookieAck(key tuple, seg *tcp.Segment) bool {
 	s := l.s
-	if !s.cfg.SynCookies || seg.Flags.Has(tcp.FlagSYN) || seg.Flags.Has(tcp.FlagRST) {
+	if s.cfg.NoSynCookies || seg.Flags.Has(tcp.FlagSYN) || seg.Flags.Has(tcp.FlagRST) {
 		return false
 	}
 	now := s.now()
@@ -206,10 +325,9 @@ func (l *Listener) onCookieAck(key tuple, seg *tcp.Segment) bool {
 		s.stats.backlogFull.Add(1)
 		return true
 	}
-	l.halfOpen++ // ready() moves it to the queue
 	l.mu.Unlock()
 	s.stats.synCookiesOK.Add(1)
-	l.admit(key, func(c *Conn, now time.Duration) *tcp.Conn {
+	l.admit(s.newConn(key), func(c *Conn, now time.Duration) *tcp.Conn {
 		return tcp.NewPassiveCookie(c.tcpConfig(), c, seg, opts, now)
 	})
 	return true
@@ -242,11 +360,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// ready moves a connection that finished its handshake to the accept
-// queue. Called with c.mu held.
+// ready moves a connection that finished its handshake from the SYN
+// queue to the accept queue. The accept queue takes it even when full:
+// its SYN was admitted while there was room, and it is bounded by the SYN
+// queue's size. Called with c.mu held.
 func (l *Listener) ready(c *Conn) {
 	l.mu.Lock()
-	l.halfOpen--
+	l.synq.remove(c)
 	if l.closed {
 		l.mu.Unlock()
 		c.lst = nil
@@ -259,9 +379,9 @@ func (l *Listener) ready(c *Conn) {
 }
 
 // halfOpenGone forgets a connection that died in SYN-RECEIVED.
-func (l *Listener) halfOpenGone() {
+func (l *Listener) halfOpenGone(c *Conn) {
 	l.mu.Lock()
-	l.halfOpen--
+	l.synq.remove(c)
 	l.mu.Unlock()
 }
 

@@ -2,6 +2,8 @@ package stack
 
 import (
 	"net/netip"
+	"runtime"
+	"runtime/metrics"
 	"sort"
 
 	"github.com/tund-project/tund/ip"
@@ -16,15 +18,21 @@ type ConnInfo struct {
 }
 
 // Connections returns a snapshot of every connection, listeners included
-// (as LISTEN entries with a zero remote address), sorted by local then
+// (as LISTEN entries with a zero remote address, their accept queue's
+// length as RecvQ and their backlog as SendQ), sorted by local then
 // remote address.
 func (s *Stack) Connections() []ConnInfo {
 	var out []ConnInfo
 	s.lmu.Lock()
-	for port := range s.listeners {
+	for port, l := range s.listeners {
+		// As ss shows a listener: Recv-Q is its accept queue now,
+		// Send-Q its backlog.
+		l.mu.Lock()
+		queued := len(l.queue)
+		l.mu.Unlock()
 		out = append(out, ConnInfo{
 			Local: netip.AddrPortFrom(s.cfg.Addr, port),
-			Info:  tcp.Info{State: tcp.Listen},
+			Info:  tcp.Info{State: tcp.Listen, RecvQ: queued, SendQ: l.backlog},
 		})
 	}
 	s.lmu.Unlock()
@@ -123,6 +131,14 @@ type Stats struct {
 	// unacceptable segments (tcp.Config.InvalidAckInterval, TIME-WAIT
 	// included) and RFC 5961 challenge ACKs beyond their per-second cap.
 	AcksRateLimited uint64
+	// HalfOpenEvicted counts half-open connections a listener with a
+	// full backlog gave up to make room for a new SYN (RFC 4987 §3.4).
+	HalfOpenEvicted uint64
+	// The process the stack runs in, so that a look from outside (tund
+	// stats -json) shows what connections cost: live heap objects in
+	// bytes, and goroutines.
+	HeapBytes  uint64
+	Goroutines int
 	// The tcp core's per-connection counters, summed over every
 	// connection the stack has had, live or gone.
 	Retransmits uint64 // segments sent again, for any reason
@@ -130,12 +146,15 @@ type Stats struct {
 	Recoveries  uint64 // fast recoveries entered
 	Probes      uint64 // tail loss probes sent
 	// Drops by reason: the IP layer's reasons by their names, plus
-	// "tcp_options", "no_listener", "backlog_full", "bad_syn_cookie" and
-	// "out_of_window" (segments failing a connection's sequence number
-	// test, old duplicates included), "conn_backlog" (a busy connection's
-	// backlog was full), "conn_limit" (SYNs at MaxConnections) and
-	// "rcv_no_room" (received data the ring could not grow for: memory
-	// budget, or out-of-order data landing too far ahead).
+	// "tcp_options", "no_listener", "backlog_full" (a SYN, or a cookie's
+	// ACK, that found the accept queue full), "syn_queue_full" (a SYN
+	// that found the SYN queue full with cookies off and nothing old
+	// enough to evict), "bad_syn_cookie", "out_of_window" (segments
+	// failing a connection's sequence number test, old duplicates
+	// included), "conn_backlog" (a busy connection's backlog was full),
+	// "conn_limit" (SYNs at MaxConnections) and "rcv_no_room" (received
+	// data the ring could not grow for: memory budget, or out-of-order
+	// data landing too far ahead).
 	Drops map[string]uint64
 }
 
@@ -237,10 +256,13 @@ func (s *Stack) Stats() Stats {
 			MaxTimeWait: s.cfg.MaxTimeWait, MemLimit: s.cfg.MemLimit,
 			OrphanRetries: s.tcpCfg.OrphanRetries, MinPathMTU: s.cfg.MinPathMTU,
 		},
+		HalfOpenEvicted: s.stats.halfOpenEvicted.Load(),
+		HeapBytes:       heapBytes(), Goroutines: runtime.NumGoroutine(),
 		Drops: map[string]uint64{
 			"tcp_options":    s.stats.badTCPOptions.Load(),
 			"no_listener":    s.stats.noListener.Load(),
 			"backlog_full":   s.stats.backlogFull.Load(),
+			"syn_queue_full": s.stats.synQueueFull.Load(),
 			"bad_syn_cookie": s.stats.synCookiesBad.Load(),
 			"conn_backlog":   s.stats.backlogDrops.Load(),
 			"conn_limit":     s.stats.connLimit.Load(),
@@ -268,4 +290,15 @@ func memoryLevelName(l window.Level) string {
 		return "exhausted"
 	}
 	return "normal"
+}
+
+// heapBytes is the process's live heap (runtime/metrics, which unlike
+// runtime.ReadMemStats does not stop the world).
+func heapBytes() uint64 {
+	m := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return m[0].Value.Uint64()
 }

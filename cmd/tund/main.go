@@ -122,11 +122,11 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	traceJSON := fs.String("trace-json", "", "write transitions and per-connection samples (cwnd, srtt, rto, in flight) as JSON lines to `file`; scripts/plot draws them")
 	sampleInterval := fs.Duration("sample-interval", 10*time.Millisecond, "how often -trace-json samples each connection")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	backlog := fs.Int("backlog", 128, "default listen `backlog` (SYN-RECEIVED plus unaccepted connections)")
+	backlog := fs.Int("backlog", stack.DefaultBacklog, "default listen `backlog`: the most unaccepted connections, and the most half-open ones, a listener holds")
 	msl := fs.Duration("msl", tcp.DefaultConfig().MSL, "maximum segment lifetime; TIME-WAIT lasts 2*MSL")
 	finTimeout := fs.Duration("fin-timeout", tcp.DefaultConfig().FinTimeout, "reclaim a connection the application closed that sits this long in FIN-WAIT-2")
 	synAckRetries := fs.Int("synack-retries", tcp.DefaultConfig().SynAckRetries, "SYN+ACK retransmissions before a half-open connection is dropped")
-	synCookies := fs.Bool("syncookies", false, "answer SYNs with SYN cookies (RFC 4987) when a listen backlog is full of half-open connections")
+	synCookies := fs.Bool("syncookies", true, "answer SYNs with SYN cookies (RFC 4987) when a listener's SYN queue is full, as Linux's tcp_syncookies=1; -syncookies=false recycles the oldest stale half-open connection or drops the SYN")
 	rcvBuf := fs.String("rcvbuf", "auto", "receive buffer `size` per connection (e.g. 64K, 1M), or auto: start at 128K and autotune up to -rcvbuf-max")
 	rcvBufMax := fs.String("rcvbuf-max", "6M", "receive buffer autotuning cap (`size`)")
 	sndBuf := fs.String("sndbuf", "1M", "send buffer `size` per connection")
@@ -330,7 +330,7 @@ func run(o options) error {
 		MemLimit:       o.memLimit,
 		MinPathMTU:     o.minPMTU,
 		Logger:         log,
-		SynCookies:     o.synCookies,
+		NoSynCookies:   !o.synCookies,
 	}
 	if o.traceJSON != "" {
 		f, err := os.Create(o.traceJSON)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tund-project/tund/stack"
 )
 
 func TestSSFlagErrors(t *testing.T) {
@@ -37,11 +39,14 @@ func TestParseFlagsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.tunName != "tund0" || o.addr.String() != "198.18.0.2" || o.host.String() != "198.18.0.1/24" ||
-		o.mtu != 1500 || o.netns != "" || o.backlog != 128 {
+		o.mtu != 1500 || o.netns != "" || o.backlog != stack.DefaultBacklog {
 		t.Fatalf("defaults: %+v", o)
 	}
-	if o.control != "/run/tund/tund0.sock" || o.synCookies || o.finTimeout != time.Minute || o.synAckRetries != 5 {
+	if o.control != "/run/tund/tund0.sock" || !o.synCookies || o.finTimeout != time.Minute || o.synAckRetries != 5 {
 		t.Fatalf("defaults: %+v", o)
+	}
+	if o, err := parseFlags([]string{"-syncookies=false"}, io.Discard); err != nil || o.synCookies {
+		t.Errorf("-syncookies=false: synCookies %v, err %v", o.synCookies, err)
 	}
 	if o, err := parseFlags([]string{"-impair-out", "loss=1%,reorder=2%", "-impair-seed", "7"}, io.Discard); err != nil ||
 		o.impair.Out.Loss != 0.01 || o.impair.Out.Reorder != 0.02 || o.impair.Seed != 7 {

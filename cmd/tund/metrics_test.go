@@ -135,6 +135,8 @@ func TestMetricsCollector(t *testing.T) {
 		{"tund_resets_sent_total", nil, 0},
 		{"tund_syn_cookies_sent_total", nil, 0},
 		{"tund_syn_cookies_valid_total", nil, 0},
+		{"tund_half_open_evicted_total", nil, 0},
+		{"tund_drops_total", map[string]string{"reason": "syn_queue_full"}, 0},
 		{"tund_passive_opens_total", nil, float64(st.PassiveOpens)},
 	} {
 		if v, ok := metricValue(t, mfs, tc.name, tc.labels); !ok || v != tc.want {
@@ -249,6 +251,10 @@ func TestStatsCommand(t *testing.T) {
 		`(?m)^retransmitted segments\s+0$`,
 		`(?m)^drops by reason:$`,
 		`(?m)^  backlog_full\s+0$`,
+		`(?m)^  syn_queue_full\s+0$`,
+		`(?m)^half-open evicted\s+0$`,
+		`(?m)^heap bytes\s+[1-9]\d*$`,
+		`(?m)^goroutines\s+[1-9]\d*$`,
 		`(?m)^  out_of_window\s+0$`,
 		`(?m)^connections by state:\n  LISTEN\s+1\n  ESTABLISHED\s+1\n  total\s+2$`,
 	} {
@@ -279,10 +285,18 @@ func TestStatsCommand(t *testing.T) {
 	if err := statsCommand([]string{"-control", path, "-json"}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"stats": {`, `"SegmentsIn":`, `"Retransmits": 0`, `"states": {`, `"LISTEN": 1`} {
+	for _, want := range []string{`"stats": {`, `"SegmentsIn":`, `"Retransmits": 0`, `"HeapBytes":`, `"Goroutines":`, `"HalfOpenEvicted": 0`, `"states": {`, `"LISTEN": 1`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("tund stats -json lacks %s:\n%s", want, out.String())
 		}
+	}
+
+	out.Reset()
+	if err := statsCommand([]string{"-control", path, "-gc"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^heap bytes\s+[1-9]\d*$`).MatchString(out.String()) {
+		t.Errorf("tund stats -gc lacks the heap:\n%s", out.String())
 	}
 
 	for _, tc := range []struct {

@@ -114,8 +114,8 @@ func httpHandler(st *stack.Stack) http.Handler {
 		for _, r := range reasons {
 			fmt.Fprintf(w, "drops{reason=%q} %d\n", r, s.Drops[r])
 		}
-		fmt.Fprintf(w, "time_wait %d\ntime_wait_expired %d\ntime_wait_reused %d\nsyn_cookies_sent %d\nsyn_cookies_valid %d\nicmp_errors %d\n",
-			s.TimeWait, s.TimeWaitExpired, s.TimeWaitReused, s.SynCookiesSent, s.SynCookiesValid, s.ICMPErrors)
+		fmt.Fprintf(w, "time_wait %d\ntime_wait_expired %d\ntime_wait_reused %d\nsyn_cookies_sent %d\nsyn_cookies_valid %d\nhalf_open_evicted %d\nicmp_errors %d\n",
+			s.TimeWait, s.TimeWaitExpired, s.TimeWaitReused, s.SynCookiesSent, s.SynCookiesValid, s.HalfOpenEvicted, s.ICMPErrors)
 		counts := st.StateCounts()
 		for state := tcp.Closed; state <= tcp.TimeWait; state++ {
 			if n := counts[state]; n > 0 {

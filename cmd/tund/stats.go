@@ -37,6 +37,7 @@ func statsCommand(args []string, out, errOut io.Writer) error {
 	tunName := fs.String("tun", "tund0", "the TUN device of the tund to ask (sets the default -control)")
 	control := fs.String("control", "", "control socket `path` (default /run/tund/TUN.sock)")
 	asJSON := fs.Bool("json", false, `print the raw counters as JSON: {"stats": …, "states": …}`)
+	gc := fs.Bool("gc", false, "have tund collect garbage and return free memory to the OS first, so heap bytes (and its RSS) show what is live")
 	fs.Usage = func() {
 		fmt.Fprintf(errOut, "usage: tund stats [flags]\n")
 		fs.PrintDefaults()
@@ -57,7 +58,11 @@ func statsCommand(args []string, out, errOut io.Writer) error {
 		Stats  json.RawMessage `json:"stats"`
 		States json.RawMessage `json:"states"`
 	}
-	if err := stack.QueryControl(ctx, path, "stats", &raw.Stats); err != nil {
+	cmd := "stats"
+	if *gc {
+		cmd = "gc"
+	}
+	if err := stack.QueryControl(ctx, path, cmd, &raw.Stats); err != nil {
 		return err
 	}
 	if err := stack.QueryControl(ctx, path, "states", &raw.States); err != nil {
@@ -107,12 +112,15 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"device write errors", st.WriteErrors},
 		{"SYN cookies sent", st.SynCookiesSent},
 		{"SYN cookies valid", st.SynCookiesValid},
+		{"half-open evicted", st.HalfOpenEvicted},
 		{"TIME-WAIT expired", st.TimeWaitExpired},
 		{"TIME-WAIT reused", st.TimeWaitReused},
 		{"ICMP errors", st.ICMPErrors},
 	} {
 		line(c.name, c.v)
 	}
+	line("heap bytes", st.HeapBytes)
+	line("goroutines", st.Goroutines)
 	fmt.Fprintln(out, "limits (now / cap, and how often hit):")
 	lim := st.Limits
 	for _, l := range []struct {
