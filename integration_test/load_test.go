@@ -246,7 +246,7 @@ func TestSynBurstWithCookiesOffIsRecycled(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	var r floodReport
-	runLoad(t, ns, []string{"-syncookies=false"}, "flood", &r, "-n", "5000", "-every", "100ms", "-after", "3s", "-dial-timeout", "10s")
+	runLoad(t, ns, []string{"-syncookies=false"}, "flood", &r, "-n", "5000", "-rate", "5000", "-every", "100ms", "-after", "3s", "-dial-timeout", "10s")
 	r.log(t)
 	if r.Attempts < 20 || r.Succeeded != r.Attempts {
 		t.Errorf("real client: %d of %d attempts succeeded; errors %v", r.Succeeded, r.Attempts, r.Errors.Kinds)
