@@ -186,6 +186,13 @@ func (s *Stack) twExpire() {
 			q.push(twExpiry{it.key, rec.Expires})
 		}
 	}
+	// A table that drained after a burst gives the heap's memory back.
+	switch {
+	case len(q.items) == 0:
+		q.items = nil
+	case cap(q.items) > 4096 && cap(q.items) > 4*len(q.items):
+		q.items = append(make([]twExpiry, 0, 2*len(q.items)), q.items...)
+	}
 	if len(q.items) > 0 {
 		q.armed = q.items[0].at
 		q.timer.Reset(q.armed - now)
