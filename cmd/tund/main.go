@@ -496,54 +496,35 @@ func deviceFailed(o options, name string, err error) error {
 	return fmt.Errorf("TUN device %s%s failed: %w", name, where, err)
 }
 
-// parseBigSize parses a byte count like parseSize, between 1 MiB and
-// 1 TiB (for budgets rather than buffers).
+// parseSize parses a buffer size: a byte count with an optional K, M or
+// G suffix (powers of two), between 1 KiB and 1 GiB.
+func parseSize(s string) (int, error) {
+	v, err := parseBytes(s, 1<<10, 1<<30, "65536, 64K or 4M", "1K and 1G")
+	return int(v), err
+}
+
+// parseBigSize parses a budget rather than a buffer: a byte count with an
+// optional K, M, G or T suffix, between 1 MiB and 1 TiB.
 func parseBigSize(s string) (int64, error) {
+	return parseBytes(s, 1<<20, 1<<40, "512M or 2G", "1M and 1T")
+}
+
+// parseBytes parses a byte count with an optional K, M, G or T suffix
+// (powers of two) between lo and hi; example and bounds word the errors.
+func parseBytes(s string, lo, hi int64, example, bounds string) (int64, error) {
 	mult := int64(1)
 	num := strings.TrimSpace(s)
 	if n := len(num); n > 0 {
-		switch num[n-1] {
-		case 'k', 'K':
-			mult, num = 1<<10, num[:n-1]
-		case 'm', 'M':
-			mult, num = 1<<20, num[:n-1]
-		case 'g', 'G':
-			mult, num = 1<<30, num[:n-1]
-		case 't', 'T':
-			mult, num = 1<<40, num[:n-1]
+		if i := strings.IndexByte("kmgt", num[n-1]|0x20); i >= 0 {
+			mult, num = 1<<(10*(i+1)), num[:n-1]
 		}
 	}
 	v, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("not a size such as 512M or 2G")
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("not a size such as %s", example)
 	}
-	if v > (1<<40)/mult || v*mult < 1<<20 {
-		return 0, fmt.Errorf("must be between 1M and 1T")
-	}
-	return v * mult, nil
-}
-
-// parseSize parses a byte count with an optional K, M or G suffix (powers
-// of two), between 1 KiB and 1 GiB.
-func parseSize(s string) (int, error) {
-	mult := 1
-	num := strings.TrimSpace(s)
-	if n := len(num); n > 0 {
-		switch num[n-1] {
-		case 'k', 'K':
-			mult, num = 1<<10, num[:n-1]
-		case 'm', 'M':
-			mult, num = 1<<20, num[:n-1]
-		case 'g', 'G':
-			mult, num = 1<<30, num[:n-1]
-		}
-	}
-	v, err := strconv.Atoi(num)
-	if err != nil {
-		return 0, fmt.Errorf("not a size such as 65536, 64K or 4M")
-	}
-	if v*mult < 1<<10 || v*mult > 1<<30 {
-		return 0, fmt.Errorf("must be between 1K and 1G")
+	if v > hi/mult || v*mult < lo {
+		return 0, fmt.Errorf("must be between %s", bounds)
 	}
 	return v * mult, nil
 }
