@@ -210,6 +210,14 @@ func (c *Conn) retransmitFirst(now time.Duration) {
 // retransmission paths (fast retransmit, SACK recovery, tail loss probe)
 // all go through here.
 func (c *Conn) resend(start Seq, n int) int {
+	// Only what was sent before: bytes past SND.MAX are new data, which
+	// the peer's window may not admit (RFC 9293 §3.8.6).
+	n = min(n, c.sndMax.Sub(start))
+	// Nor the SYN's sequence number: it is not in the ring (its own timer
+	// resends the SYN).
+	if d := c.sndBufSeq.Sub(start); d > 0 {
+		start, n = c.sndBufSeq, n-d
+	}
 	seg := Segment{Seq: start, Payload: c.snd.Peek(start.Sub(c.sndBufSeq), n)}
 	if fin, sent := c.finSeq(); sent && start.Add(len(seg.Payload)) == fin {
 		seg.Flags |= FlagFIN
