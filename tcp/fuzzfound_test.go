@@ -121,3 +121,37 @@ func TestDupAcksBeforeTheSynIsAcknowledged(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondFinIgnored: a peer's stream ends at its FIN. A "FIN" at a
+// later sequence number (RCV.NXT, just past the first) is a forgery or a
+// broken peer: it must not advance RCV.NXT again (4.4BSD's
+// TCPS_HAVERCVDFIN rule; RFC 9293 §3.10.7.4 has CLOSE-WAIT, CLOSING and
+// LAST-ACK simply stay). FuzzConn: RCV.NXT counted a second FIN in
+// CLOSE-WAIT, and the ACK acknowledged it.
+func TestSecondFinIgnored(t *testing.T) {
+	out := &capture{}
+	syn := Segment{SrcPort: 40000, DstPort: 80, Seq: 7000, Flags: FlagSYN, Window: 1000}
+	c := NewPassive(Config{}, out, &syn, 1000, 0)
+	seg := func(flags Flags, seq Seq, data string) {
+		c.Handle(&Segment{SrcPort: 40000, DstPort: 80, Seq: seq, Ack: 1001, Flags: flags | FlagACK, Window: 1000, Payload: []byte(data)}, 0)
+	}
+	seg(0, 7001, "")
+	seg(FlagFIN, 7001, "hello")
+	if c.State() != CloseWait || c.rcvNxt != 7007 {
+		t.Fatalf("after the FIN: %v, RCV.NXT %d", c.State(), uint32(c.rcvNxt))
+	}
+	out.take()
+	seg(FlagFIN, 7007, "")
+	if c.rcvNxt != 7007 {
+		t.Errorf("a second FIN moved RCV.NXT to %d", uint32(c.rcvNxt))
+	}
+	for _, s := range out.take() {
+		if s.Ack != 7007 {
+			t.Errorf("answered with %s, want ACK 7007", s.String())
+		}
+	}
+	buf := make([]byte, 10)
+	if n, _ := c.Read(buf, 0); string(buf[:n]) != "hello" {
+		t.Errorf("read %q", buf[:n])
+	}
+}
