@@ -155,3 +155,35 @@ func TestSecondFinIgnored(t *testing.T) {
 		t.Errorf("read %q", buf[:n])
 	}
 }
+
+// TestHalfClosedIntoZeroWindow: the application half-closes while the
+// peer's window is shut (its reader is slow). The FIN takes a sequence
+// number, which a zero window has no room for: the receiver drops it
+// (RFC 9293 §3.10.7.4). Sent anyway, it was retransmitted on every RTO,
+// each answered with an ACK that acknowledged nothing, until the retry
+// limit failed a healthy connection with ETIMEDOUT after nine minutes.
+// It must wait behind the window like data (persist probes, RFC 9293
+// §3.8.6.1) and go when the window opens. (FuzzConnPair's invariant: no
+// new sequence space beyond the peer's window.)
+func TestHalfClosedIntoZeroWindow(t *testing.T) {
+	p := newPair(t, Config{RcvBuf: 4096, NoAutoTune: true})
+	if n, _ := p.a.Write(pattern(4096), p.now); n != 4096 {
+		t.Fatalf("wrote %d", n)
+	}
+	p.advance(time.Second) // b's buffer fills, its window shuts
+	if p.a.sndWnd != 0 || p.a.SendQueue() != 0 {
+		t.Fatalf("window %d, %d bytes queued: want everything delivered and the window shut", p.a.sndWnd, p.a.SendQueue())
+	}
+	p.a.CloseWrite(p.now)
+	p.run()
+	p.advance(30 * time.Minute)
+	if p.a.State() != FinWait1 || p.a.Err() != nil {
+		t.Fatalf("after 30 minutes of a live peer's zero window: %v, %v\n%s", p.a.State(), p.a.Err(), logTail(p, 10))
+	}
+	got := readUpTo(t, p.b, p.now, nil, 4096)
+	p.run()
+	p.advance(time.Minute) // the window update, or a probe's answer, lets the FIN go
+	if len(got) != 4096 || p.a.State() != FinWait2 || p.b.State() != CloseWait {
+		t.Fatalf("after the reader read %d bytes: a %v, b %v\n%s", len(got), p.a.State(), p.b.State(), logTail(p, 10))
+	}
+}

@@ -169,6 +169,13 @@ func (c *Conn) sendData(now time.Duration) {
 		}
 		// All data is out; the FIN goes next if the application closed.
 		if fin, sent := c.finSeq(); c.finQueued && !sent || (c.finQueued && c.sndNxt == fin) {
+			// The FIN takes a sequence number: a shut window has no room
+			// for it (the receiver drops it, RFC 9293 §3.10.7.4). It
+			// waits like data, the persist timer probing meanwhile.
+			if room <= 0 {
+				c.armPersist(now)
+				return
+			}
 			c.transmit(Segment{Seq: c.sndNxt, Flags: FlagFIN}, now)
 		}
 		return
