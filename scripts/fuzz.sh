@@ -9,7 +9,7 @@
 #   DURATION  per target, as go test -fuzztime takes it, in s, m or h
 #             (default 10m); each run is also killed at DURATION + 5m
 #   TARGET    only the targets whose "pkg/Name" matches (default all)
-# CI (.ci/run) runs `scripts/fuzz.sh 15s` after the tests.
+# CI (.ci/run) runs `scripts/fuzz.sh 10s` after the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
