@@ -204,8 +204,11 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 		c.receiveText(seg.Seq, seg.Payload, now)
 	}
 
-	// Eighth, check the FIN bit.
-	if seg.Flags.Has(FlagFIN) {
+	// Eighth, check the FIN bit. Only the first: the peer's sequence
+	// space ends at its FIN, so a "FIN" beyond it is not one (CLOSE-WAIT,
+	// CLOSING and LAST-ACK remain, RFC 9293 §3.10.7.4; 4.4BSD's
+	// TCPS_HAVERCVDFIN).
+	if seg.Flags.Has(FlagFIN) && !c.finRcvd {
 		finSeq := seg.Seq.Add(len(seg.Payload))
 		switch {
 		case finSeq == c.rcvNxt:

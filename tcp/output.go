@@ -170,6 +170,13 @@ func (c *Conn) sendData(now time.Duration) {
 		}
 		// All data is out; the FIN goes next if the application closed.
 		if fin, sent := c.finSeq(); c.finQueued && !sent || (c.finQueued && c.sndNxt == fin) {
+			// The FIN takes a sequence number: a shut window has no room
+			// for it (the receiver drops it, RFC 9293 §3.10.7.4). It
+			// waits like data, the persist timer probing meanwhile.
+			if room <= 0 {
+				c.armPersist(now)
+				return
+			}
 			c.transmit(Segment{Seq: c.sndNxt, Flags: FlagFIN}, now)
 		}
 		return
@@ -211,6 +218,14 @@ func (c *Conn) retransmitFirst(now time.Duration) {
 // retransmission paths (fast retransmit, SACK recovery, tail loss probe)
 // all go through here.
 func (c *Conn) resend(start Seq, n int) int {
+	// Only what was sent before: bytes past SND.MAX are new data, which
+	// the peer's window may not admit (RFC 9293 §3.8.6).
+	n = min(n, c.sndMax.Sub(start))
+	// Nor the SYN's sequence number: it is not in the ring (its own timer
+	// resends the SYN).
+	if d := c.sndBufSeq.Sub(start); d > 0 {
+		start, n = c.sndBufSeq, n-d
+	}
 	seg := Segment{Seq: start, Payload: c.snd.Peek(start.Sub(c.sndBufSeq), n)}
 	if fin, sent := c.finSeq(); sent && start.Add(len(seg.Payload)) == fin {
 		seg.Flags |= FlagFIN

@@ -132,7 +132,9 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 func (c *Conn) probeWindow(now time.Duration) {
 	c.persistAt = 0
 	unsent := c.snd.Len() - c.sndNxt.Sub(c.sndBufSeq)
-	if unsent <= 0 || c.sndUna != c.sndMax {
+	_, finSent := c.finSeq()
+	finWaits := c.finQueued && !finSent // a FIN waits for the window too (sendData)
+	if (unsent <= 0 && !finWaits) || c.sndUna != c.sndMax {
 		return
 	}
 	if c.probesUnanswered >= c.cfg.MaxRetries {
@@ -148,6 +150,9 @@ func (c *Conn) probeWindow(now time.Duration) {
 		return
 	}
 	if c.sndWnd > 0 {
+		if unsent <= 0 {
+			return // the window opened: Tick's output sends the FIN
+		}
 		n := min(unsent, c.sndWnd, c.segMSS())
 		off := c.sndNxt.Sub(c.sndBufSeq)
 		seg := Segment{Seq: c.sndNxt, Payload: c.snd.Peek(off, n), Flags: FlagPSH}
