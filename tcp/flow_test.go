@@ -1187,3 +1187,33 @@ func TestLostSmallSegmentRetransmitted(t *testing.T) {
 		}
 	})
 }
+
+// TestRetransmitTimeoutProbesAShutWindow: data in flight is lost and the
+// sender then believes the peer's window shut (a stale update taken for
+// the latest after reordering, or a window that shrank under the data).
+// Going back to SND.UNA would send nothing; the timeout must resend the
+// first segment anyway as a probe, and the transfer completes.
+func TestRetransmitTimeoutProbesAShutWindow(t *testing.T) {
+	p := newPair(t, Config{NoSACK: true}) // no tail loss probe to do it instead
+	data := pattern(3000)
+	p.aOut.drop = func(seg *Segment) bool { return len(seg.Payload) > 0 } // the data is lost
+	if _, err := p.a.Write(data, p.now); err != nil {
+		t.Fatal(err)
+	}
+	p.run()
+	p.aOut.drop = nil
+	// An old ACK from b, delivered late, says its window is shut.
+	stale := Segment{SrcPort: 80, DstPort: 40000, Seq: p.b.sndMax, Ack: p.a.sndUna, Flags: FlagACK, Window: 0}
+	p.a.Handle(&stale, p.now)
+	if p.a.sndWnd != 0 || p.a.sndUna == p.a.sndMax {
+		t.Fatalf("setup: sndWnd %d, in flight %d", p.a.sndWnd, p.a.sndMax.Sub(p.a.sndUna))
+	}
+	var got []byte
+	for i := 0; i < 100 && len(got) < len(data); i++ {
+		p.advance(time.Second)
+		got = readSome(t, p.b, p.now, got)
+	}
+	if !bytes.Equal(got, data) || p.a.Err() != nil {
+		t.Fatalf("b got %d of %d bytes; a %v, err %v\n%s", len(got), len(data), p.a.State(), p.a.Err(), p.dump())
+	}
+}

@@ -91,7 +91,14 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 		c.endOrphan()
 		return
 	}
-	if c.retries >= limit {
+	// With the peer's window shut (or shrunk under what is in flight, or
+	// a stale update taken for the latest after reordering), going back
+	// to SND.UNA sends nothing; the first segment goes anyway, as a probe
+	// whose answer carries the window (RFC 9293 §3.8.6.1, RFC 1122
+	// §4.2.2.17). A peer that answers is alive and is not timed out for
+	// its window: then only probes it left unanswered count.
+	probing := c.synAcked && c.sndWnd == 0
+	if c.retries >= limit && (!probing || c.probesUnanswered >= limit) {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
 		return
 	}
@@ -119,6 +126,10 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	// as the (now one-segment) congestion window allows.
 	c.sndNxt = c.sndUna
 	c.rtxAt = now + c.rto.Timeout()
+	if probing {
+		c.probesUnanswered++
+		c.resend(c.sndUna, c.segMSS())
+	}
 }
 
 // probeWindow runs when the persist timer fires. With the window shut it
