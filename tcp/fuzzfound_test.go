@@ -187,3 +187,60 @@ func TestHalfClosedIntoZeroWindow(t *testing.T) {
 		t.Fatalf("after the reader read %d bytes: a %v, b %v\n%s", len(got), p.a.State(), p.b.State(), logTail(p, 10))
 	}
 }
+
+// TestRTOResendsHeadIntoShutWindow: data (or the FIN) was sent while the
+// peer's window was open and lost; then a stale copy of the peer's
+// window update (same SEG.SEQ and SEG.ACK, so RFC 9293's SND.WL1/WL2 rule
+// cannot tell it is older) shuts the window. The retransmission timer
+// must still resend the first unacknowledged segment's head, as Linux
+// does (the segment at SND.UNA is always retransmittable): it is what
+// makes the peer answer with its real window. Sending nothing, every RTO
+// counted a retry until the connection failed with ETIMEDOUT against a
+// live peer (FuzzConnPair).
+func TestRTOResendsHeadIntoShutWindow(t *testing.T) {
+	for _, fin := range []bool{false, true} {
+		c, out, rcvNxt := openedActive(t, Config{NoSACK: true, NoTimestamps: true, NoWScale: true}, 1460, 300)
+		n := 300
+		if !fin {
+			n = 600
+		}
+		if w, _ := c.Write(make([]byte, n), 0); w != n {
+			t.Fatalf("wrote %d", w)
+		}
+		ack := func(a Seq, wnd uint16, now time.Duration) {
+			c.Handle(&Segment{SrcPort: 80, DstPort: 40000, Seq: rcvNxt, Ack: a, Flags: FlagACK, Window: wnd}, now)
+		}
+		ms := time.Millisecond
+		ack(1301, 300, ms) // the first 300 bytes arrived; 300 more (or the FIN) go out
+		if fin {
+			c.CloseWrite(ms)
+		}
+		if segs := out.take(); len(segs) == 0 {
+			t.Fatalf("fin %v: nothing sent into the open window", fin)
+		}
+		ack(1301, 0, 2*ms) // the stale copy: the window looks shut; what was sent is lost
+		var resent bool
+		for i := 0; i < 3 && !resent; i++ {
+			c.Tick(c.NextTimer())
+			for _, s := range out.take() {
+				resent = resent || (s.Seq == 1301 && (len(s.Payload) > 0 || s.Flags.Has(FlagFIN)))
+			}
+		}
+		if !resent {
+			t.Fatalf("fin %v: the retransmission timer resent nothing at SND.UNA 1301 (state %v, err %v, %d retransmissions counted)",
+				fin, c.State(), c.Err(), c.Retransmits)
+		}
+		// The peer's answer carries its real window: everything goes.
+		now := c.NextTimer()
+		ack(1301, 300, now)
+		out.take()
+		end := Seq(1601)
+		if fin {
+			end = 1302
+		}
+		ack(end, 300, now)
+		if c.sndUna != end || c.Err() != nil {
+			t.Errorf("fin %v: SND.UNA %d, err %v after the peer acknowledged everything", fin, uint32(c.sndUna), c.Err())
+		}
+	}
+}
