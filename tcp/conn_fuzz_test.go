@@ -3,6 +3,7 @@ package tcp
 import (
 	"errors"
 	"fmt"
+	"github.com/tund-project/tund/window"
 	"io"
 	"strings"
 	"syscall"
@@ -50,6 +51,11 @@ func streamByte(k int, side byte) byte { return byte(k*7+k>>9) ^ side }
 //	      32 CUBIC, 64 one challenge ACK a second, 128 no delayed ACKs
 //	rcv:  RcvBuf choice, snd: SndBuf choice, mss: MSS choice
 //	misc: 2 bits each: keepalive, FIN-WAIT-2 timeout, MSL, retries
+//
+// The choice bytes' high values pick the limits, so that seeds written
+// with small values keep their meaning: rcv/6 a memory budget of the
+// connection's own (none, 64 KiB, 1 MiB), snd/6 OrphanRetries, mss/5
+// PMTUExpire and whether ACKs for unacceptable segments are rate-limited.
 func fuzzConfig(r *fuzzInput) Config {
 	bits, rcv, snd, mss, misc := r.u8(), r.u8(), r.u8(), r.u8(), r.u8()
 	cfg := Config{
@@ -72,6 +78,14 @@ func fuzzConfig(r *fuzzInput) Config {
 	cfg.FinTimeout = [...]time.Duration{0, -1, 3 * time.Second, 0}[misc>>2&3]
 	cfg.MSL = [...]time.Duration{0, time.Second, time.Minute, 0}[misc>>4&3]
 	cfg.MaxRetries = [...]int{0, 3, 6, 15}[misc>>6&3]
+	if budget := [...]int64{0, 64 << 10, 1 << 20}[int(rcv)/6%3]; budget != 0 {
+		cfg.Memory = window.NewMemory(budget)
+	}
+	cfg.OrphanRetries = [...]int{0, 1, 3, -1}[int(snd)/6%4]
+	cfg.PMTUExpire = [...]time.Duration{0, 5 * time.Second, -1}[int(mss)/5%3]
+	if int(mss)/15%2 == 1 {
+		cfg.InvalidAckInterval = -1
+	}
 	return cfg
 }
 
@@ -345,6 +359,11 @@ func (h *connChecker) check(what string, before wakeState, stateBefore State, fr
 		if after.writable && !before.writable && ev&EvWritable == 0 {
 			h.fatalf("after %s: writable now, but no EvWritable (a blocked Write would sleep on)", what)
 		}
+	}
+	// Ring memory: a budget of the connection's own is charged exactly
+	// what its two rings hold allocated.
+	if m := c.cfg.Memory; m != nil && m.Used() != int64(c.snd.Cap()+c.rcv.Cap()) {
+		h.fatalf("after %s: memory budget says %d bytes, the rings hold %d + %d", what, m.Used(), c.snd.Cap(), c.rcv.Cap())
 	}
 	// Timers: every deadline is unset or still ahead (the earliest is),
 	// and none is armed on a CLOSED connection.
