@@ -35,6 +35,7 @@ func BenchmarkPipeTransfer(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(x.stats.backlogQueued.Load()+y.stats.backlogQueued.Load())/float64(b.N), "queued/op")
 	c.Close()
 }
 

@@ -44,10 +44,10 @@ type Conn struct {
 	inTimeWait bool
 
 	// The backlog: segments the reader queued while mu was held.
-	blMu    sync.Mutex
-	bl      []byte // length-prefixed TCP segments
-	blSpare []byte // the previous bl, reused
-	blN     atomic.Int32
+	blMu  sync.Mutex
+	bl    []byte  // length-prefixed TCP segments (and ICMP notes)
+	blBuf *[]byte // where bl came from (backlogBufs)
+	blN   atomic.Int32
 
 	est      chan struct{} // closed when established, or when the attempt failed
 	rd, wr   chan struct{} // cap-1 wake-ups

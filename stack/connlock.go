@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"sync"
 	"syscall"
 
 	"github.com/tund-project/tund/tcp"
@@ -116,6 +117,11 @@ func (c *Conn) enqueue(raw []byte, e *icmpNote) {
 		c.s.stats.backlogDrops.Add(1)
 		return
 	}
+	if c.bl == nil {
+		c.blBuf = backlogBufs.Get().(*[]byte)
+		c.bl = (*c.blBuf)[:0]
+	}
+	c.s.stats.backlogQueued.Add(1)
 	if e == nil {
 		c.bl = binary.BigEndian.AppendUint32(c.bl, uint32(n))
 		c.bl = append(c.bl, raw...)
@@ -132,11 +138,12 @@ func (c *Conn) enqueue(raw []byte, e *icmpNote) {
 // runBacklog handles every queued segment. Called with c.mu held.
 func (c *Conn) runBacklog() {
 	c.blMu.Lock()
-	q := c.bl
-	c.bl, c.blSpare = c.blSpare[:0], nil
+	q, qBuf := c.bl, c.blBuf
+	c.bl, c.blBuf = nil, nil
 	c.blN.Store(0)
 	c.blMu.Unlock()
-	var seg tcp.Segment
+	seg := segPool.Get().(*tcp.Segment)
+	defer segPool.Put(seg)
 	for b := q; len(b) >= 4; {
 		word := binary.BigEndian.Uint32(b)
 		if word == icmpRecord {
@@ -152,19 +159,26 @@ func (c *Conn) runBacklog() {
 		}
 		raw := b[4 : 4+word]
 		b = b[4+word:]
-		if c.tcb == nil || tcp.Parse(raw, &seg) != nil {
+		if c.tcb == nil || tcp.Parse(raw, seg) != nil {
 			continue
 		}
-		c.tcb.Handle(&seg, c.s.now())
+		c.tcb.Handle(seg, c.s.now())
 		c.after()
 	}
-	// Keep the buffer for the next time the connection is busy, unless
-	// a burst made it large.
-	if cap(q) <= 64<<10 {
-		c.blMu.Lock()
-		if c.blSpare == nil {
-			c.blSpare = q[:0]
-		}
-		c.blMu.Unlock()
+	// The buffer goes back to the stack-wide pool: a busy connection
+	// takes one while it is busy, an idle one holds none.
+	if qBuf != nil {
+		*qBuf = q[:0]
+		backlogBufs.Put(qBuf)
 	}
 }
+
+// segPool holds the segments runBacklog parses into (the core's Handle
+// lets its argument escape, so a local one would be an allocation).
+var segPool = sync.Pool{New: func() any { return new(tcp.Segment) }}
+
+// backlogBufs are the backlogs' buffers, shared by every connection.
+var backlogBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 16<<10)
+	return &b
+}}

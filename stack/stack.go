@@ -193,6 +193,7 @@ type counters struct {
 	synCookiesBad             atomic.Uint64
 	timeWaitOverflow          atomic.Uint64
 	backlogDrops              atomic.Uint64 // segments a busy connection's backlog had no room for
+	backlogQueued             atomic.Uint64 // segments and ICMP errors queued for a busy connection
 	connLimit                 atomic.Uint64 // dials refused and SYNs dropped at MaxConnections
 	orphanOverflow            atomic.Uint64 // connections reset at close past MaxOrphans
 	acksLimited               atomic.Uint64 // TIME-WAIT ACKs held back (connections count their own)
