@@ -134,6 +134,9 @@ type Stats struct {
 	// HalfOpenEvicted counts half-open connections a listener with a
 	// full backlog gave up to make room for a new SYN (RFC 4987 §3.4).
 	HalfOpenEvicted uint64
+	// BacklogQueued counts segments (and ICMP errors) the reader queued
+	// for a connection an application call held, instead of waiting.
+	BacklogQueued uint64
 	// The process the stack runs in, so that a look from outside (tund
 	// stats -json) shows what connections cost: live heap objects in
 	// bytes, and goroutines.
@@ -257,6 +260,7 @@ func (s *Stack) Stats() Stats {
 			OrphanRetries: s.tcpCfg.OrphanRetries, MinPathMTU: s.cfg.MinPathMTU,
 		},
 		HalfOpenEvicted: s.stats.halfOpenEvicted.Load(),
+		BacklogQueued:   s.stats.backlogQueued.Load(),
 		HeapBytes:       heapBytes(), Goroutines: runtime.NumGoroutine(),
 		Drops: map[string]uint64{
 			"tcp_options":    s.stats.badTCPOptions.Load(),

@@ -138,6 +138,7 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 	}
 	line("  memory pressure", fmt.Sprintf("%s (began %d times)", st.MemoryPressure, st.MemoryPressureEvents))
 	line("  ACKs rate-limited", st.AcksRateLimited)
+	line("  queued for a busy conn", st.BacklogQueued)
 	fmt.Fprintln(out, "drops by reason:")
 	reasons := make([]string, 0, len(st.Drops))
 	var dropped uint64
