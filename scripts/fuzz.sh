@@ -36,19 +36,32 @@ TARGETS=(
   "./tun FuzzParseImpairment"
 )
 
-failed=()
+# Go's fuzzing coordinator (before Go 1.27, golang/go#75804) can report a
+# bare "context deadline exceeded" as the -fuzztime deadline passes, with
+# no failing input: that run is a flake of the tool, not a finding. A run
+# fails when the target wrote a failing input, or failed any other way.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+failed=() flaked=()
 for t in "${TARGETS[@]}"; do
   read -r pkg name extra <<<"$t"
   [[ "${pkg#./}/$name" =~ $FILTER ]] || continue
   echo "== $pkg $name for $DURATION"
   # shellcheck disable=SC2086 # $extra is a list of flags
   if ! timeout --kill-after=30s "$((secs + 300))s" \
-      go test -run='^$' -fuzz="^$name\$" -fuzztime="$DURATION" $extra "$pkg"; then
-    failed+=("$pkg $name")
+      go test -run='^$' -fuzz="^$name\$" -fuzztime="$DURATION" $extra "$pkg" 2>&1 | tee "$log"; then
+    if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
+      echo "fuzz.sh: $pkg $name: the fuzzing coordinator's deadline race (golang/go#75804), no failing input: not a finding"
+      flaked+=("$pkg $name")
+    else
+      failed+=("$pkg $name")
+    fi
   fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz.sh: failed: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzz.sh: every target ran $DURATION without a failure"
+note=""
+[ ${#flaked[@]} -gt 0 ] && note=" (stopped by the coordinator race: ${flaked[*]})"
+echo "fuzz.sh: every target ran $DURATION without a failure$note"
