@@ -68,6 +68,16 @@ type Config struct {
 	// sends per second (RFC 5961 §7), so a blind attacker cannot use it as
 	// an amplifier. Negative: no limit.
 	ChallengeACKLimit int
+	// InWindowRST and InWindowSYN turn RFC 5961's blind-attack checks
+	// off, for experiments that compare with RFC 793 (FreeBSD's
+	// net.inet.tcp.insecure_rst and insecure_syn): any RST inside the
+	// window resets the connection, where RFC 5961 §3.2 wants an exact
+	// match with RCV.NXT and a challenge ACK otherwise; a SYN inside the
+	// window resets it (RFC 793 §3.9), where RFC 5961 §4.2 answers any
+	// SYN with a challenge ACK. Off by default, as they must be on a
+	// network.
+	InWindowRST bool
+	InWindowSYN bool
 	// InvalidAckInterval is the least time between two ACKs sent in
 	// reply to unacceptable segments — out of the window, old
 	// duplicates, anything reaching TIME-WAIT — so that a storm of them,
@@ -245,7 +255,8 @@ type Conn struct {
 
 	// ACK scheduling.
 	ackNow     bool
-	ackPending int // in-order data segments not yet acknowledged
+	ackPending int // in-order data bytes not yet acknowledged
+	ackSegs    int // in-order data segments not yet acknowledged
 
 	// Loss recovery.
 	rto       retransmit.RTO
@@ -312,6 +323,12 @@ type Conn struct {
 	kaAt     time.Duration
 	kaProbes int
 	lastOOO  Seq // start of the latest out-of-order segment (first SACK block)
+	// The SACK blocks reported last (RFC 2018 §4 repeats them), and a
+	// duplicate range to report once as a D-SACK block (RFC 2883).
+	sackRecent   [MaxSACKBlocks]SACKBlock
+	nSackRecent  int
+	dsack        SACKBlock
+	dsackPending bool
 
 	clock time.Duration // the now of the current call, for timestamps
 	// softErr is the latest soft ICMP error (RFC 1122 §4.2.3.9); a
@@ -575,6 +592,23 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 	return 0, nil
 }
 
+// Peek is Read without consuming (MSG_PEEK): the bytes stay queued.
+func (c *Conn) Peek(p []byte) (int, error) {
+	if c.readShut {
+		return 0, io.EOF
+	}
+	if n := c.rcv.Peek(p); n > 0 {
+		return n, nil
+	}
+	switch {
+	case c.err != nil:
+		return 0, c.err
+	case c.finRcvd, c.state == Closed:
+		return 0, io.EOF
+	}
+	return 0, nil
+}
+
 // Write queues bytes from p for sending and returns how many fit (0 when
 // the send buffer is full: the caller waits for EvWritable). It fails with
 // EPIPE after CloseWrite or the error that ended the connection.
@@ -819,7 +853,7 @@ func (c *Conn) challengeACK(now time.Duration) {
 // know (RCV.NXT and the window), so holding back the rest loses nothing
 // but an attacker's amplification and an ACK loop's fuel.
 //
-// Probes are the exception: a segment one below RCV.NXT with at most one
+// Probes and duplicates are the exception: a segment one below RCV.NXT with at most one
 // byte (a keepalive or zero-window probe, RFC 1122 §4.2.3.6 and
 // §4.2.2.17) or one at RCV.NXT that a shut window refused asks for an ACK
 // by design, and a sender backing off from a 200 ms RTO probes more often
@@ -828,7 +862,12 @@ func (c *Conn) challengeACK(now time.Duration) {
 func (c *Conn) invalidAck(seg *Segment, now time.Duration) {
 	probe := (seg.Seq == c.rcvNxt.Add(-1) && len(seg.Payload) <= 1 || seg.Seq == c.rcvNxt) &&
 		!seg.Flags.Has(FlagSYN) && !seg.Flags.Has(FlagFIN)
-	if probe {
+	// A retransmission of data we have (it ends at or before RCV.NXT,
+	// within a window of it) is answered too: its ACK (with a D-SACK
+	// block) is what stops the sender's retransmissions.
+	dup := len(seg.Payload) > 0 && seg.Seq.Add(len(seg.Payload)).LessThanEq(c.rcvNxt) &&
+		c.rcvNxt.Sub(seg.Seq) <= 0xffff<<c.rcvWScale
+	if probe || dup {
 		c.challengeACK(now)
 		return
 	}

@@ -132,6 +132,11 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 		return
 	}
 
+	// Data we have had already (a retransmission whose original, or ACK,
+	// arrived) is reported as a D-SACK block (RFC 2883 §4.1.1).
+	if n := len(seg.Payload); n > 0 && seg.Seq.Add(n).LessThanEq(c.rcvNxt) && c.rcvNxt.Sub(seg.Seq) <= 0xffff<<c.rcvWScale {
+		c.noteDuplicate(seg.Seq, seg.Seq.Add(n))
+	}
 	// First, check the sequence number.
 	if !c.acceptable(seg, now) {
 		// RFC 9293 §3.10.7.4: an unacceptable segment gets an ACK (unless
@@ -152,18 +157,18 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	// Second, check the RST bit (RFC 5961 §3.2): reset only on an exact
 	// match with RCV.NXT; anything else in the window earns a challenge ACK.
 	if seg.Flags.Has(FlagRST) {
-		if seg.Seq != c.rcvNxt {
+		if seg.Seq != c.rcvNxt && !c.cfg.InWindowRST {
 			c.challengeACK(now)
 			return
 		}
 		switch c.state {
 		case SynReceived:
 			c.fail(RcvRst, seg, syscall.ECONNREFUSED)
-		case Closing, LastAck:
-			c.err = nil
-			c.transition(RcvRst, seg)
-			c.stopTimers()
 		default:
+			// Also in CLOSING and LAST-ACK, where RFC 9293 only says
+			// "enter CLOSED": the application learns its last data and
+			// FIN may not have arrived (ECONNRESET, as Linux and BSD
+			// report to SO_ERROR).
 			c.fail(RcvRst, seg, syscall.ECONNRESET)
 		}
 		return
@@ -171,6 +176,13 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	// Fourth, check the SYN bit: RFC 5961 §4.2 (and RFC 9293 §3.10.7.4):
 	// a SYN on a synchronized connection gets a challenge ACK.
 	if seg.Flags.Has(FlagSYN) {
+		if c.cfg.InWindowSYN && c.state != SynReceived {
+			// RFC 793 §3.9: a SYN in the window is an error: reset the
+			// connection and tell the peer.
+			c.send(Segment{Seq: c.sndNxt, Flags: FlagRST | FlagACK})
+			c.fail(RcvSynInWindow, seg, syscall.ECONNRESET)
+			return
+		}
 		c.challengeACK(now)
 		return
 	}
@@ -237,10 +249,17 @@ func (c *Conn) acceptable(seg *Segment, now time.Duration) bool {
 	segLen := seg.Len()
 	if segLen == 0 {
 		// RFC 9293 §3.10.7.4 reads RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND.
-		// We accept the right edge itself too, as Linux does: a bare ACK
-		// carries SND.NXT, and a peer that filled our window sends exactly
-		// the right edge; refusing it would throw away the very ACKs that
-		// let the peer's data (and so our buffer space) move again.
+		// We accept the right edge itself too for an ACK, as Linux does: a
+		// bare ACK carries SND.NXT, and a peer that filled our window sends
+		// exactly the right edge; refusing it would throw away the very
+		// ACKs that let the peer's data (and so our buffer space) move
+		// again. Not for an RST: RFC 5961 §3.2 takes one only inside the
+		// window, and one at the edge is dropped without an answer.
+		if seg.Flags.Has(FlagRST) {
+			// (With the window shut, only SEG.SEQ = RCV.NXT, as for any
+			// empty segment.)
+			return seg.Seq == c.rcvNxt || seg.Seq.InWindow(c.rcvNxt, wnd)
+		}
 		return seg.Seq.InWindow(c.rcvNxt, wnd+1)
 	}
 	if wnd == 0 {
@@ -268,6 +287,7 @@ func (c *Conn) acceptable(seg *Segment, now time.Duration) bool {
 			d--
 		}
 		d = min(d, len(seg.Payload))
+		c.noteDuplicate(seg.Seq, seg.Seq.Add(d)) // RFC 2883 §4.1.2: the part we had
 		seg.Payload = seg.Payload[d:]
 		seg.Seq = seg.Seq.Add(d)
 	}
@@ -614,6 +634,14 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 		return
 	}
 	off := seq.Sub(c.rcvNxt)
+	hadGap := c.rcv.HasOutOfOrder()
+	// What of it we hold already, out of order, is a duplicate too
+	// (RFC 2883 §4.2).
+	c.rcv.OutOfOrder(func(start, end int) {
+		if a, b := max(start, off), min(end, off+len(payload)); a < b {
+			c.noteDuplicate(c.rcvNxt.Add(a), c.rcvNxt.Add(b))
+		}
+	})
 	adv := c.rcv.Write(off, payload)
 	if off > 0 {
 		c.lastOOO = seq
@@ -629,13 +657,19 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 		c.ackNow = true
 		return
 	}
-	filledGap := adv > len(payload)
+	// In-order data while out-of-order data waits fills (part of) the
+	// gap before it, whether or not it reaches the stored data.
+	filledGap := hadGap
 	c.rcvNxt = c.rcvNxt.Add(adv)
 	c.events |= EvReadable
 	c.ackPending += adv
+	c.ackSegs++
 	c.measureRcvRTT(now)
-	if c.cfg.DelayedAck < 0 || window.AckNow(window.AckState{
-		UnackedBytes: c.ackPending, MSS: c.rcvMSS(),
+	// A D-SACK goes at once: it tells a sender that retransmitted
+	// needlessly (RFC 2883), and a partly duplicated segment is a
+	// retransmission.
+	if c.cfg.DelayedAck < 0 || c.dsackPending || window.AckNow(window.AckState{
+		UnackedBytes: c.ackPending, UnackedSegments: c.ackSegs, MSS: c.rcvMSS(),
 		OutOfOrder: c.rcv.HasOutOfOrder(), FilledGap: filledGap,
 	}) {
 		c.ackNow = true

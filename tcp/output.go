@@ -20,7 +20,7 @@ func (c *Conn) send(seg Segment) {
 	}
 	if seg.Flags&FlagRST == 0 {
 		seg.Window = c.advertise(seg.Flags&FlagSYN != 0)
-		c.ackNow, c.ackPending, c.ackAt = false, 0, 0
+		c.ackNow, c.ackPending, c.ackSegs, c.ackAt = false, 0, 0, 0
 		if seg.Flags&FlagACK != 0 {
 			c.lastAckSent = seg.Ack
 		}
@@ -33,7 +33,7 @@ func (c *Conn) send(seg Segment) {
 				seg.Options.TSEcr = c.tsRecent
 			}
 		}
-		if c.sackOK && seg.Flags&FlagSYN == 0 && c.rcv.HasOutOfOrder() {
+		if c.sackOK && seg.Flags&FlagSYN == 0 && (c.rcv.HasOutOfOrder() || c.dsackPending) {
 			c.addSACKBlocks(&seg)
 		}
 	}
@@ -325,9 +325,12 @@ func (c *Conn) ackSeq() Seq {
 }
 
 // addSACKBlocks reports the out-of-order data we hold (RFC 2018 §4): the
-// block holding the most recently received segment first, then the others
-// from the lowest, as many as fit in the option space the segment leaves
-// (a full-sized data segment has none to spare, so SACK rides on ACKs).
+// block holding the most recently received segment first, then the
+// blocks reported last time, most recent first (so that each block is
+// repeated in several ACKs and survives their loss), then any others from
+// the lowest, as many as fit in the option space the segment leaves (a
+// full-sized data segment has none to spare, so SACK rides on ACKs). A
+// pending D-SACK block (RFC 2883) goes before them all, once.
 func (c *Conn) addSACKBlocks(seg *Segment) {
 	used := seg.Options.encodedLen() + 4                 // NOP NOP kind len
 	room := min(40-used, c.sndMSS-len(seg.Payload)-used) // 40 option bytes at most
@@ -335,22 +338,69 @@ func (c *Conn) addSACKBlocks(seg *Segment) {
 	if limit <= 0 {
 		return
 	}
-	var first SACKBlock
-	c.rcv.OutOfOrder(func(start, end int) {
-		b := SACKBlock{c.rcvNxt.Add(start), c.rcvNxt.Add(end)}
-		if first.Start == first.End && c.lastOOO.InWindow(b.Start, b.End.Sub(b.Start)) {
-			first = b
-		}
-	})
 	o := &seg.Options
-	if first.Start != first.End {
-		o.SACK[0], o.NumSACK = first, 1
+	add := func(b SACKBlock) {
+		if o.NumSACK >= limit || b.Start == b.End {
+			return
+		}
+		for i := 0; i < o.NumSACK; i++ {
+			if o.SACK[i] == b && !(i == 0 && c.dsackPending) {
+				return
+			}
+		}
+		o.SACK[o.NumSACK] = b
+		o.NumSACK++
+	}
+	// holding returns the out-of-order block that holds seq, if any.
+	holding := func(seq Seq) (blk SACKBlock) {
+		c.rcv.OutOfOrder(func(start, end int) {
+			b := SACKBlock{c.rcvNxt.Add(start), c.rcvNxt.Add(end)}
+			if blk.Start == blk.End && seq.InWindow(b.Start, b.End.Sub(b.Start)) {
+				blk = b
+			}
+		})
+		return blk
+	}
+	if c.dsackPending {
+		add(c.dsack)
+		// RFC 2883 §4: a duplicate inside a block we hold is followed by
+		// that block.
+		add(holding(c.dsack.Start))
+	}
+	add(holding(c.lastOOO))
+	for i := 0; i < c.nSackRecent; i++ {
+		add(holding(c.sackRecent[i].Start))
 	}
 	c.rcv.OutOfOrder(func(start, end int) {
-		b := SACKBlock{c.rcvNxt.Add(start), c.rcvNxt.Add(end)}
-		if o.NumSACK < limit && b != first {
-			o.SACK[o.NumSACK] = b
-			o.NumSACK++
-		}
+		add(SACKBlock{c.rcvNxt.Add(start), c.rcvNxt.Add(end)})
 	})
+	// Remember what was reported, D-SACK apart, for the next time.
+	c.nSackRecent = 0
+	for i := 0; i < o.NumSACK; i++ {
+		if i == 0 && c.dsackPending {
+			continue
+		}
+		c.sackRecent[c.nSackRecent] = o.SACK[i]
+		c.nSackRecent++
+	}
+	c.dsackPending = false
+}
+
+// noteDuplicate records received data we already had, [start, end), to
+// report once as a D-SACK block (RFC 2883), so the sender can tell a
+// spurious retransmission from a loss.
+func (c *Conn) noteDuplicate(start, end Seq) {
+	if !c.sackOK || !start.LessThan(end) {
+		return
+	}
+	// One segment's duplicate parts (before RCV.NXT, inside blocks we
+	// hold) are reported as one range where they touch; where they do
+	// not, the first (lowest) is, as one D-SACK block can say only one.
+	if d := c.dsack; c.dsackPending {
+		if end.LessThan(d.Start) || d.End.LessThan(start) {
+			return
+		}
+		start, end = start.Min(d.Start), end.Max(d.End)
+	}
+	c.dsack, c.dsackPending = SACKBlock{start, end}, true
 }

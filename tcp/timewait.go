@@ -79,6 +79,11 @@ func (tw *TimeWaitEntry) judge(seg *Segment, now, msl time.Duration) (v TimeWait
 		// its state answers it with an RST, which we ignore (above), and
 		// it retries after the wait.
 		return TWAck, ack
+	case !seg.Flags.Has(FlagACK):
+		// Without the ACK bit (and not a SYN): RFC 9293 §3.10.7.4's fifth
+		// step drops it. Nothing a peer that knew this connection sends
+		// lacks it, so even an old one gets no answer (as in BSD).
+		return TWDrop, ack
 	case seg.Flags.Has(FlagFIN) && seg.Seq.Add(len(seg.Payload)+1) == tw.RcvNxt:
 		// The peer's FIN again: our last ACK was lost. ACK it again and
 		// restart the 2MSL timer (RFC 9293 §3.10.7.4, eighth step).

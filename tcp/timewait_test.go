@@ -27,6 +27,8 @@ func TestTimeWaitEntry(t *testing.T) {
 		want TimeWaitVerdict
 	}{
 		{"retransmitted FIN", from(FlagFIN|FlagACK, tw.RcvNxt-1, 0), TWAck},
+		{"FIN without ACK (RFC 9293 fifth step)", from(FlagFIN, tw.RcvNxt-1, 0), TWDrop},
+		{"data without ACK", from(0, tw.RcvNxt, 10), TWDrop},
 		{"RST (RFC 1337)", from(FlagRST, tw.RcvNxt, 0), TWDrop},
 		{"RST+ACK (RFC 1337)", from(FlagRST|FlagACK, tw.RcvNxt, 0), TWDrop},
 		{"bare ACK at RCV.NXT", from(FlagACK, tw.RcvNxt, 0), TWDrop},

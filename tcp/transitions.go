@@ -23,6 +23,7 @@ const (
 	TimeoutKeepAlive                 // keepalive probes went unanswered
 	RcvICMPError                     // an ICMP hard error about our SYN or SYN+ACK
 	TimeoutOrphan                    // a closed connection the peer keeps from finishing is reset
+	RcvSynInWindow                   // a SYN inside the window, with RFC 793's rule (Config.InWindowSYN)
 	numTriggers
 )
 
@@ -31,7 +32,7 @@ var triggerNames = [numTriggers]string{
 	"rcv SYN", "rcv SYN+ACK", "rcv ACK of SYN", "rcv FIN", "rcv ACK of FIN",
 	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
 	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie", "keepalive timeout",
-	"rcv ICMP unreachable", "orphan timeout",
+	"rcv ICMP unreachable", "orphan timeout", "rcv SYN in window",
 }
 
 // String names the trigger as the trace and the diagram print it.
@@ -125,6 +126,14 @@ var Transitions = []Transition{
 	{FinWait1, TimeoutOrphan, Closed, "send RST"},
 	{Closing, TimeoutOrphan, Closed, "send RST"},
 	{LastAck, TimeoutOrphan, Closed, "send RST"},
+	// Only with Config.InWindowSYN (RFC 793 §3.9; RFC 5961 §4.2 answers
+	// with a challenge ACK instead, the default).
+	{Established, RcvSynInWindow, Closed, "send RST"},
+	{FinWait1, RcvSynInWindow, Closed, "send RST"},
+	{FinWait2, RcvSynInWindow, Closed, "send RST"},
+	{CloseWait, RcvSynInWindow, Closed, "send RST"},
+	{Closing, RcvSynInWindow, Closed, "send RST"},
+	{LastAck, RcvSynInWindow, Closed, "send RST"},
 }
 
 // transitionIndex maps (from, trigger) to an index into Transitions, +1

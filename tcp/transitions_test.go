@@ -83,8 +83,10 @@ func TestResetInEveryState(t *testing.T) {
 		{FinWait1, syscall.ECONNRESET},
 		{FinWait2, syscall.ECONNRESET},
 		{CloseWait, syscall.ECONNRESET},
-		{Closing, nil}, // RFC 9293: "enter CLOSED", no error to report
-		{LastAck, nil},
+		// RFC 9293 only says "enter CLOSED"; Linux and BSD report
+		// ECONNRESET (SO_ERROR), as the FreeBSD TCP test suite expects.
+		{Closing, syscall.ECONNRESET},
+		{LastAck, syscall.ECONNRESET},
 		{TimeWait, nil},
 	} {
 		t.Run(tc.s.String(), func(t *testing.T) {
@@ -283,4 +285,47 @@ func TestAckAtRightEdgeAccepted(t *testing.T) {
 	if p.b.sndUna != p.b.sndMax {
 		t.Fatalf("b's data never acknowledged: una %d, max %d\n%s", uint32(p.b.sndUna), uint32(p.b.sndMax), p.dump())
 	}
+}
+
+// TestRFC793Rules: with InWindowRST an RST anywhere inside the window
+// resets the connection, and with InWindowSYN a SYN inside the window
+// does (with an RST to the peer) — RFC 793's rules, which RFC 5961
+// replaced (the default: a challenge ACK for both, see TestResetInEveryState
+// and the RFC 5961 tests).
+func TestRFC793Rules(t *testing.T) {
+	for _, s := range []State{Established, FinWait1, FinWait2, CloseWait, Closing, LastAck} {
+		t.Run("SYN in "+s.String(), func(t *testing.T) {
+			p := reach(t, s, Config{InWindowSYN: true})
+			syn := Segment{SrcPort: p.a.RemotePort, DstPort: p.a.LocalPort, Seq: p.a.rcvNxt.Add(10), Flags: FlagSYN, Window: 1000}
+			var sent []Segment
+			tap(p.aOut, func(seg *Segment) { sent = append(sent, *seg) })
+			p.a.Handle(&syn, p.now)
+			p.wantState(p.a, Closed)
+			if !errors.Is(p.a.Err(), syscall.ECONNRESET) {
+				t.Errorf("error %v, want ECONNRESET", p.a.Err())
+			}
+			if len(sent) != 1 || !sent[0].Flags.Has(FlagRST) || sent[0].Seq != p.a.sndNxt {
+				t.Fatalf("sent %v, want one RST at SND.NXT", sent)
+			}
+		})
+	}
+	t.Run("RST inside the window", func(t *testing.T) {
+		p := reach(t, Established, Config{InWindowRST: true})
+		rst := rstFor(p.a)
+		rst.Seq = rst.Seq.Add(100) // not RCV.NXT: RFC 5961 would challenge it
+		p.a.Handle(&rst, p.now)
+		p.wantState(p.a, Closed)
+		if !errors.Is(p.a.Err(), syscall.ECONNRESET) {
+			t.Errorf("error %v, want ECONNRESET", p.a.Err())
+		}
+	})
+	t.Run("by default both get a challenge ACK", func(t *testing.T) {
+		p := reach(t, Established, Config{})
+		rst := rstFor(p.a)
+		rst.Seq = rst.Seq.Add(100)
+		p.a.Handle(&rst, p.now)
+		syn := Segment{SrcPort: p.a.RemotePort, DstPort: p.a.LocalPort, Seq: p.a.rcvNxt.Add(10), Flags: FlagSYN, Window: 1000}
+		p.a.Handle(&syn, p.now)
+		p.wantState(p.a, Established)
+	})
 }

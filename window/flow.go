@@ -82,20 +82,24 @@ func ReceiveWindow(free, offered, bufSize, mss int, shift uint8) int {
 // AckState is what the receiver knows when it decides whether an ACK can
 // be delayed.
 type AckState struct {
-	UnackedBytes int  // in-order bytes received since the last ACK we sent
-	MSS          int  // the peer's segment size (our receive MSS)
-	OutOfOrder   bool // the segment left or found a gap
-	FilledGap    bool // the segment filled (part of) a gap
+	UnackedBytes    int  // in-order bytes received since the last ACK we sent
+	UnackedSegments int  // in-order segments received since the last ACK we sent
+	MSS             int  // the peer's segment size (our receive MSS)
+	OutOfOrder      bool // the segment left or found a gap
+	FilledGap       bool // the segment filled (part of) a gap
 }
 
 // AckNow reports whether to acknowledge at once rather than wait for the
 // delayed-ACK timer. RFC 1122 §4.2.3.2 and RFC 5681 §4.2: an ACK SHOULD be
 // sent for at least every second full-sized segment, and out-of-order data
 // and data that fills a gap MUST be acknowledged at once (so the sender's
-// fast retransmit and recovery see it). Anything else may wait for the
-// delayed-ACK timer, hoping to ride on data or a window update.
+// fast retransmit and recovery see it). We ACK every second segment
+// whatever its size, as BSD does (and Linux, which measures "full-sized"
+// by the segments it receives): a stream of small segments is not left
+// waiting on the timer. A single segment may wait for it, hoping to ride
+// on data or a window update.
 func AckNow(s AckState) bool {
-	return s.OutOfOrder || s.FilledGap || s.UnackedBytes >= 2*s.MSS
+	return s.OutOfOrder || s.FilledGap || s.UnackedSegments >= 2 || s.UnackedBytes >= 2*s.MSS
 }
 
 // Autotuner grows a receive buffer toward what the application actually

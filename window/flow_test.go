@@ -126,13 +126,13 @@ func TestAckNow(t *testing.T) {
 		s    AckState
 		want bool
 	}{
-		{"one small segment may wait", AckState{UnackedBytes: 100, MSS: mss}, false},
-		{"one full segment may wait", AckState{UnackedBytes: mss, MSS: mss}, false},
-		{"just under two full segments may wait", AckState{UnackedBytes: 2*mss - 1, MSS: mss}, false},
-		{"two full segments ACK at once", AckState{UnackedBytes: 2 * mss, MSS: mss}, true},
-		{"more than two segments ACK at once", AckState{UnackedBytes: 5 * mss, MSS: mss}, true},
-		{"out of order ACKs at once", AckState{UnackedBytes: 100, MSS: mss, OutOfOrder: true}, true},
-		{"filling a gap ACKs at once", AckState{UnackedBytes: 100, MSS: mss, FilledGap: true}, true},
+		{"one small segment may wait", AckState{UnackedBytes: 100, UnackedSegments: 1, MSS: mss}, false},
+		{"one full segment may wait", AckState{UnackedBytes: mss, UnackedSegments: 1, MSS: mss}, false},
+		{"two small segments ACK at once", AckState{UnackedBytes: 200, UnackedSegments: 2, MSS: mss}, true},
+		{"two full segments ACK at once", AckState{UnackedBytes: 2 * mss, UnackedSegments: 2, MSS: mss}, true},
+		{"two segments' worth in one (a large segment) ACKs at once", AckState{UnackedBytes: 2 * mss, UnackedSegments: 1, MSS: mss}, true},
+		{"out of order ACKs at once", AckState{UnackedBytes: 100, UnackedSegments: 1, MSS: mss, OutOfOrder: true}, true},
+		{"filling a gap ACKs at once", AckState{UnackedBytes: 100, UnackedSegments: 1, MSS: mss, FilledGap: true}, true},
 		{"nothing unacknowledged may wait", AckState{MSS: mss}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -208,6 +208,15 @@ func (b *RecvBuffer) Read(p []byte) int {
 	return k
 }
 
+// Peek copies readable bytes into p without consuming them.
+func (b *RecvBuffer) Peek(p []byte) int {
+	k := min(len(p), b.n)
+	if k > 0 {
+		copyOut(p[:k], b.buf, b.head)
+	}
+	return k
+}
+
 // consume removes k readable bytes from the front of the ring.
 func (b *RecvBuffer) consume(k int) {
 	if k == 0 {
