@@ -89,6 +89,20 @@ func (t *manualTimer) Stop() bool {
 	return was
 }
 
+// NextTimer returns when the earliest armed timer fires; ok is false if
+// none is armed. A driver that must look at the world between timers
+// advances to each in turn.
+func (m *ManualClock) NextTimer() (at time.Duration, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.timers {
+		if t.armed && (!ok || t.at < at) {
+			at, ok = t.at, true
+		}
+	}
+	return at, ok
+}
+
 // Advance moves the clock forward by d, firing every timer that falls due
 // on the way, earliest first, each at its own time.
 func (m *ManualClock) Advance(d time.Duration) {

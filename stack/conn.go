@@ -477,6 +477,30 @@ func (c *Conn) opErr(op string, err error) error {
 // address. It honours ctx until the handshake completes. Errors wrap
 // syscall.ECONNREFUSED or syscall.ETIMEDOUT as the kernel's would.
 func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := s.startDial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-c.est:
+	case <-ctx.Done():
+		c.abort()
+		return nil, &net.OpError{Op: "dial", Net: network, Source: c.laddr, Addr: c.raddr, Err: ctx.Err()}
+	}
+	c.lock()
+	err = c.tcb.Err()
+	c.unlock()
+	if err != nil {
+		e := c.opErr("connect", err).(*net.OpError)
+		e.Op = "dial"
+		return nil, e
+	}
+	return c, nil
+}
+
+// startDial sends the SYN of an active open to address and returns the
+// connection in SYN-SENT.
+func (s *Stack) startDial(network, address string) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: network, Err: err}
 	}
@@ -510,21 +534,6 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 		s.isn.ISN(s.addr, raddr, key.lport, key.rport, now), now)
 	c.after()
 	c.unlock()
-
-	select {
-	case <-c.est:
-	case <-ctx.Done():
-		c.abort()
-		return nil, &net.OpError{Op: "dial", Net: network, Source: c.laddr, Addr: c.raddr, Err: ctx.Err()}
-	}
-	c.lock()
-	err = c.tcb.Err()
-	c.unlock()
-	if err != nil {
-		e := c.opErr("connect", err).(*net.OpError)
-		e.Op = "dial"
-		return nil, e
-	}
 	return c, nil
 }
 
