@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -124,9 +125,11 @@ func (r *runner) call(ev *Event, at time.Duration) error {
 	// single time must return within the tolerance.
 	end := at + r.tol
 	if ev.Blocking {
+		// packetdrill: with a relative start, the end counts from the same
+		// base as the start ("+0...0.1": 0.1 s after the previous event).
 		end = ev.End
-		if ev.EndRel {
-			end = at + ev.End
+		if ev.TimeKind == TimeRelative || ev.EndRel {
+			end = at - ev.Time + ev.End
 		}
 	}
 	if r.pending != nil {
@@ -339,6 +342,11 @@ func (r *runner) prepare(c *Call) (func() (int64, string, bool), error) {
 		n, ok := value(arg(2))
 		if !ok {
 			return nil, r.unsupported("%s length %s", c.Name, arg(2))
+		}
+		if c.Name != "write" {
+			if f, ok := arg(3).(Ident); ok && f == "MSG_FASTOPEN" || strings.Contains(arg(3).String(), "MSG_FASTOPEN") {
+				return nil, r.unsupported("TCP Fast Open (MSG_FASTOPEN)")
+			}
 		}
 		data := make([]byte, n)
 		written := 0

@@ -103,6 +103,60 @@ func (r *runner) expect(ev *Event, at time.Duration) error {
 	if ev.TimeKind == TimeAny {
 		deadline = r.now() + 10*time.Minute
 	}
+	got, ok, err := r.nextSent(deadline)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return r.fail("expected %s at %.6f, the stack sent nothing (waited to %.6f)",
+			describe(ev.Packet), at.Seconds(), deadline.Seconds())
+	}
+	pkt, seg, err := r.parseSent(ev, got)
+	if err != nil {
+		return err
+	}
+	// The stack's first SYN or SYN+ACK fixes its ISN and the ports.
+	if ev.Packet.Flags.Has(tcp.FlagSYN) && seg.Flags.Has(tcp.FlagSYN) && !r.localKnown {
+		r.localOff = uint32(seg.Seq) - ev.Packet.Seq
+		r.localKnown = true
+		r.lport, r.rport = seg.SrcPort, seg.DstPort
+	}
+	if ev.TimeKind != TimeAny && (got.at < at-r.tol || got.at > at+r.tol) {
+		return r.fail("%s sent at %.6f, the script expects it at %.6f (tolerance %v)",
+			r.describeLive(&seg, got.pkt), got.at.Seconds(), at.Seconds(), r.tol)
+	}
+	// A script written for a sender with TSO expects one large segment
+	// where tund sends several of at most an MSS: as packetdrill does,
+	// take consecutive segments until they cover it.
+	for len(seg.Payload) > 0 && len(seg.Payload) < ev.Packet.Len {
+		more, ok, err := r.nextSent(deadline)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		_, next, err := r.parseSent(ev, more)
+		if err != nil {
+			return err
+		}
+		if next.Seq != seg.Seq.Add(len(seg.Payload)) || len(next.Payload) == 0 || next.Flags&^(tcp.FlagPSH|tcp.FlagFIN) != seg.Flags&^(tcp.FlagPSH|tcp.FlagFIN) {
+			r.queued = append([]sent{more}, r.queued...)
+			break
+		}
+		seg.Payload = append(seg.Payload[:len(seg.Payload):len(seg.Payload)], next.Payload...)
+		seg.Flags |= next.Flags & (tcp.FlagPSH | tcp.FlagFIN)
+		seg.Ack = next.Ack
+	}
+	if diff := r.compare(ev.Packet, &seg, &pkt); diff != "" {
+		return r.fail("expected %s\n  got      %s\n  %s", describe(ev.Packet), r.describeLive(&seg, got.pkt), diff)
+	}
+	return nil
+}
+
+// nextSent returns the next packet the stack sends, moving virtual time
+// from timer to timer up to deadline; ok is false if none came.
+func (r *runner) nextSent(deadline time.Duration) (sent, bool, error) {
 	for len(r.queued) == 0 {
 		r.queued = append(r.queued, r.dev.take()...)
 		if len(r.queued) > 0 {
@@ -116,41 +170,32 @@ func (r *runner) expect(ev *Event, at time.Duration) error {
 			if r.queued = append(r.queued, r.dev.take()...); len(r.queued) > 0 {
 				break
 			}
-			return r.fail("expected %s at %.6f, the stack sent nothing (waited to %.6f)",
-				describe(ev.Packet), at.Seconds(), deadline.Seconds())
+			return sent{}, false, nil
 		}
 		r.clock.Advance(next - r.now())
 		if err := r.checkPending(); err != nil {
-			return err
+			return sent{}, false, err
 		}
 	}
 	got := r.queued[0]
 	r.queued = r.queued[1:]
+	return got, true, nil
+}
+
+// parseSent reads a packet the stack sent as a TCP segment.
+func (r *runner) parseSent(ev *Event, got sent) (ip.Packet, tcp.Segment, error) {
+	var seg tcp.Segment
 	pkt, reason := ip.Parse(got.pkt, [4]byte{})
 	if reason != ip.DropNone {
-		return r.fail("the stack sent a malformed packet (%v)", reason)
+		return pkt, seg, r.fail("the stack sent a malformed packet (%v)", reason)
 	}
 	if pkt.Protocol != ip.ProtoTCP {
-		return r.fail("expected %s, the stack sent a non-TCP packet (protocol %d)", describe(ev.Packet), pkt.Protocol)
+		return pkt, seg, r.fail("expected %s, the stack sent a non-TCP packet (protocol %d)", describe(ev.Packet), pkt.Protocol)
 	}
-	var seg tcp.Segment
 	if err := tcp.Parse(pkt.Payload, &seg); err != nil {
-		return r.fail("the stack sent a malformed segment: %v", err)
+		return pkt, seg, r.fail("the stack sent a malformed segment: %v", err)
 	}
-	// The stack's first SYN or SYN+ACK fixes its ISN and the ports.
-	if ev.Packet.Flags.Has(tcp.FlagSYN) && seg.Flags.Has(tcp.FlagSYN) && !r.localKnown {
-		r.localOff = uint32(seg.Seq) - ev.Packet.Seq
-		r.localKnown = true
-		r.lport, r.rport = seg.SrcPort, seg.DstPort
-	}
-	if ev.TimeKind != TimeAny && (got.at < at-r.tol || got.at > at+r.tol) {
-		return r.fail("%s sent at %.6f, the script expects it at %.6f (tolerance %v)",
-			r.describeLive(&seg, got.pkt), got.at.Seconds(), at.Seconds(), r.tol)
-	}
-	if diff := r.compare(ev.Packet, &seg, &pkt); diff != "" {
-		return r.fail("expected %s\n  got      %s\n  %s", describe(ev.Packet), r.describeLive(&seg, got.pkt), diff)
-	}
-	return nil
+	return pkt, seg, nil
 }
 
 // compare checks a live segment against the script's packet and returns

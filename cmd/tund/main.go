@@ -94,6 +94,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "stats" {
 		os.Exit(runSubcommand(statsCommand, os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "drill" {
+		os.Exit(runSubcommand(drillCommand, os.Args[2:]))
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

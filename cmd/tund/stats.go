@@ -23,7 +23,9 @@ func runSubcommand(cmd func(args []string, out, errOut io.Writer) error, args []
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "tund: %v\n", err)
+		if err != errSilentFailure {
+			fmt.Fprintf(os.Stderr, "tund: %v\n", err)
+		}
 		return 1
 	}
 	return 0
