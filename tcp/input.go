@@ -619,8 +619,7 @@ func (c *Conn) sackRecover(now time.Duration) {
 		if n <= 0 || c.sndNxt != c.sndMax {
 			return
 		}
-		seg := Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}
-		c.transmit(seg, now)
+		c.transmit(c.newData(off, n), now)
 	}
 }
 

@@ -223,7 +223,7 @@ func (c *Conn) tailLossProbe(now time.Duration) {
 	c.tlpOut = true
 	c.Probes++
 	if fresh > 0 && c.sndNxt == c.sndMax {
-		c.transmit(Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, fresh)}, now)
+		c.transmit(c.newData(off, fresh), now)
 	} else if c.resend(c.sndMax.Add(-last), last) == 0 {
 		return
 	}
