@@ -106,7 +106,7 @@ func DefaultConfig() Config {
 		InitialRTO:    time.Second,
 		MinRTO:        200 * time.Millisecond,
 		MaxRTO:        60 * time.Second,
-		SynRetries:    7, // 183 s: RFC 1122 §4.2.3.5 (MUST-20) wants 3 minutes
+		SynRetries:    7, // 183 s: RFC 9293 §3.8.3 (MUST-23) wants 3 minutes
 		SynAckRetries: 5,
 		MaxRetries:    15,
 		// About 100 s of backoff from the 200 ms minimum RTO.

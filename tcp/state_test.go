@@ -137,8 +137,8 @@ func TestSynRetriesThenETIMEDOUT(t *testing.T) {
 	}
 	// 1 + 7 SYNs at 0, 1, 3, 7, 15, 31, 63, 123 s; the waits are capped
 	// at the 60 s maximum RTO, so it gives up at 183 s: RFC 1122
-	// §4.2.3.5 (RFC 9293 MUST-20) wants a SYN retransmitted for at least
-	// 3 minutes.
+	// §4.2.3.5 (RFC 9293 §3.8.3, MUST-23) wants a SYN retransmitted for
+	// at least 3 minutes.
 	want := []time.Duration{0, 1, 3, 7, 15, 31, 63, 123}
 	if len(sent) != len(want) || len(w.queue) != len(want) {
 		t.Fatalf("SYNs at %v (%d sent), want %v", sent, len(w.queue), want)
