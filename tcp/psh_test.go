@@ -1,9 +1,6 @@
 package tcp
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // TestPSHOnLastSegmentSentInRecovery: new data sent during SACK recovery
 // (RFC 6675 §5 NextSeg rule 2) that empties the send buffer carries PSH,
@@ -12,30 +9,7 @@ import (
 // buffered segment). The normal output path did; recovery's new data did
 // not.
 func TestPSHOnLastSegmentSentInRecovery(t *testing.T) {
-	p := newPair(t, Config{DelayedAck: -1})
-	const oneWay = 50 * time.Millisecond
-	deliver := func(from, to *wire, c *Conn, drop int) []Segment {
-		var segs []Segment
-		for i := 0; len(from.queue) > 0; i++ {
-			seg := p.take(from)
-			segs = append(segs, seg)
-			if i != drop {
-				c.Handle(&seg, p.now)
-			}
-		}
-		return segs
-	}
-	exchange := func(drop int) []Segment {
-		p.now += oneWay
-		sent := deliver(p.aOut, p.bOut, p.b, drop)
-		p.now += oneWay
-		deliver(p.bOut, p.aOut, p.a, -1)
-		return sent
-	}
-	for i := 0; i < 30; i++ {
-		p.a.Write(pattern(100), p.now)
-		exchange(-1)
-	}
+	p, exchange := slowPair(t, Config{DelayedAck: -1})
 	mss := p.a.segMSS()
 	// A loss in a window of five halves cwnd.
 	p.a.Write(pattern(5*mss), p.now)

@@ -13,31 +13,7 @@ import (
 // 8985 §7), there is none, and RFC 8985 §7.2 schedules no probe once the
 // scoreboard holds SACKed data. The lost retransmission is RACK's to find.
 func TestTailLossProbeNeverResendsSACKedData(t *testing.T) {
-	p := newPair(t, Config{DelayedAck: -1})
-	const oneWay = 50 * time.Millisecond
-	// Round trips of 100 ms, so SRTT is 100 ms and the probe timeout 200.
-	exchange := func() []Segment {
-		var acks []Segment
-		p.now += oneWay
-		for len(p.aOut.queue) > 0 {
-			seg := p.take(p.aOut)
-			p.b.Handle(&seg, p.now)
-		}
-		p.now += oneWay
-		for len(p.bOut.queue) > 0 {
-			ack := p.take(p.bOut)
-			acks = append(acks, ack)
-			p.a.Handle(&ack, p.now)
-		}
-		return acks
-	}
-	for i := 0; i < 30; i++ {
-		p.a.Write(pattern(100), p.now)
-		exchange()
-	}
-	if srtt := p.a.rto.SRTT(); srtt < 90*time.Millisecond || srtt > 110*time.Millisecond {
-		t.Fatalf("SRTT %v after 100 ms round trips", srtt)
-	}
+	p, exchange := slowPair(t, Config{DelayedAck: -1})
 
 	mss := p.a.segMSS()
 	start := p.a.sndMax
@@ -45,8 +21,7 @@ func TestTailLossProbeNeverResendsSACKedData(t *testing.T) {
 	if got := p.a.sndMax.Sub(start); got != 5*mss {
 		t.Fatalf("sent %d bytes of %d at once", got, 5*mss)
 	}
-	p.aOut.queue = p.aOut.queue[1:] // the first segment is lost
-	exchange()                      // the rest are SACKed; the hole is resent
+	exchange(0) // the first segment is lost; the rest are SACKed; the hole is resent
 	if p.a.Recoveries != 1 || len(p.aOut.queue) != 1 {
 		t.Fatalf("recoveries %d, %d segments queued: want the hole resent in fast recovery\n%s", p.a.Recoveries, len(p.aOut.queue), p.dump())
 	}
@@ -68,4 +43,35 @@ func TestTailLossProbeNeverResendsSACKedData(t *testing.T) {
 			}
 		}
 	}
+}
+
+// slowPair is a pair whose segments take 50 ms each way, warmed up until
+// SRTT is the 100 ms round trip. exchange delivers what a has queued (but
+// the drop-th segment, if drop >= 0) and, 50 ms later, b's answers.
+func slowPair(t *testing.T, cfg Config) (p *pair, exchange func(drop int)) {
+	t.Helper()
+	p = newPair(t, cfg)
+	const oneWay = 50 * time.Millisecond
+	exchange = func(drop int) {
+		p.now += oneWay
+		for i := 0; len(p.aOut.queue) > 0; i++ {
+			seg := p.take(p.aOut)
+			if i != drop {
+				p.b.Handle(&seg, p.now)
+			}
+		}
+		p.now += oneWay
+		for len(p.bOut.queue) > 0 {
+			ack := p.take(p.bOut)
+			p.a.Handle(&ack, p.now)
+		}
+	}
+	for i := 0; i < 30; i++ {
+		p.a.Write(pattern(100), p.now)
+		exchange(-1)
+	}
+	if srtt := p.a.rto.SRTT(); srtt < 90*time.Millisecond || srtt > 110*time.Millisecond {
+		t.Fatalf("SRTT %v after 100 ms round trips", srtt)
+	}
+	return p, exchange
 }
