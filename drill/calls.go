@@ -224,8 +224,7 @@ func (r *runner) prepare(c *Call) (func() (int64, string, bool), error) {
 		if v, _ := value(arg(1)); v != 1 {
 			return nil, r.unsupported("socket type %s", arg(1))
 		}
-		fd := r.nextFD
-		r.nextFD++
+		fd := r.lowestFD()
 		r.fds[fd] = &socket{fd: fd}
 		return now(int64(fd), ""), nil
 	case "bind":
@@ -263,8 +262,7 @@ func (r *runner) prepare(c *Call) (func() (int64, string, bool), error) {
 				}
 				return -1, errnoOf(aerr), true
 			}
-			fd := r.nextFD
-			r.nextFD++
+			fd := r.lowestFD()
 			ns := &socket{fd: fd, c: conn, rcvbuf: s.rcvbuf, sndbuf: s.sndbuf, nodelay: s.nodelay, keepalive: s.keepalive, linger: s.linger}
 			r.applyOptions(ns)
 			r.fds[fd] = ns
@@ -326,6 +324,10 @@ func (r *runner) prepare(c *Call) (func() (int64, string, bool), error) {
 				return 0, "", true
 			case rerr != nil && errnoOf(rerr) == "EAGAIN" && !s.nonblock && !dontwait:
 				return 0, "", false
+			case rerr != nil && errnoOf(rerr) != "EAGAIN" && s.errReported:
+				// A kernel reports a connection's error once (and clears
+				// it); reads after that see the end of the stream.
+				return 0, "", true
 			case rerr != nil:
 				if errnoOf(rerr) != "EAGAIN" {
 					s.errReported = true
@@ -368,6 +370,11 @@ func (r *runner) prepare(c *Call) (func() (int64, string, bool), error) {
 			case werr != nil:
 				if written > 0 {
 					return int64(written), "", true
+				}
+				if s.errReported {
+					// The error was reported already (and cleared, as a
+					// kernel does): what is left is a shut-down socket.
+					return -1, "EPIPE", true
 				}
 				s.errReported = true
 				return -1, errnoOf(werr), true
@@ -433,6 +440,17 @@ func (r *runner) prepare(c *Call) (func() (int64, string, bool), error) {
 		return r.getsockopt(c, arg)
 	}
 	return nil, r.unsupported("the %s call", c.Name)
+}
+
+// lowestFD is the descriptor a new socket gets: the lowest one free, as
+// a kernel allocates them (a script that closes 4 and accepts again gets
+// 4 back).
+func (r *runner) lowestFD() int {
+	fd := firstFD
+	for r.fds[fd] != nil {
+		fd++
+	}
+	return fd
 }
 
 // applyOptions sets remembered options on a socket's new connection.

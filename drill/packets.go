@@ -56,6 +56,12 @@ func (r *runner) inject(p *Packet) error {
 			}
 		}
 	}
+	if p.Flags&(tcp.FlagSYN|tcp.FlagACK) == tcp.FlagSYN {
+		// A new SYN from the script's side: the SYN+ACK that answers it
+		// may open a new connection, with a new ISN to learn (as
+		// packetdrill learns one for every passive open).
+		r.localKnown = false
+	}
 	if p.HasOptions && !sameLayout(p.Options, seg.Options) {
 		// The stack does not care how options are laid out; the wire
 		// format here is tcp.Segment's own. Say so once.

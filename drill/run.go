@@ -119,8 +119,7 @@ type runner struct {
 	cfg   stack.Config
 	trace []string
 
-	fds    map[int]*socket
-	nextFD int
+	fds map[int]*socket
 
 	// The connection the packets are about.
 	lport, rport uint16
@@ -140,7 +139,7 @@ type runner struct {
 }
 
 func newRunner(s *Script, opts Options) *runner {
-	r := &runner{script: s, opts: opts, fds: map[int]*socket{}, nextFD: firstFD,
+	r := &runner{script: s, opts: opts, fds: map[int]*socket{},
 		tsMap: map[uint32]uint32{}, ignored: map[string]bool{}}
 	r.tol = 4 * time.Millisecond // packetdrill's default
 	if v, err := strconv.Atoi(s.Options["tolerance_usecs"]); err == nil && v >= 0 {

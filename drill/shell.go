@@ -79,6 +79,13 @@ func (r *runner) sysctl(name, val string) {
 		if ok && n > 0 {
 			c.RcvBuf = n
 		}
+		// tcp_rmem's third field caps autotuning (and so the window
+		// scale offered), as on Linux.
+		if f := strings.Fields(val); name == "net.ipv4.tcp_rmem" && len(f) == 3 {
+			if m, err := strconv.Atoi(f[2]); err == nil && m > 0 {
+				c.RcvBufMax = m
+			}
+		}
 	case "net.inet.tcp.sendspace", "net.ipv4.tcp_wmem":
 		if ok && n > 0 {
 			c.SndBuf = n

@@ -42,6 +42,18 @@ func (r *RTO) Sample(rtt time.Duration) {
 		r.srtt = (7*r.srtt + rtt) / 8
 	}
 	r.base = clamp(r.srtt+max(r.clockGranularity, 4*r.rttvar), r.min, r.max)
+	// A measurement, and only a measurement, collapses a backed-off RTO
+	// (RFC 6298 §5, the note after 5.7; Karn's algorithm keeps the
+	// backoff across ACKs of retransmitted segments, which give none).
+	r.backoffs = 0
+}
+
+// SynTimedOut starts data transmission after a handshake whose SYN (or
+// SYN+ACK) timed out and so gave no RTT sample: RFC 6298 §5.7 says an RTO
+// under 3 s MUST be re-initialized to 3 s, and the SYN's backoff goes.
+func (r *RTO) SynTimedOut() {
+	r.base = clamp(max(r.base, 3*time.Second), r.min, r.max)
+	r.backoffs = 0
 }
 
 // Timeout is the current timeout including backoff.
@@ -60,7 +72,7 @@ func (r *RTO) Backoff() {
 	}
 }
 
-// ResetBackoff drops the backoff once new data is acknowledged.
+// ResetBackoff drops the backoff.
 func (r *RTO) ResetBackoff() { r.backoffs = 0 }
 
 // Backoffs reports how many times the timeout has been doubled.

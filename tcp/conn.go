@@ -106,7 +106,7 @@ func DefaultConfig() Config {
 		InitialRTO:    time.Second,
 		MinRTO:        200 * time.Millisecond,
 		MaxRTO:        60 * time.Second,
-		SynRetries:    6,
+		SynRetries:    7, // 183 s: RFC 9293 §3.8.3 (MUST-23) wants 3 minutes
 		SynAckRetries: 5,
 		MaxRetries:    15,
 		// About 100 s of backoff from the 200 ms minimum RTO.
@@ -390,12 +390,20 @@ func rcvShift(cfg Config) uint8 {
 	return shift
 }
 
+// lossMarks starts the loss-recovery marks at the first sequence number:
+// compared modulo 2^32, a mark left at 0 lies ahead of half of all ISNs,
+// and holes below lostBelow count as lost at the first SACK.
+func (c *Conn) lossMarks(seq Seq) {
+	c.lostBelow, c.rackMark, c.highRxt, c.rxtRoundMax = seq, seq, seq, seq
+}
+
 // NewActive starts an active open (RFC 9293 §3.10.1, OPEN call in CLOSED
 // state with active mode): it chooses iss, sends a SYN and enters SYN-SENT.
 func NewActive(cfg Config, out Sender, lport, rport uint16, iss Seq, now time.Duration) *Conn {
 	c := newConn(cfg, out, lport, rport)
 	c.clock = now
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
+	c.lossMarks(iss)
 	c.sndBufSeq = iss + 1
 	c.tsOffset = uint32(iss) * 2654435761 // RFC 7323 §5.4: a per-connection random offset
 	c.transition(AppConnect, nil)
@@ -411,6 +419,7 @@ func NewPassive(cfg Config, out Sender, syn *Segment, iss Seq, now time.Duration
 	c.clock = now
 	c.state = Listen
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
+	c.lossMarks(iss)
 	c.sndBufSeq = iss + 1
 	c.irs = syn.Seq
 	c.rcvNxt = syn.Seq + 1

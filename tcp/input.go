@@ -91,9 +91,10 @@ func (c *Conn) ackOfSyn(ack Seq, now time.Duration) {
 	if c.rttTiming {
 		c.rto.Sample(now - c.rttStart)
 		c.rttTiming = false
+	} else if c.retries > 0 {
+		c.rto.SynTimedOut() // RFC 6298 §5.7
 	}
 	c.retries = 0
-	c.rto.ResetBackoff()
 	c.rtxAt = 0
 }
 
@@ -417,7 +418,6 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 	}
 	c.sb.Ack(uint32(ack))
 	c.retries = 0
-	c.rto.ResetBackoff()
 
 	if c.inRecover {
 		if c.recover.LessThanEq(ack) {
@@ -619,8 +619,7 @@ func (c *Conn) sackRecover(now time.Duration) {
 		if n <= 0 || c.sndNxt != c.sndMax {
 			return
 		}
-		seg := Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}
-		c.transmit(seg, now)
+		c.transmit(c.newData(off, n), now)
 	}
 }
 

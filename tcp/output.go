@@ -183,6 +183,18 @@ func (c *Conn) sendData(now time.Duration) {
 	}
 }
 
+// newData is the segment of n unsent bytes at SND.MAX (off into the send
+// ring) that recovery or a loss probe sends: with PSH if it empties the
+// buffer, as RFC 1122 §4.2.2.2 (RFC 9293 §3.9.1.2) wants of the last
+// buffered segment.
+func (c *Conn) newData(off, n int) Segment {
+	seg := Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}
+	if off+n == c.snd.Len() {
+		seg.Flags |= FlagPSH
+	}
+	return seg
+}
+
 // transmit sends a segment carrying sequence space and advances SND.NXT,
 // arming the retransmission timer and timing a fresh segment for the RTT.
 func (c *Conn) transmit(seg Segment, now time.Duration) {

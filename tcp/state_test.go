@@ -135,10 +135,12 @@ func TestSynRetriesThenETIMEDOUT(t *testing.T) {
 	if !errors.Is(c.Err(), syscall.ETIMEDOUT) {
 		t.Fatalf("err %v, want ETIMEDOUT", c.Err())
 	}
-	// 1 + 6 SYNs at 0, 1, 3, 7, 15, 31, 63 s; the last wait is capped at
-	// the 60 s maximum RTO, so it gives up at 123 s.
-	want := []time.Duration{0, 1, 3, 7, 15, 31, 63}
-	if len(sent) != len(want) || len(w.queue) != 7 {
+	// 1 + 7 SYNs at 0, 1, 3, 7, 15, 31, 63, 123 s; the waits are capped
+	// at the 60 s maximum RTO, so it gives up at 183 s: RFC 1122
+	// §4.2.3.5 (RFC 9293 §3.8.3, MUST-23) wants a SYN retransmitted for
+	// at least 3 minutes.
+	want := []time.Duration{0, 1, 3, 7, 15, 31, 63, 123}
+	if len(sent) != len(want) || len(w.queue) != len(want) {
 		t.Fatalf("SYNs at %v (%d sent), want %v", sent, len(w.queue), want)
 	}
 	for i := range want {
@@ -146,8 +148,8 @@ func TestSynRetriesThenETIMEDOUT(t *testing.T) {
 			t.Fatalf("SYN %d at %v, want %v", i, sent[i], want[i]*time.Second)
 		}
 	}
-	if now != 123*time.Second {
-		t.Fatalf("gave up at %v, want 123s", now)
+	if now != 183*time.Second {
+		t.Fatalf("gave up at %v, want 183s", now)
 	}
 }
 

@@ -210,16 +210,22 @@ func (c *Conn) tailLossProbe(now time.Duration) {
 	if c.sndUna == c.sndMax || c.tlpOut {
 		return
 	}
+	off := c.sndMax.Sub(c.sndBufSeq)
+	fresh := min(c.snd.Len()-off, c.segMSS(), c.sndUna.Add(c.sndWnd).Sub(c.sndMax))
+	last := min(c.segMSS(), c.sndMax.Sub(c.sndUna))
+	if (fresh <= 0 || c.sndNxt != c.sndMax) && c.sb.HoleBytes(uint32(c.sndMax.Add(-last)), uint32(c.sndMax)) == 0 {
+		// The peer holds the tail (SACKed since the probe was armed):
+		// there is no lost tail to expose, and resending it would waste
+		// a segment (RFC 8985 §7.2 probes only with nothing SACKed).
+		// Holes below are recovery's, or the RTO's.
+		return
+	}
 	c.tlpOut = true
 	c.Probes++
-	off := c.sndMax.Sub(c.sndBufSeq)
-	if n := min(c.snd.Len()-off, c.segMSS(), c.sndUna.Add(c.sndWnd).Sub(c.sndMax)); n > 0 && c.sndNxt == c.sndMax {
-		c.transmit(Segment{Seq: c.sndMax, Payload: c.snd.Peek(off, n)}, now)
-	} else {
-		n := min(c.segMSS(), c.sndMax.Sub(c.sndUna))
-		if c.resend(c.sndMax.Add(-n), n) == 0 {
-			return
-		}
+	if fresh > 0 && c.sndNxt == c.sndMax {
+		c.transmit(c.newData(off, fresh), now)
+	} else if c.resend(c.sndMax.Add(-last), last) == 0 {
+		return
 	}
 	c.rtxAt = now + c.rto.Timeout()
 }

@@ -1,0 +1,48 @@
+package tcp
+
+import "testing"
+
+// TestPSHOnLastSegmentSentInRecovery: new data sent during SACK recovery
+// (RFC 6675 §5 NextSeg rule 2) that empties the send buffer carries PSH,
+// as the last buffered segment always must: RFC 1122 §4.2.2.2 and RFC
+// 9293 §3.9.1.2 (an API without PUSH on SEND sets PSH on the last
+// buffered segment). The normal output path did; recovery's new data did
+// not.
+func TestPSHOnLastSegmentSentInRecovery(t *testing.T) {
+	p, exchange := slowPair(t, Config{DelayedAck: -1})
+	mss := p.a.segMSS()
+	// A loss in a window of five halves cwnd.
+	p.a.Write(pattern(5*mss), p.now)
+	exchange(0) // the first lost; the SACKs of the rest start recovery
+	exchange(-1)
+	if p.a.Recoveries != 1 || p.a.sndUna != p.a.sndMax {
+		t.Fatalf("recoveries %d, %d bytes outstanding\n%s", p.a.Recoveries, p.a.sndMax.Sub(p.a.sndUna), p.dump())
+	}
+
+	// Three segments to send, two fit the window: the first is lost,
+	// the second SACKed; once the hole counts as lost, recovery resends
+	// it and sends the third, the last of the buffer.
+	p.a.Write(pattern(3*mss), p.now)
+	if n := len(p.aOut.queue); n != 2 {
+		t.Fatalf("%d segments sent at once, want 2 of 3 (cwnd halved)\n%s", n, p.dump())
+	}
+	last := p.a.sndMax // where the third segment starts
+	exchange(0)
+	for i := 0; i < 10 && len(p.aOut.queue) == 0; i++ {
+		p.now = max(p.now, p.a.NextTimer())
+		p.a.Tick(p.now)
+	}
+	found := false
+	for len(p.aOut.queue) > 0 {
+		seg := p.take(p.aOut)
+		if seg.Seq == last {
+			found = true
+			if !seg.Flags.Has(FlagPSH) {
+				t.Errorf("the last buffered segment went without PSH: %s\n%s", seg.String(), p.dump())
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("the third segment was not sent with the retransmission\n%s", p.dump())
+	}
+}
