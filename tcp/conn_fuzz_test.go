@@ -162,13 +162,13 @@ type connChecker struct {
 	readShut bool  // CloseRead was called
 	// lateReset: an RST ended the connection in CLOSING or LAST-ACK.
 	lateReset bool
-	closed   bool  // Close was called
-	sndCap   int   // bytes queued when SetSndBuf shrank the buffer below them
-	edge     Seq   // furthest right window edge advertised (edgeSet)
-	edgeSet  bool
-	tsVal    uint32 // the latest TSval we sent, for the peer to echo
-	emitted  int    // segments emitted in this step
-	history  *history
+	closed    bool // Close was called
+	sndCap    int  // bytes queued when SetSndBuf shrank the buffer below them
+	edge      Seq  // furthest right window edge advertised (edgeSet)
+	edgeSet   bool
+	tsVal     uint32 // the latest TSval we sent, for the peer to echo
+	emitted   int    // segments emitted in this step
+	history   *history
 }
 
 // history is the last events of a fuzz run, for failure messages; a
