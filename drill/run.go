@@ -152,6 +152,7 @@ func newRunner(s *Script, opts Options) *runner {
 	r.cfg = stack.Config{
 		Addr:   localAddr,
 		Clock:  r.clock,
+		Seed:   1, // the same ISNs every run: a failure reproduces
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Trace: func(ev stack.TraceEvent) {
 			r.trace = append(r.trace, fmt.Sprintf("%10.6f %s", ev.Time.Seconds(), ev))

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,11 @@ type Config struct {
 	// it, growth is refused and what does not fit is dropped for the
 	// peer to resend.
 	MemLimit int64
+	// Seed, if not zero, fixes the keys of the ISN generator and the SYN
+	// cookies, so the same run gives the same sequence numbers (tund
+	// drill uses it). On a network the keys must be secret and random:
+	// leave it zero.
+	Seed uint64
 }
 
 // DefaultBacklog is the listen backlog when Config.Backlog is zero. The
@@ -242,6 +248,12 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		stopped:   make(chan struct{}),
 		connGone:  make(chan struct{}, 1),
 		done:      make(chan struct{}),
+	}
+	if cfg.Seed != 0 {
+		var key [16]byte
+		binary.LittleEndian.PutUint64(key[0:], cfg.Seed)
+		binary.LittleEndian.PutUint64(key[8:], ^cfg.Seed)
+		s.isn, s.cookies = tcp.NewISNGeneratorKey(key), tcp.NewSynCookiesKey(key)
 	}
 	// The stack uses some knobs itself (MSL, InvalidAckInterval for the
 	// TIME-WAIT table), so it takes the defaults the core would.

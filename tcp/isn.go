@@ -3,24 +3,33 @@ package tcp
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"hash/maphash"
 	"time"
 )
 
 // ISNGenerator chooses initial sequence numbers as RFC 6528 §3 specifies:
 // ISN = M + F(localip, localport, remoteip, remoteport, secretkey), where M
-// is a clock ticking every 4 microseconds and F a keyed hash, so ISNs of
-// one 4-tuple advance with time and cannot be predicted from another's.
+// is a clock ticking every 4 microseconds and F a keyed hash (SipHash-2-4,
+// as for the SYN cookies), so ISNs of one 4-tuple advance with time and
+// cannot be predicted from another's.
 type ISNGenerator struct {
-	seed   maphash.Seed
+	k0, k1 uint64
 	offset uint32
 }
 
 // NewISNGenerator returns a generator with a fresh random key.
 func NewISNGenerator() *ISNGenerator {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return &ISNGenerator{seed: maphash.MakeSeed(), offset: binary.LittleEndian.Uint32(b[:])}
+	var key [16]byte
+	_, _ = rand.Read(key[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return NewISNGeneratorKey(key)
+}
+
+// NewISNGeneratorKey returns a generator with the given key: the same key
+// gives the same ISNs at the same times, for reproducible test runs. A
+// stack on a network needs a secret, random one (NewISNGenerator).
+func NewISNGeneratorKey(key [16]byte) *ISNGenerator {
+	g := &ISNGenerator{k0: binary.LittleEndian.Uint64(key[0:]), k1: binary.LittleEndian.Uint64(key[8:])}
+	g.offset = uint32(siphash24(g.k0, g.k1, []byte("isn offset")))
+	return g
 }
 
 // ISN returns the initial sequence number for a connection at time now
@@ -31,7 +40,7 @@ func (g *ISNGenerator) ISN(local, remote [4]byte, lport, rport uint16, now time.
 	copy(t[4:8], remote[:])
 	binary.BigEndian.PutUint16(t[8:], lport)
 	binary.BigEndian.PutUint16(t[10:], rport)
-	f := uint32(maphash.Bytes(g.seed, t[:]))
+	f := uint32(siphash24(g.k0, g.k1, t[:]))
 	m := uint32(now / (4 * time.Microsecond))
 	return Seq(m + f + g.offset)
 }

@@ -102,6 +102,11 @@ func NewSynCookies() *SynCookies {
 	return newSynCookies(key)
 }
 
+// NewSynCookiesKey returns a cookie maker with the given key, for
+// reproducible test runs; a stack on a network needs a secret, random one
+// (NewSynCookies).
+func NewSynCookiesKey(key [16]byte) *SynCookies { return newSynCookies(key) }
+
 // newSynCookies builds a SynCookies with a given key, so tests can be
 // deterministic.
 func newSynCookies(key [16]byte) *SynCookies {
