@@ -192,13 +192,21 @@ func (p *tundProc) log() string {
 	return p.buf.String()
 }
 
+// offloadOn reports whether the tests run with TUN offloads, tund's
+// default: TUND_TEST_OFFLOAD=0 runs the whole suite without (CI does both).
+func offloadOn() bool { return os.Getenv("TUND_TEST_OFFLOAD") != "0" }
+
 // startTund runs the tund binary in ns and waits until it serves. Unless
 // extra names one, tund's control socket goes in the test's temporary
 // directory: the default under /run is host state, shared with any other
-// tund on the machine.
+// tund on the machine. Without offloads (offloadOn), it runs with
+// -offload=false unless extra says otherwise.
 func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 	t.Helper()
 	args := append([]string{"-netns", ns, "-tun", "tund0", "-addr", stackAddr, "-host", hostCIDR}, extra...)
+	if !offloadOn() && !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "-offload") }) {
+		args = append(args, "-offload=false")
+	}
 	if !slices.Contains(extra, "-control") {
 		args = append(args, "-control", filepath.Join(t.TempDir(), "ctl.sock"))
 	}
@@ -262,7 +270,7 @@ func startLibraryStackCfg(t *testing.T, ns string, cfg stack.Config, wrap func(t
 	var dev *tun.TUN
 	err := tun.InNetNS(ns, func() error {
 		var err error
-		dev, err = tun.Open(tun.Config{Name: "tund0", MTU: 1500, Host: netip.MustParsePrefix(hostCIDR)})
+		dev, err = tun.Open(tun.Config{Name: "tund0", MTU: 1500, Host: netip.MustParsePrefix(hostCIDR), Offload: offloadOn()})
 		return err
 	})
 	if err != nil {

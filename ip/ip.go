@@ -84,6 +84,21 @@ type Packet struct {
 // be trusted byte for byte by the transport. Parse never allocates and
 // never panics.
 func Parse(b []byte, local [4]byte) (pkt Packet, reason DropReason) {
+	return parse(b, local, false)
+}
+
+// ParseTrusted is Parse for a packet whose device vouches for its TCP
+// checksum (tun.Offload.Trusted): the kernel handed it over with a
+// partial checksum, meaning it never left this host's memory, or
+// verified the checksum itself. Everything else is checked as Parse
+// does. RFC 1122 §4.2.2.7's MUST is met: the checksum is verified by
+// the device, as Linux relies on CHECKSUM_UNNECESSARY and
+// CHECKSUM_PARTIAL.
+func ParseTrusted(b []byte, local [4]byte) (pkt Packet, reason DropReason) {
+	return parse(b, local, true)
+}
+
+func parse(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason) {
 	if len(b) < header.IPv4MinimumSize {
 		return pkt, DropShort
 	}
@@ -156,6 +171,9 @@ func Parse(b []byte, local [4]byte) (pkt Packet, reason DropReason) {
 		// RFC 9293 §3.1: the checksum covers the pseudo-header, the
 		// header and the data; a segment that fails it is dropped
 		// (RFC 1122 §4.2.2.7: the checksum MUST be checked).
+		if trusted {
+			break
+		}
 		xsum := PseudoHeaderChecksum(pkt.Src, pkt.Dst, ProtoTCP, len(t))
 		if checksum.Checksum(t, xsum) != 0xffff {
 			return pkt, DropTCPChecksum

@@ -38,6 +38,23 @@ type Ack struct {
 	// congestion window. RFC 7661 §4.3: a window the sender does not use
 	// has not been validated by the network and must not grow.
 	CwndLimited bool
+	// SlowStartLimit is the most slow start may add to cwnd for this ACK
+	// (RFC 3465's L), 0 meaning one SMSS, RFC 5681 §3.1's choice. A
+	// sender using segmentation offload sets it to its largest
+	// super-segment: the receiver takes a super-segment as one packet and
+	// acknowledges it with one stretch ACK where it would have
+	// acknowledged every second segment, and with L = SMSS slow start
+	// would grow dozens of times slower than the RFC means it to.
+	SlowStartLimit int
+}
+
+// slowStartIncrease is how much slow start grows cwnd for a: the bytes
+// acknowledged, at most one SMSS or the ACK's SlowStartLimit.
+func slowStartIncrease(a Ack, mss int) int {
+	if a.SlowStartLimit > mss {
+		return min(a.Acked, a.SlowStartLimit)
+	}
+	return min(a.Acked, mss)
 }
 
 // New returns the controller called name for segments of mss bytes.
@@ -89,8 +106,9 @@ func (c *NewReno) OnAck(a Ack) {
 	}
 	acked := a.Acked
 	if c.cwnd < c.ssthresh {
-		// RFC 5681 §3.1: slow start grows by at most one SMSS per ACK.
-		c.cwnd += min(acked, c.mss)
+		// RFC 5681 §3.1: slow start grows by at most one SMSS per ACK
+		// (or per super-segment acknowledged, see Ack.SlowStartLimit).
+		c.cwnd += slowStartIncrease(a, c.mss)
 		return
 	}
 	// Congestion avoidance: one SMSS per cwnd of acknowledged bytes.

@@ -119,11 +119,11 @@ func (c *Cubic) OnAck(a Ack) {
 		c.appLimited = false
 	}
 	if c.cwnd < c.ssthresh {
-		// RFC 9438 §4.10: CUBIC MUST use slow start below ssthresh. This is
-		// RFC 5681 slow start with appropriate byte counting (at most one
-		// SMSS per ACK); HyStart++ (RFC 9406), which the RFC prefers, is
-		// not implemented.
-		c.cwnd = min(c.cwnd+min(a.Acked, c.mss), maxCwnd)
+		// RFC 9438 §4.10: CUBIC MUST use slow start below ssthresh. This
+		// is RFC 5681 slow start with appropriate byte counting (at most
+		// one SMSS per ACK, or one super-segment: Ack.SlowStartLimit);
+		// HyStart++ (RFC 9406), which the RFC prefers, is not implemented.
+		c.cwnd = min(c.cwnd+slowStartIncrease(a, c.mss), maxCwnd)
 		return
 	}
 	if !c.epoch {

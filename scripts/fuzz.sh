@@ -34,6 +34,7 @@ TARGETS=(
   "./stack FuzzStackDemux -fuzzminimizetime=10x"
   "./ip FuzzParse"
   "./tun FuzzParseImpairment"
+  "./tun FuzzSoftwareGSO"
 )
 
 # Go's fuzzing coordinator (before Go 1.27, golang/go#75804) can report a

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tund-project/tund/tcp"
-	"github.com/tund-project/tund/tun"
 )
 
 // armedTimers counts the clock's timers that are still armed.
@@ -290,7 +289,7 @@ func TestCloseRacesWithDialListenAccept(t *testing.T) {
 }
 
 func closeRaceRound(i int) error {
-	da, db := tun.Pipe(1500)
+	da, db := testPipe(1500)
 	quiet := slog.New(slog.DiscardHandler)
 	a, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1"), Logger: quiet})
 	if err != nil {

@@ -27,7 +27,6 @@ type Conn struct {
 
 	mu      sync.Mutex // guards tcb and everything below; released with unlock (connlock.go)
 	tcb     *tcp.Conn
-	pkt     []byte // output packet buffer, one MTU
 	timer   Timer
 	timerAt time.Duration
 	lst     *Listener // while half-open or waiting in the accept queue
@@ -59,7 +58,6 @@ func (s *Stack) newConn(key tuple) *Conn {
 	c := &Conn{
 		s:        s,
 		key:      key,
-		pkt:      make([]byte, s.mtu),
 		est:      make(chan struct{}),
 		rd:       make(chan struct{}, 1),
 		wr:       make(chan struct{}, 1),
@@ -83,13 +81,18 @@ func (c *Conn) setAddrs() {
 func (c *Conn) tcpConfig() tcp.Config {
 	cfg := c.s.tcpCfg
 	cfg.Trace = c.s.tracer(c.s.localOf(c.key), c.key.remote())
+	if c.s.offRefused.Load() {
+		cfg.GSOMax = 0
+	}
 	return cfg
 }
 
-// SendSegment implements tcp.Sender: build the packet in the connection's
-// own buffer and write it. Called with c.mu held.
+// SendSegment implements tcp.Sender: build the packet in a buffer borrowed
+// for the write and write it. Called with c.mu held.
 func (c *Conn) SendSegment(seg *tcp.Segment) {
-	c.s.writeSegment(c.pkt, c.key.raddr, seg)
+	bp := c.s.pkts.Get().(*[]byte)
+	c.s.writeSegment(*bp, c.key.raddr, seg)
+	c.s.pkts.Put(bp)
 }
 
 // after reacts to what the core reported: wake waiters, follow state

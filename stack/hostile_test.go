@@ -36,6 +36,8 @@ var rawStackAddr = netip.MustParseAddr("10.9.0.2")
 // raw peer facing it.
 func newRawPeer(t *testing.T, cfg Config) *rawPeer {
 	t.Helper()
+	// A plain link, whatever TUND_TEST_OFFLOAD says: the peer speaks in
+	// wire segments and keeps in step by counting packets.
 	da, db := tun.Pipe(1500)
 	clock := NewManualClock()
 	cfg.Addr, cfg.Clock = rawStackAddr, clock

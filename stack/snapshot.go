@@ -100,18 +100,23 @@ func (s *Stack) StateCounts() map[tcp.State]int {
 
 // Stats are the stack's counters.
 type Stats struct {
-	PacketsIn, PacketsOut     uint64
-	SegmentsIn, SegmentsOut   uint64
-	ResetsSent                uint64
-	EchoReplies               uint64
-	ActiveOpens, PassiveOpens uint64
-	WriteErrors               uint64
-	TimeWait                  uint64 // entries in the TIME-WAIT table now
-	TimeWaitExpired           uint64 // entries that lived their full 2MSL
-	TimeWaitReused            uint64 // tuples reopened early by a safe SYN
-	SynCookiesSent            uint64
-	SynCookiesValid           uint64 // connections made from a returned cookie
-	ICMPErrors                uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
+	PacketsIn, PacketsOut   uint64
+	SegmentsIn, SegmentsOut uint64
+	// SuperSegmentsIn and SuperSegmentsOut count the TCP super-segments
+	// among the packets, with a device with offloads (tun.Offloader):
+	// each is one packet, and as many segments as it carries on the wire
+	// (Linux counts InSegs and OutSegs so).
+	SuperSegmentsIn, SuperSegmentsOut uint64
+	ResetsSent                        uint64
+	EchoReplies                       uint64
+	ActiveOpens, PassiveOpens         uint64
+	WriteErrors                       uint64
+	TimeWait                          uint64 // entries in the TIME-WAIT table now
+	TimeWaitExpired                   uint64 // entries that lived their full 2MSL
+	TimeWaitReused                    uint64 // tuples reopened early by a safe SYN
+	SynCookiesSent                    uint64
+	SynCookiesValid                   uint64 // connections made from a returned cookie
+	ICMPErrors                        uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
 	// Limits and what they hold now (docs/ARCHITECTURE.md "Limits").
 	Connections      uint64 // in the connection table now (MaxConnections)
 	ConnLimitHit     uint64 // dials refused and SYNs dropped at MaxConnections
@@ -237,6 +242,7 @@ func (s *Stack) Stats() Stats {
 	st := Stats{
 		PacketsIn: s.stats.packetsIn.Load(), PacketsOut: s.stats.packetsOut.Load(),
 		SegmentsIn: s.stats.segmentsIn.Load(), SegmentsOut: s.stats.segmentsOut.Load(),
+		SuperSegmentsIn: s.stats.superIn.Load(), SuperSegmentsOut: s.stats.superOut.Load(),
 		ResetsSent: s.stats.resetsSent.Load(), EchoReplies: s.stats.echoReplies.Load(),
 		ActiveOpens: s.stats.activeOpens.Load(), PassiveOpens: s.stats.passiveOpens.Load(),
 		WriteErrors: s.stats.writeErrors.Load(),

@@ -133,6 +133,14 @@ type Stack struct {
 	isn     *tcp.ISNGenerator
 	cookies *tcp.SynCookies
 	mtu     int
+	// off is the device, when it carries TCP super-segments and leaves
+	// checksums to the kernel (tun.Offloader with offloads on at New).
+	off        tun.Offloader
+	offRefused atomic.Bool // the device stopped offering offloads; logged
+	// pkts are the buffers packets are built in: the headers, and with no
+	// offloads the whole packet (sync.Pool, so a send borrows one for
+	// the time of a write, and an idle connection holds none).
+	pkts sync.Pool
 
 	shards    [numShards]shard
 	twq       twQueue
@@ -184,6 +192,7 @@ func (s *Stack) at(point string) {
 type counters struct {
 	packetsIn, packetsOut     atomic.Uint64
 	segmentsIn, segmentsOut   atomic.Uint64
+	superIn, superOut         atomic.Uint64 // super-segments, with offloads
 	resetsSent                atomic.Uint64
 	echoReplies               atomic.Uint64
 	badTCPOptions             atomic.Uint64
@@ -263,6 +272,21 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	if cfg.TCP.MSS <= 0 || s.tcpCfg.MSS > mtu-ip.HeaderLen-tcp.HeaderLen {
 		s.tcpCfg.MSS = mtu - ip.HeaderLen - tcp.HeaderLen
 	}
+	if off, ok := dev.(tun.Offloader); ok && off.MaxOffload() > 0 {
+		// Segmentation offload: the core may hand over super-segments as
+		// big as the device takes, headers included. A negative GSOMax in
+		// the config keeps it off.
+		s.off = off
+		gso := off.MaxOffload() - ip.HeaderLen - tcp.MaxHeaderLen
+		if cfg.TCP.GSOMax != 0 {
+			gso = min(gso, cfg.TCP.GSOMax)
+		}
+		s.tcpCfg.GSOMax = max(gso, 0)
+	} else {
+		s.tcpCfg.GSOMax = 0
+	}
+	pktLen := max(mtu, ip.HeaderLen+tcp.MaxHeaderLen)
+	s.pkts.New = func() any { b := make([]byte, pktLen); return &b }
 	for i := range s.shards {
 		s.shards[i].conns = make(map[tuple]*Conn)
 		s.shards[i].tw = make(map[tuple]tcp.TimeWaitEntry)
@@ -406,12 +430,19 @@ func (s *Stack) closeListeners() {
 // reads EBADFD for ever): blocked calls fail instead of hanging.
 func (s *Stack) readLoop() {
 	defer close(s.done)
-	buf := make([]byte, max(s.mtu, 65535))
-	out := make([]byte, s.mtu)
+	buf := make([]byte, max(s.mtu, tun.MaxOffloadSize))
+	out := make([]byte, max(s.mtu, ip.HeaderLen+tcp.MaxHeaderLen))
 	var seg tcp.Segment
 	retries := 0
 	for {
-		n, err := s.dev.Read(buf)
+		var n int
+		var o tun.Offload
+		var err error
+		if s.off != nil {
+			n, o, err = s.off.ReadOffload(buf)
+		} else {
+			n, err = s.dev.Read(buf)
+		}
 		if err != nil {
 			if s.closing.Load() {
 				return
@@ -433,7 +464,10 @@ func (s *Stack) readLoop() {
 		}
 		retries = 0
 		s.stats.packetsIn.Add(1)
-		s.deliver(buf[:n], &seg, out)
+		if o.GSOSize > 0 {
+			s.stats.superIn.Add(1)
+		}
+		s.deliver(buf[:n], o.Trusted(), int(o.GSOSize), &seg, out)
 	}
 }
 
@@ -445,9 +479,19 @@ func temporary(err error) bool {
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
-// deliver processes one inbound packet.
-func (s *Stack) deliver(b []byte, seg *tcp.Segment, out []byte) {
-	pkt, reason := ip.Parse(b, s.addr)
+// deliver processes one inbound packet; trusted means the device vouched
+// for its TCP checksum (tun.Offload.Trusted), gso is the size of the
+// segments a super-segment was made of (0: an ordinary packet). A super-segment from a
+// device with offloads is taken whole, as one segment: the core is
+// indifferent to how many segments its payload once was.
+func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out []byte) {
+	var pkt ip.Packet
+	var reason ip.DropReason
+	if trusted {
+		pkt, reason = ip.ParseTrusted(b, s.addr)
+	} else {
+		pkt, reason = ip.Parse(b, s.addr)
+	}
 	if reason != ip.DropNone {
 		s.ipStats.Drop(reason)
 		return
@@ -467,7 +511,7 @@ func (s *Stack) deliver(b []byte, seg *tcp.Segment, out []byte) {
 			s.stats.badTCPOptions.Add(1)
 			return
 		}
-		s.stats.segmentsIn.Add(1)
+		s.stats.segmentsIn.Add(uint64(pieces(len(seg.Payload), gso)))
 		s.demux(&pkt, seg, out)
 	}
 }
@@ -544,19 +588,61 @@ func (s *Stack) sendReset(dst [4]byte, in *tcp.Segment, out []byte) {
 	s.writeSegment(out, dst, &rst)
 }
 
-// writeSegment builds the IPv4 packet for seg in buf and writes it.
+// writeSegment builds the IPv4 packet for seg in buf and writes it. buf
+// holds the headers, and, on a device without offloads, the whole packet
+// (an MTU). On a device with offloads only the headers are built: the
+// payload goes from the send ring to the device as it is (WriteOffload's
+// second slice), and the TCP checksum is left to the device, which for a
+// super-segment computes one per piece.
 func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
-	tcpLen := seg.HeaderLen() + len(seg.Payload)
+	hl := seg.HeaderLen()
+	tcpLen := hl + len(seg.Payload)
 	n := ip.BuildHeader(buf, s.addr, dst, uint8(header.TCPProtocolNumber), s.nextID(), tcpLen)
+	// Segments count as on the wire, a super-segment as its pieces, as
+	// Linux counts OutSegs.
+	s.stats.segmentsOut.Add(uint64(pieces(len(seg.Payload), seg.GSOSize)))
+	if s.off != nil {
+		t := buf[n : n+hl]
+		seg.MarshalHeader(t)
+		header.TCP(t).SetChecksum(ip.PseudoHeaderChecksum(s.addr, dst, uint8(header.TCPProtocolNumber), tcpLen))
+		o := tun.Offload{CsumPartial: true}
+		if seg.GSOSize > 0 {
+			o.GSOSize = uint16(seg.GSOSize)
+			s.stats.superOut.Add(1)
+		}
+		s.wrote(s.off.WriteOffload(buf[:n+hl], seg.Payload, o))
+		if o.GSOSize > 0 && s.off.MaxOffload() == 0 && !s.offRefused.Swap(true) {
+			var why error
+			if e, ok := s.off.(interface{ OffloadErr() error }); ok {
+				why = e.OffloadErr()
+			}
+			s.log.Warn("the device refused a TCP super-segment; segmentation offload is off for new connections, the rest are cut in software", "err", why)
+		}
+		return
+	}
 	t := buf[n : n+tcpLen]
 	seg.Marshal(t)
 	header.TCP(t).SetChecksum(ip.TCPChecksum(s.addr, dst, t))
-	s.stats.segmentsOut.Add(1)
 	s.write(buf[:n+tcpLen])
 }
 
+// pieces is how many segments a payload of n bytes is on the wire when
+// cut into segments of gso bytes (0: not cut).
+func pieces(n, gso int) int {
+	if gso <= 0 || n <= gso {
+		return 1
+	}
+	return (n + gso - 1) / gso
+}
+
 func (s *Stack) write(p []byte) {
-	if _, err := s.dev.Write(p); err != nil {
+	_, err := s.dev.Write(p)
+	s.wrote(err)
+}
+
+// wrote counts the outcome of a device write.
+func (s *Stack) wrote(err error) {
+	if err != nil {
 		s.stats.writeErrors.Add(1)
 		if !s.closing.Load() {
 			s.log.Debug("device write failed", "err", err)

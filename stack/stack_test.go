@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -17,10 +18,20 @@ import (
 	"github.com/tund-project/tund/tun"
 )
 
+// testPipe is the in-memory link the tests join stacks with: with
+// offloads (tun.PipeOffload, so super-segments and partial checksums are
+// exercised), unless TUND_TEST_OFFLOAD=0 (CI runs the suite both ways).
+func testPipe(mtu int) (tun.Device, tun.Device) {
+	if os.Getenv("TUND_TEST_OFFLOAD") == "0" {
+		return tun.Pipe(mtu)
+	}
+	return tun.PipeOffload(mtu)
+}
+
 // pipePair starts two stacks joined by an in-memory link.
 func pipePair(t testing.TB, mtu int) (a, b *Stack) {
 	t.Helper()
-	da, db := tun.Pipe(mtu)
+	da, db := testPipe(mtu)
 	var err error
 	a, err = New(da, Config{Addr: netip.MustParseAddr("10.9.0.1")})
 	if err != nil {

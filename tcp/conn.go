@@ -23,8 +23,16 @@ type Config struct {
 	// NoAutoTune keeps the receive buffer at RcvBuf (SetReadBuffer on a
 	// connection does the same, as SO_RCVBUF does on Linux).
 	NoAutoTune bool
-	SndBuf     int           // send buffer size
-	NoDelay    bool          // turn Nagle's algorithm off (SetNoDelay on a connection)
+	SndBuf     int  // send buffer size
+	NoDelay    bool // turn Nagle's algorithm off (SetNoDelay on a connection)
+	// GSOMax, when larger than a segment, lets output hand the Sender
+	// TCP super-segments of up to GSOMax payload bytes, a whole number of
+	// segments each (Segment.GSOSize says how big a segment): the link
+	// cuts them up (TCP segmentation offload), so one call and one
+	// header carry dozens of segments. The stack sets it from a device
+	// with offloads; 0 sends one segment per call. Only new data goes
+	// this way: retransmissions and probes stay one segment.
+	GSOMax     int
 	InitialRTO time.Duration // RFC 6298 §2.1
 	MinRTO     time.Duration
 	MaxRTO     time.Duration

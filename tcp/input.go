@@ -444,7 +444,8 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 		// connection would grow cwnd without bound.
 		c.cc.OnAck(retransmit.Ack{
 			Acked: acked, Flight: flight, Now: now, SRTT: c.rto.SRTT(),
-			CwndLimited: flight+c.segMSS() >= c.cc.Window(),
+			CwndLimited:    flight+c.segMSS() >= c.cc.Window(),
+			SlowStartLimit: c.cfg.GSOMax,
 		})
 	}
 	c.dupAcks = 0

@@ -157,8 +157,22 @@ func (c *Conn) sendData(now time.Duration) {
 				c.armPersist(now)
 				return
 			}
+			gso := 0
+			if mss := c.segMSS(); n == mss && c.cfg.GSOMax >= 2*mss && !c.sndNxt.LessThan(c.sndMax) {
+				// Segmentation offload: as many whole segments as the
+				// windows and the data allow, in one super-segment. Each
+				// of them could have gone on its own just now (they are
+				// full-sized), so nothing here bends the SWS or Nagle
+				// rules; a shorter tail waits for the next round.
+				if k := min(unsent, room, c.cfg.GSOMax) / mss; k >= 2 {
+					n, gso = k*mss, mss
+				}
+			}
 			payload := c.snd.Peek(off, n)
 			seg := Segment{Seq: c.sndNxt, Payload: payload}
+			if len(payload) > gso && gso > 0 {
+				seg.GSOSize = gso
+			}
 			if off+len(payload) == c.snd.Len() {
 				seg.Flags |= FlagPSH
 				if c.finQueued {

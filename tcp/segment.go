@@ -24,6 +24,11 @@ type Segment struct {
 	Urgent           uint16
 	Options          Options
 	Payload          []byte
+	// GSOSize is not on the wire: on a segment the core hands its
+	// Sender, a nonzero GSOSize means the Payload is a run of segments of
+	// GSOSize bytes (the last possibly shorter) that the link will cut
+	// up, each with these headers (Config.GSOMax).
+	GSOSize int
 }
 
 // Errors from Parse.
@@ -73,6 +78,13 @@ func (s *Segment) HeaderLen() int { return HeaderLen + s.Options.encodedLen() }
 // total length. The checksum field is left zero for the IP layer, which
 // owns the pseudo-header. b must hold HeaderLen()+len(Payload) bytes.
 func (s *Segment) Marshal(b []byte) int {
+	hl := s.MarshalHeader(b)
+	return hl + copy(b[hl:], s.Payload)
+}
+
+// MarshalHeader writes the header and options, not the payload, into b
+// and returns their length, HeaderLen(); the checksum field is left zero.
+func (s *Segment) MarshalHeader(b []byte) int {
 	hl := s.HeaderLen()
 	h := header.TCP(b)
 	h.Encode(&header.TCPFields{
@@ -86,7 +98,7 @@ func (s *Segment) Marshal(b []byte) int {
 		UrgentPointer: s.Urgent,
 	})
 	s.Options.encode(b[HeaderLen:hl])
-	return hl + copy(b[hl:], s.Payload)
+	return hl
 }
 
 // String formats the segment like a one-line packet trace.
@@ -96,6 +108,9 @@ func (s *Segment) String() string {
 		str += fmt.Sprintf(" ack=%d", uint32(s.Ack))
 	}
 	str += fmt.Sprintf(" win=%d len=%d", s.Window, len(s.Payload))
+	if s.GSOSize > 0 {
+		str += fmt.Sprintf(" gso=%d", s.GSOSize)
+	}
 	if s.Options.MSS != 0 {
 		str += fmt.Sprintf(" mss=%d", s.Options.MSS)
 	}

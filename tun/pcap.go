@@ -53,6 +53,7 @@ type CaptureStats struct {
 // file; make one with Capture.
 type Captured struct {
 	dev Device
+	off Offloader // dev, if it is one
 	mtu int
 
 	mu        sync.Mutex
@@ -60,6 +61,7 @@ type Captured struct {
 	hdr       [16]byte // the record header being written; preallocated
 	armed     bool     // the flush timer is running
 	timer     *time.Timer
+	cut       []byte // where a super-segment is joined and cut for the record
 	closed    bool
 	err       error // the first error writing the capture; capturing stopped
 	st        CaptureStats
@@ -92,6 +94,7 @@ func Capture(dev Device, w io.Writer) (*Captured, error) {
 		return nil, errors.New("tun: capture: nil writer")
 	}
 	c := &Captured{dev: dev, mtu: dev.MTU(), bw: bufio.NewWriterSize(w, captureBufSize)}
+	c.off, _ = dev.(Offloader)
 	var gh [24]byte
 	le := binary.LittleEndian
 	le.PutUint32(gh[0:], PcapMagicNanos)
@@ -114,6 +117,34 @@ func Capture(dev Device, w io.Writer) (*Captured, error) {
 func (c *Captured) record(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.recordLocked(p)
+}
+
+// recordOffload records a packet that went by with offloads as the wire
+// would carry it: a super-segment as its pieces, every checksum complete
+// (SoftwareGSO), so tshark and tcptrace see what the peer's TCP saw.
+func (c *Captured) recordOffload(head, payload []byte, o Offload) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(head) + len(payload)
+	if c.cut == nil {
+		c.cut = make([]byte, 2*MaxOffloadSize)
+	}
+	if n > MaxOffloadSize {
+		return
+	}
+	pkt := c.cut[:n]
+	copy(pkt[copy(pkt, head):], payload)
+	if SoftwareGSO(pkt, o, c.cut[MaxOffloadSize:], func(b []byte) error {
+		c.recordLocked(b)
+		return nil
+	}) != nil {
+		c.recordLocked(pkt) // not a TCP packet we can cut: as it is
+	}
+}
+
+// recordLocked is record with c.mu held.
+func (c *Captured) recordLocked(p []byte) {
 	if c.closed {
 		return
 	}
@@ -194,6 +225,48 @@ func (c *Captured) Write(p []byte) (int, error) {
 	}
 	c.record(p)
 	return c.dev.Write(p)
+}
+
+// ReadOffload implements Offloader: the wrapped device's, if it is an
+// Offloader, recording what it read as the wire carried it (a
+// super-segment as its pieces).
+func (c *Captured) ReadOffload(p []byte) (int, Offload, error) {
+	if c.off == nil {
+		n, err := c.Read(p)
+		return n, Offload{}, err
+	}
+	n, o, err := c.off.ReadOffload(p)
+	if n > 0 && err == nil {
+		if o == (Offload{}) {
+			c.record(p[:n])
+		} else {
+			c.recordOffload(p[:n], nil, o)
+		}
+	}
+	return n, o, err
+}
+
+// WriteOffload implements Offloader: it records the packet as its pieces,
+// then writes it to the wrapped device (which cuts it itself if it is not
+// an Offloader).
+func (c *Captured) WriteOffload(head, payload []byte, o Offload) error {
+	if c.off == nil {
+		return writeCut(c, head, payload, o, c.mtu)
+	}
+	if o == (Offload{}) && len(payload) == 0 {
+		c.record(head)
+	} else {
+		c.recordOffload(head, payload, o)
+	}
+	return c.off.WriteOffload(head, payload, o)
+}
+
+// MaxOffload implements Offloader: the wrapped device's.
+func (c *Captured) MaxOffload() int {
+	if c.off == nil {
+		return 0
+	}
+	return c.off.MaxOffload()
 }
 
 // MTU implements Device: it is the wrapped device's.

@@ -22,15 +22,28 @@ type Config struct {
 	// Host is the kernel-side address and prefix given to a device Open
 	// creates (e.g. 198.18.0.1/24). The zero value assigns none.
 	Host netip.Prefix
+	// Offload asks for segmentation and checksum offload: the device is
+	// opened with IFF_VNET_HDR and TUNSETOFFLOAD (TUN_F_CSUM, TUN_F_TSO4,
+	// TUN_F_TSO6), and the TUN is an Offloader that carries TCP
+	// super-segments of up to 64 KiB both ways. Where the kernel or the
+	// device refuses, Open falls back to a plain device and OffloadErr
+	// says why.
+	Offload bool
 }
 
 // TUN is a real Linux TUN device carrying raw IPv4 packets (IFF_TUN |
-// IFF_NO_PI).
+// IFF_NO_PI), with offloads (IFF_VNET_HDR) if Config.Offload asked for
+// them and the kernel agreed. It is an Offloader either way; MaxOffload
+// tells whether offloads are on.
 type TUN struct {
-	ifce    *water.Interface
+	ifce    *water.Interface // the plain device, without offloads
+	vq      *vnetQueue       // the device with offloads
 	name    string
 	mtu     int
 	created bool
+	// offErr is why offloads are off though Config.Offload asked for
+	// them (nil when they are on or were not asked for).
+	offErr error
 }
 
 // Open attaches to the persistent TUN device cfg.Name if it exists in the
@@ -53,24 +66,76 @@ func Open(cfg Config) (*TUN, error) {
 		_, err := linkIndex(cfg.Name)
 		exists = err == nil
 	}
-	// water clears the persist flag unless asked to keep it: keep it for a
-	// device we attach to, so it survives us as its owner expects.
-	ifce, err := water.New(water.Config{
-		DeviceType:             water.TUN,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name, Persist: exists},
-	})
-	if err != nil {
-		if exists {
-			return nil, fmt.Errorf("tun: attach to %q (is it a free TUN device?): %w", cfg.Name, err)
+	t := &TUN{created: !exists}
+	if cfg.Offload {
+		vq, name, err := openVnet(cfg.Name)
+		if err == nil {
+			t.vq, t.name = vq, name
+		} else {
+			t.offErr = err
 		}
-		return nil, fmt.Errorf("tun: create %q: %w", cfg.Name, err)
 	}
-	t := &TUN{ifce: ifce, name: ifce.Name(), created: !exists}
+	if t.vq == nil {
+		// water clears the persist flag unless asked to keep it: keep it
+		// for a device we attach to, so it survives us as its owner
+		// expects.
+		ifce, err := water.New(water.Config{
+			DeviceType:             water.TUN,
+			PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name, Persist: exists},
+		})
+		if err != nil {
+			if exists {
+				return nil, fmt.Errorf("tun: attach to %q (is it a free TUN device?): %w", cfg.Name, err)
+			}
+			return nil, fmt.Errorf("tun: create %q: %w", cfg.Name, err)
+		}
+		t.ifce, t.name = ifce, ifce.Name()
+	}
 	if err := t.configure(cfg); err != nil {
-		ifce.Close()
+		t.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// OffloadErr is why the device has no offloads although Config.Offload
+// asked for them: the kernel or the device refused (at Open, or later a
+// super-segment; see Offloader.WriteOffload). It is nil while offloads
+// are on, and when they were not asked for.
+func (t *TUN) OffloadErr() error {
+	if t.vq != nil {
+		return t.vq.refused()
+	}
+	return t.offErr
+}
+
+// MaxOffload implements Offloader: MaxOffloadSize while the device carries
+// super-segments, else 0.
+func (t *TUN) MaxOffload() int {
+	if t.vq == nil || t.vq.refused() != nil {
+		return 0
+	}
+	return MaxOffloadSize
+}
+
+// ReadOffload implements Offloader. Without offloads it reads an ordinary
+// packet.
+func (t *TUN) ReadOffload(p []byte) (int, Offload, error) {
+	if t.vq == nil {
+		n, err := t.Read(p)
+		return n, Offload{}, err
+	}
+	n, o, err := t.vq.readOffload(p)
+	return n, o, t.readErr(err)
+}
+
+// WriteOffload implements Offloader. Without offloads it cuts a
+// super-segment into ordinary packets itself.
+func (t *TUN) WriteOffload(head, payload []byte, o Offload) error {
+	if t.vq == nil {
+		return writeCut(t, head, payload, o, t.mtu)
+	}
+	return t.vq.writeOffload(head, payload, o, t.mtu)
 }
 
 func (t *TUN) configure(cfg Config) error {
@@ -104,23 +169,38 @@ func (t *TUN) configure(cfg Config) error {
 // del`), the error wraps syscall.EBADFD, however Go's poller first
 // noticed it ("not pollable" after an EPOLLERR).
 func (t *TUN) Read(p []byte) (int, error) {
-	n, err := t.ifce.Read(p)
+	var n int
+	var err error
+	if t.vq != nil {
+		n, err = t.vq.read(p)
+	} else {
+		n, err = t.ifce.Read(p)
+	}
+	return n, t.readErr(err)
+}
+
+func (t *TUN) readErr(err error) error {
 	if err != nil && !errors.Is(err, os.ErrClosed) && t.detached() {
 		err = &os.PathError{Op: "read", Path: t.name, Err: syscall.EBADFD}
 	}
-	return n, err
+	return err
 }
 
 // detached asks the kernel whether the file still has its device:
 // TUNGETIFF fails with EBADFD on a TUN file whose device is gone.
 func (t *TUN) detached() bool {
-	sc, ok := t.ifce.ReadWriteCloser.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
+	var rc syscall.RawConn
+	if t.vq != nil {
+		rc = t.vq.rc
+	} else {
+		sc, ok := t.ifce.ReadWriteCloser.(syscall.Conn)
+		if !ok {
+			return false
+		}
+		var err error
+		if rc, err = sc.SyscallConn(); err != nil {
+			return false
+		}
 	}
 	var ierr error
 	if err := rc.Control(func(fd uintptr) {
@@ -135,7 +215,15 @@ func (t *TUN) detached() bool {
 }
 
 // Write implements Device.
-func (t *TUN) Write(p []byte) (int, error) { return t.ifce.Write(p) }
+func (t *TUN) Write(p []byte) (int, error) {
+	if t.vq != nil {
+		if err := t.vq.write(p, nil, Offload{}); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return t.ifce.Write(p)
+}
 
 // MTU implements Device.
 func (t *TUN) MTU() int { return t.mtu }
@@ -148,4 +236,9 @@ func (t *TUN) Created() bool { return t.created }
 
 // Close implements Device. A pending Read returns an error wrapping
 // os.ErrClosed. A device Open created disappears with it.
-func (t *TUN) Close() error { return t.ifce.Close() }
+func (t *TUN) Close() error {
+	if t.vq != nil {
+		return t.vq.f.Close()
+	}
+	return t.ifce.Close()
+}

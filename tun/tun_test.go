@@ -132,14 +132,21 @@ func TestCreateConfiguresDevice(t *testing.T) {
 // TestPacketsBothWays sends a UDP datagram from a kernel socket in the
 // namespace out through the TUN, and writes one into the TUN for a kernel
 // socket to receive. Traffic stays inside the namespace.
-func TestPacketsBothWays(t *testing.T) {
+func TestPacketsBothWays(t *testing.T) { packetsBothWays(t, false) }
+
+// TestPacketsBothWaysOffload is TestPacketsBothWays on a device with
+// offloads: every packet behind a virtio-net header, and the kernel's UDP
+// datagram, sent with a partial checksum, completed by Read.
+func TestPacketsBothWaysOffload(t *testing.T) { packetsBothWays(t, true) }
+
+func packetsBothWays(t *testing.T, offload bool) {
 	needRoot(t)
 	ns := newTestNetns(t)
 	var dev *TUN
 	var sock *net.UDPConn
 	err := InNetNS(ns, func() error {
 		var err error
-		if dev, err = Open(Config{Name: "tuntest1", Host: netip.MustParsePrefix("198.18.7.1/24")}); err != nil {
+		if dev, err = Open(Config{Name: "tuntest1", Host: netip.MustParsePrefix("198.18.7.1/24"), Offload: offload}); err != nil {
 			return err
 		}
 		sock, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 18, 7, 1), Port: 4000})
@@ -167,6 +174,11 @@ func TestPacketsBothWays(t *testing.T) {
 			u := header.UDP(header.IPv4(p).Payload())
 			if u.DestinationPort() != 9999 || string(u.Payload()) != "to the tun" {
 				t.Fatalf("unexpected UDP packet %x", p)
+			}
+			ip := header.IPv4(p)
+			xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(u)))
+			if u.Checksum() != 0 && checksum.Checksum(u, xsum) != 0xffff {
+				t.Fatalf("the UDP checksum of the packet Read returned is wrong (offload %v)", offload)
 			}
 			break
 		}

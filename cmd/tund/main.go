@@ -69,6 +69,7 @@ type options struct {
 	noTimestamps  bool
 	impair        tun.ImpairConfig
 	pcap          string // -pcap file ("": no capture)
+	offload       bool   // -offload: TUN segmentation and checksum offload
 	// Resource limits (stack.Config and tcp.Config; 0: the default).
 	maxConns, maxOrphans, maxTimeWait int
 	orphanRetries                     int
@@ -144,6 +145,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
 	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
+	offload := fs.Bool("offload", true, "open the TUN device with segmentation and checksum offload (IFF_VNET_HDR, TSO and GRO both ways: TCP super-segments of up to 64 KiB per read and write); falls back by itself, with a log line, where the kernel refuses")
 	pcap := fs.String("pcap", "", "write every packet in and out to `file` in pcap format (readable by tcpdump -r, tshark, Wireshark); with -impair-*, what the stack sees")
 	control := fs.String("control", "", "control socket `path` for tund ss and tund stats (default /run/tund/TUN.sock; \"none\" disables it)")
 	shutdownGrace := fs.Duration("shutdown-grace", 3*time.Second, "on SIGTERM or SIGINT, send a FIN on every connection and wait this long for them to close before resetting the rest (a second signal resets at once)")
@@ -172,7 +174,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps}
+		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -307,7 +309,7 @@ func run(o options) error {
 	var dev *tun.TUN
 	err := tun.InNetNS(o.netns, func() error {
 		var err error
-		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host})
+		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host, Offload: o.offload})
 		return err
 	})
 	if err != nil {
@@ -317,8 +319,11 @@ func run(o options) error {
 		dev.Close()
 		return fmt.Errorf("-addr %s is outside -host %s: the kernel would not route to it", o.addr, o.host)
 	}
+	if err := dev.OffloadErr(); err != nil {
+		log.Warn("TUN offloads refused; running without them", "dev", dev.Name(), "err", err)
+	}
 	log.Info("TUN device ready", "dev", dev.Name(), "created", dev.Created(), "mtu", dev.MTU(),
-		"host", o.host, "addr", o.addr, "netns", o.netns)
+		"offload", dev.MaxOffload() > 0, "host", o.host, "addr", o.addr, "netns", o.netns)
 
 	cfg := stack.Config{
 		Addr: o.addr,

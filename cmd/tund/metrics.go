@@ -33,6 +33,7 @@ type stackCollector struct {
 	counters []stackCounter
 	packets  *prometheus.Desc // {direction}
 	segments *prometheus.Desc // {direction}
+	supers   *prometheus.Desc // {direction}
 	drops    *prometheus.Desc // {reason}
 	conns    *prometheus.Desc // {state}
 	timeWait *prometheus.Desc
@@ -96,6 +97,8 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 			"IPv4 packets read from (in) and written to (out) the device.", []string{"direction"}, nil),
 		segments: prometheus.NewDesc("tund_segments_total",
 			"TCP segments received (in, after the IP and TCP checks) and sent (out).", []string{"direction"}, nil),
+		supers: prometheus.NewDesc("tund_super_segments_total",
+			"TCP super-segments among the packets (a device with offloads: one packet, many segments on the wire).", []string{"direction"}, nil),
 		drops: prometheus.NewDesc("tund_drops_total",
 			"Inbound packets and segments dropped, by reason (checksum, tcp_checksum, out_of_window, no_listener, backlog_full, syn_queue_full, ...).",
 			[]string{"reason"}, nil),
@@ -114,6 +117,7 @@ func (c *stackCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- c.packets
 	ch <- c.segments
+	ch <- c.supers
 	ch <- c.drops
 	ch <- c.conns
 	ch <- c.timeWait
@@ -135,6 +139,8 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.PacketsOut), "out")
 	ch <- prometheus.MustNewConstMetric(c.segments, prometheus.CounterValue, float64(s.SegmentsIn), "in")
 	ch <- prometheus.MustNewConstMetric(c.segments, prometheus.CounterValue, float64(s.SegmentsOut), "out")
+	ch <- prometheus.MustNewConstMetric(c.supers, prometheus.CounterValue, float64(s.SuperSegmentsIn), "in")
+	ch <- prometheus.MustNewConstMetric(c.supers, prometheus.CounterValue, float64(s.SuperSegmentsOut), "out")
 	for reason, n := range s.Drops {
 		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), reason)
 	}

@@ -103,6 +103,8 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"packets out", st.PacketsOut},
 		{"segments in", st.SegmentsIn},
 		{"segments out", st.SegmentsOut},
+		{"super-segments in", st.SuperSegmentsIn},
+		{"super-segments out", st.SuperSegmentsOut},
 		{"retransmitted segments", st.Retransmits},
 		{"retransmission timeouts", st.Timeouts},
 		{"fast recoveries", st.Recoveries},

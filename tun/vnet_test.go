@@ -1,0 +1,170 @@
+package tun
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// tcpPacket builds an IPv4 TCP packet from 198.18.7.2 to 198.18.7.1 with
+// a complete checksum (or a partial one if partial is set).
+func tcpPacket(sport, dport uint16, seq, ack uint32, flags header.TCPFlags, opts, payload []byte, partial bool) []byte {
+	thl := header.TCPMinimumSize + len(opts)
+	pkt := make([]byte, header.IPv4MinimumSize+thl+len(payload))
+	src, dst := tcpip.AddrFrom4([4]byte{198, 18, 7, 2}), tcpip.AddrFrom4([4]byte{198, 18, 7, 1})
+	ip := header.IPv4(pkt)
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(pkt)), TTL: 64, Flags: header.IPv4FlagDontFragment,
+		Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(pkt[header.IPv4MinimumSize:])
+	t.Encode(&header.TCPFields{SrcPort: sport, DstPort: dport, SeqNum: seq, AckNum: ack, DataOffset: uint8(thl),
+		Flags: flags, WindowSize: 65535})
+	copy(t[header.TCPMinimumSize:], opts)
+	copy(t[thl:], payload)
+	if partial {
+		PartialChecksum(pkt, len(t))
+	} else {
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(t)))
+		t.SetChecksum(^checksum.Checksum(t, xsum))
+	}
+	return pkt
+}
+
+// TestOffloadTUNWithTheKernel opens a TUN with offloads and talks TCP by
+// hand with a kernel socket in the namespace: a 20,000-byte super-segment
+// written in one call reaches the kernel's socket intact (TSO), and the
+// kernel's reply arrives as super-segments (it sends through a TSO
+// device) whose checksums the kernel vouches for.
+func TestOffloadTUNWithTheKernel(t *testing.T) {
+	needRoot(t)
+	ns := newTestNetns(t)
+	var dev *TUN
+	var ln net.Listener
+	err := InNetNS(ns, func() error {
+		var err error
+		if dev, err = Open(Config{Name: "tunoff0", Host: netip.MustParsePrefix("198.18.7.1/24"), Offload: true}); err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp4", "198.18.7.1:5000")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	defer ln.Close()
+	if dev.MaxOffload() != MaxOffloadSize || dev.OffloadErr() != nil {
+		t.Fatalf("offloads not on: MaxOffload %d, %v", dev.MaxOffload(), dev.OffloadErr())
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+
+	buf := make([]byte, MaxOffloadSize)
+	// next returns the next TCP packet from the kernel to port 40000.
+	next := func() (header.TCP, Offload) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			n, o, err := dev.ReadOffload(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := buf[:n]
+			if header.IPVersion(p) != 4 || header.IPv4(p).Protocol() != uint8(header.TCPProtocolNumber) {
+				continue // IPv6 router solicitations and the like
+			}
+			tcp := header.TCP(header.IPv4(p).Payload())
+			if tcp.DestinationPort() == 40000 {
+				return tcp, o
+			}
+		}
+		t.Fatal("no TCP packet from the kernel")
+		return nil, Offload{}
+	}
+
+	// Handshake: SYN with MSS 1460, no window scale.
+	const iss = 1000
+	mssOpt := []byte{2, 4, 0x05, 0xb4}
+	if _, err := dev.Write(tcpPacket(40000, 5000, iss, 0, header.TCPFlagSyn, mssOpt, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	synack, _ := next()
+	if synack.Flags() != header.TCPFlagSyn|header.TCPFlagAck {
+		t.Fatalf("got %v, want SYN+ACK", synack.Flags())
+	}
+	rcvNxt := synack.SequenceNumber() + 1
+	if _, err := dev.Write(tcpPacket(40000, 5000, iss+1, rcvNxt, header.TCPFlagAck, nil, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	var kc net.Conn
+	select {
+	case kc = <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the kernel did not accept")
+	}
+	defer kc.Close()
+
+	// One write, 14 segments: the kernel takes it whole.
+	up := randomPayload(20000, 8)
+	super := tcpPacket(40000, 5000, iss+1, rcvNxt, header.TCPFlagAck|header.TCPFlagPsh, nil, up, true)
+	if err := dev.WriteOffload(super[:40], super[40:], Offload{GSOSize: 1460, CsumPartial: true}); err != nil {
+		t.Fatal(err)
+	}
+	kc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(up))
+	if _, err := io.ReadFull(kc, got); err != nil || !bytes.Equal(got, up) {
+		t.Fatalf("the kernel's socket read %v; bytes intact: %v", err, bytes.Equal(got, up))
+	}
+	if dev.MaxOffload() == 0 {
+		t.Fatalf("the kernel refused the super-segment: %v", dev.OffloadErr())
+	}
+
+	// The kernel answers with 60,000 bytes; we acknowledge as we go.
+	down := randomPayload(60000, 9)
+	go kc.Write(down)
+	var rcvd []byte
+	supers := 0
+	sndNxt := uint32(iss + 1 + len(up))
+	for len(rcvd) < len(down) {
+		tcp, o := next()
+		if len(tcp.Payload()) == 0 {
+			continue
+		}
+		if !o.Trusted() {
+			t.Fatalf("a packet from the kernel without checksum offload: %+v", o)
+		}
+		if o.GSOSize > 0 {
+			supers++
+			if len(tcp.Payload()) <= int(o.GSOSize) {
+				t.Fatalf("a %d-byte super-segment of %d-byte segments", len(tcp.Payload()), o.GSOSize)
+			}
+		}
+		if tcp.SequenceNumber() != rcvNxt {
+			t.Fatalf("seq %d, want %d (nothing is lost here)", tcp.SequenceNumber(), rcvNxt)
+		}
+		rcvd = append(rcvd, tcp.Payload()...)
+		rcvNxt += uint32(len(tcp.Payload()))
+		if _, err := dev.Write(tcpPacket(40000, 5000, sndNxt, rcvNxt, header.TCPFlagAck, nil, nil, false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(rcvd, down) {
+		t.Fatal("the kernel's bytes arrived changed")
+	}
+	if supers == 0 {
+		t.Fatal("the kernel sent no super-segment: TSO on the device is not working")
+	}
+	t.Logf("the kernel's 60,000 bytes came in %d super-segments among the packets", supers)
+}
