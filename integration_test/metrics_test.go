@@ -16,12 +16,14 @@ import (
 // TestTundMetricsAndStats: tund -metrics 127.0.0.1:0 logs the port it
 // bound on the host's loopback (not in the namespace, where the TUN is);
 // after a download through the stack, /metrics and `tund stats` show the
-// segments and the four listeners.
+// segments and the four listeners; Go's profiler answers beside the
+// metrics, and -cpuprofile leaves a profile when tund exits.
 func TestTundMetricsAndStats(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	ctl := filepath.Join(t.TempDir(), "ctl.sock")
-	proc := startTund(t, ns, "-control", ctl, "-metrics", "127.0.0.1:0")
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	proc := startTund(t, ns, "-control", ctl, "-metrics", "127.0.0.1:0", "-cpuprofile", profile)
 	m := regexp.MustCompile(`msg="metrics ready" addr=(127\.0\.0\.1:(\d+))`).FindStringSubmatch(proc.log())
 	if m == nil {
 		t.Fatalf("no metrics address in the log:\n%s", proc.log())
@@ -91,4 +93,22 @@ func TestTundMetricsAndStats(t *testing.T) {
 		}
 	}
 	t.Logf("tund stats:\n%s", statsOut)
+
+	resp, err = http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "stack.(*Stack)") {
+		t.Errorf("/debug/pprof/goroutine: %s, no stack goroutines:\n%.2000s", resp.Status, body)
+	}
+	proc.stop(t)
+	if !strings.Contains(proc.log(), `msg="CPU profile written"`) {
+		t.Errorf("no CPU profile in the log:\n%s", proc.log())
+	}
+	top, err := exec.Command("go", "tool", "pprof", "-top", tundBin, profile).CombinedOutput()
+	if err != nil || !strings.Contains(string(top), "Type: cpu") {
+		t.Errorf("go tool pprof -top %s: %v\n%s", profile, err, top)
+	}
 }

@@ -594,7 +594,7 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 		if size := c.tuner.OnRead(n, now, c.rcvRTTEstimate(), c.rcvBufSize); size > 0 && c.cfg.Memory.Level() == window.Normal {
 			c.setRcvLimit(size)
 		}
-		c.maybeWindowUpdate()
+		c.windowUpdateAfterRead()
 		c.output(now)
 		return n, nil
 	}

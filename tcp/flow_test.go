@@ -453,12 +453,14 @@ func TestPersist(t *testing.T) {
 // newer window.
 func TestWindowUpdateRule(t *testing.T) {
 	p := newPair(t, Config{})
-	// Fill part of b's buffer so its window is visibly smaller.
-	p.a.Write(pattern(20000), p.now)
+	// Fill most of b's buffer so its window is visibly smaller, and a
+	// read frees enough to be worth a window update of its own.
+	const held = 100000
+	p.a.Write(pattern(held), p.now)
 	p.run()
 	p.advance(time.Second)
-	if p.b.RecvQueue() != 20000 {
-		t.Fatalf("b holds %d bytes, want 20000", p.b.RecvQueue())
+	if p.b.RecvQueue() != held {
+		t.Fatalf("b holds %d bytes, want %d", p.b.RecvQueue(), held)
 	}
 	// Older: b's data segment carrying the small window.
 	p.b.Write(pattern(100), p.now)

@@ -289,6 +289,23 @@ func (c *Conn) maybeWindowUpdate() {
 	}
 }
 
+// windowUpdateAfterRead is maybeWindowUpdate for a read by the
+// application: an ACK of its own only when the window at least doubles
+// (window.WindowUpdateDue). A bulk receiver whose application reads as
+// fast as data comes would otherwise send a window update for nearly
+// every read on top of the ACKs for the data, three packets where one
+// does.
+func (c *Conn) windowUpdateAfterRead() {
+	if !c.state.synchronized() || c.finRcvd {
+		return
+	}
+	shown := c.shownWindow()
+	wnd := window.ReceiveWindow(c.rcvWindow(), shown, c.rcvBufSize, c.rcvMSS(), c.rcvWScale)
+	if window.WindowUpdateDue(shown, wnd, c.rcvSpace()) {
+		c.ackNow = true
+	}
+}
+
 // rcvWindow is the free space of the receive buffer as configured.
 func (c *Conn) rcvWindow() int {
 	return max(0, c.rcvSpace()-c.rcv.Len())

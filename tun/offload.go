@@ -94,10 +94,20 @@ func SoftwareGSO(pkt []byte, o Offload, buf []byte, emit func([]byte) error) err
 		if !o.CsumPartial {
 			return emit(pkt)
 		}
-		if len(buf) < len(pkt) {
+		n := len(pkt)
+		if o.csumStart == 0 {
+			// Our own stack's packet: the checksum goes where its IPv4
+			// header says, over exactly its total length.
+			ip := header.IPv4(pkt)
+			if !ip.IsValid(len(pkt)) {
+				return errNotTCPv4
+			}
+			n = int(ip.TotalLength())
+		}
+		if len(buf) < n {
 			return errBadGSO
 		}
-		n := copy(buf, pkt)
+		copy(buf, pkt[:n])
 		if !completeChecksum(buf[:n], o) {
 			return errBadGSO
 		}
@@ -138,7 +148,7 @@ const udpChecksumOffset = 6
 func completeChecksum(pkt []byte, o Offload) bool {
 	start, off := int(o.csumStart), int(o.csumOffset)
 	if start == 0 {
-		if len(pkt) < header.IPv4MinimumSize || pkt[0]>>4 != 4 {
+		if !header.IPv4(pkt).IsValid(len(pkt)) {
 			return false
 		}
 		start = int(header.IPv4(pkt).HeaderLength())

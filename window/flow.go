@@ -79,6 +79,18 @@ func ReceiveWindow(free, offered, bufSize, mss int, shift uint8) int {
 	return offered
 }
 
+// WindowUpdateDue reports whether a read that freed receive buffer space
+// is worth an ACK of its own, a window update: when the window the peer
+// has left (shown) is at most half the buffer (bufSize) and the window
+// now offered (wnd, from ReceiveWindow) is at least twice it — Linux's
+// "lots of space" rule (tcp_cleanup_rbuf). A smaller opening rides on the
+// next ACK, which is never far off while data flows; a shut or nearly shut
+// window always qualifies, so a sender that stopped is told at once
+// rather than at its next window probe.
+func WindowUpdateDue(shown, wnd, bufSize int) bool {
+	return wnd > shown && 2*shown <= bufSize && wnd >= 2*shown
+}
+
 // AckState is what the receiver knows when it decides whether an ACK can
 // be delayed.
 type AckState struct {

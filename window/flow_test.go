@@ -257,3 +257,29 @@ func TestAutotuner(t *testing.T) {
 		}
 	})
 }
+
+// TestWindowUpdateDue: a read earns an ACK of its own only when the
+// window the peer has left is at most half the buffer and the new one at
+// least twice it; a shut window always earns one.
+func TestWindowUpdateDue(t *testing.T) {
+	const buf = 65536
+	cases := []struct {
+		shown, wnd int
+		want       bool
+	}{
+		{0, 1460, true},       // shut window opened: tell the sender now
+		{0, 0, false},         // nothing to announce
+		{1000, 2000, true},    // doubled
+		{1000, 1999, false},   // not quite
+		{32768, 65536, true},  // exactly half left, now all of it
+		{32769, 65536, false}, // more than half left: rides on the next ACK
+		{61535, 65535, false}, // a small read on a busy connection
+		{20000, 20000, false}, // nothing freed
+		{30000, 20000, false}, // shrinking is never announced by a read
+	}
+	for _, c := range cases {
+		if got := WindowUpdateDue(c.shown, c.wnd, buf); got != c.want {
+			t.Errorf("WindowUpdateDue(%d, %d, %d) = %v, want %v", c.shown, c.wnd, buf, got, c.want)
+		}
+	}
+}

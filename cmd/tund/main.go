@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,7 @@ type options struct {
 	memLimit                          int64
 	minPMTU                           int
 	metrics                           string // -metrics listen address ("": off)
+	cpuProfile                        string // -cpuprofile file ("": off)
 	// shutdownGrace is how long SIGTERM/SIGINT waits for connections to
 	// close after their FIN before resetting the rest.
 	shutdownGrace time.Duration
@@ -149,7 +151,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	pcap := fs.String("pcap", "", "write every packet in and out to `file` in pcap format (readable by tcpdump -r, tshark, Wireshark); with -impair-*, what the stack sees")
 	control := fs.String("control", "", "control socket `path` for tund ss and tund stats (default /run/tund/TUN.sock; \"none\" disables it)")
 	shutdownGrace := fs.Duration("shutdown-grace", 3*time.Second, "on SIGTERM or SIGINT, send a FIN on every connection and wait this long for them to close before resetting the rest (a second signal resets at once)")
-	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (port 0: any, logged); it listens on the host side, not in -netns")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464 (port 0: any, logged), and Go's profiler at /debug/pprof/; it listens on the host side, not in -netns")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (go tool pprof FILE)")
 	maxConns := fs.Int("max-connections", 65536, "most connections at once (TIME-WAIT apart); past it a dial fails and a SYN is dropped")
 	maxOrphans := fs.Int("max-orphans", 16384, "most connections closed by their application and still finishing; past it a closing connection is reset")
 	orphanRetries := fs.Int("orphan-retries", tcp.DefaultConfig().OrphanRetries, "timeouts or window probes without progress before a closed connection the peer holds open is reset")
@@ -263,6 +266,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if o.shutdownGrace = *shutdownGrace; o.shutdownGrace < 0 {
 		return o, fmt.Errorf("-shutdown-grace %v: must not be negative", o.shutdownGrace)
 	}
+	o.cpuProfile = *cpuProfile
 	if o.metrics = *metrics; o.metrics != "" {
 		if err := checkMetricsAddr(o.metrics); err != nil {
 			return o, err
@@ -274,6 +278,21 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 func run(o options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	slog.SetDefault(log)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+			log.Info("CPU profile written", "file", o.cpuProfile)
+		}()
+	}
 
 	// -pcap's file is created first, so a bad path fails before any
 	// namespace or device exists. It is closed last, after st.Close has

@@ -199,6 +199,26 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
 	}
+	// Go's profiler sits beside the metrics: its index lists the
+	// profiles, and a heap profile comes back in pprof's format (gzip).
+	resp, err = http.Get("http://" + m[1] + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("/debug/pprof/: %s\n%s", resp.Status, body)
+	}
+	resp, err = http.Get("http://" + m[1] + "/debug/pprof/heap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		t.Errorf("/debug/pprof/heap: %s, %d bytes, not a gzip'd profile", resp.Status, len(body))
+	}
 	if resp, err := http.Get("http://" + m[1] + "/other"); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/other: %v %v", resp.Status, err)
 	}
