@@ -447,6 +447,29 @@ type hashingWriter struct {
 	}
 }
 
+// ncEcho sends the file at path (size bytes, SHA-256 want) through nc to
+// tund's echo service in ns and checks every byte comes back. nc -N shuts
+// down its sending side at the end of the input, so the echo server sees
+// EOF, finishes echoing and closes, which ends nc.
+func ncEcho(ctx context.Context, ns, path string, size int64, want string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out := newHashingWriter()
+	var stderr strings.Builder
+	cmd := inNS(ctx, ns, "nc", "-N", stackAddr, "7")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("nc: %v: %s", err, stderr.String())
+	}
+	if out.n != size || out.sum() != want {
+		return fmt.Errorf("echo returned %d bytes sha256 %s, want %d bytes %s", out.n, out.sum(), size, want)
+	}
+	return nil
+}
+
 func newHashingWriter() *hashingWriter { return &hashingWriter{h: sha256.New()} }
 
 func (w *hashingWriter) Write(p []byte) (int, error) {

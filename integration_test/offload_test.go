@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -32,22 +31,10 @@ func TestOffloadOnAndOff(t *testing.T) {
 			}
 			const size = 20 << 20
 			path, want := randomFile(t, size, 12)
-			in, err := os.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer in.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			out := newHashingWriter()
-			var stderr strings.Builder
-			cmd := inNS(ctx, ns, "nc", "-N", stackAddr, "7")
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, &stderr
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("nc: %v: %s", err, stderr.String())
-			}
-			if out.n != size || out.sum() != want {
-				t.Fatalf("echo returned %d bytes sha256 %s, want %d bytes %s", out.n, out.sum(), size, want)
+			if err := ncEcho(ctx, ns, path, size, want); err != nil {
+				t.Fatal(err)
 			}
 
 			stats, err := exec.Command(tundBin, "stats", "-control", ctl).CombinedOutput()

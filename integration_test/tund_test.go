@@ -58,22 +58,8 @@ func TestNcEcho10MiB(t *testing.T) {
 	path, want := randomFile(t, 10<<20, 42)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	in, err := os.Open(path)
-	if err != nil {
+	if err := ncEcho(ctx, ns, path, 10<<20, want); err != nil {
 		t.Fatal(err)
-	}
-	defer in.Close()
-	out := newHashingWriter()
-	var stderr bytes.Buffer
-	// -N: shut down our sending side at end of input, so the echo server
-	// sees EOF, finishes echoing and closes, which ends nc.
-	cmd := inNS(ctx, ns, "nc", "-N", stackAddr, "7")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("nc: %v: %s", err, stderr.String())
-	}
-	if out.n != 10<<20 || out.sum() != want {
-		t.Fatalf("echo returned %d bytes sha256 %s, want %d bytes %s", out.n, out.sum(), 10<<20, want)
 	}
 }
 

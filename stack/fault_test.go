@@ -57,7 +57,7 @@ func (d *vanishingDev) pull() {
 func TestDeviceFailureStopsStack(t *testing.T) {
 	base := runtime.NumGoroutine()
 	var dev *vanishingDev
-	da, db := testPipe(1500)
+	da, db := testPipeQueues(1500, 1)
 	dev = &vanishingDev{Device: da}
 	quiet := slog.New(slog.DiscardHandler)
 	a, err := New(dev, Config{Addr: netip.MustParseAddr("10.9.0.1"), Logger: quiet})

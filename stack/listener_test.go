@@ -37,7 +37,7 @@ type floodPeer struct {
 // with the peer holding the other end.
 func newFloodPeer(t *testing.T, cfg Config) *floodPeer {
 	t.Helper()
-	da, db := testPipe(1500)
+	da, db := testPipeQueues(1500, 1) // the peer reads one queue
 	cfg.Addr = netip.MustParseAddr("10.9.0.2")
 	st, err := New(db, cfg)
 	if err != nil {

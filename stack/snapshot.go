@@ -107,16 +107,21 @@ type Stats struct {
 	// each is one packet, and as many segments as it carries on the wire
 	// (Linux counts InSegs and OutSegs so).
 	SuperSegmentsIn, SuperSegmentsOut uint64
-	ResetsSent                        uint64
-	EchoReplies                       uint64
-	ActiveOpens, PassiveOpens         uint64
-	WriteErrors                       uint64
-	TimeWait                          uint64 // entries in the TIME-WAIT table now
-	TimeWaitExpired                   uint64 // entries that lived their full 2MSL
-	TimeWaitReused                    uint64 // tuples reopened early by a safe SYN
-	SynCookiesSent                    uint64
-	SynCookiesValid                   uint64 // connections made from a returned cookie
-	ICMPErrors                        uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
+	// QueuePacketsIn counts the packets read from each of the device's
+	// queues (tun.Multiqueue), in queue order; one entry for a device
+	// with one queue. How evenly they spread is how well the readers
+	// share the work.
+	QueuePacketsIn            []uint64
+	ResetsSent                uint64
+	EchoReplies               uint64
+	ActiveOpens, PassiveOpens uint64
+	WriteErrors               uint64
+	TimeWait                  uint64 // entries in the TIME-WAIT table now
+	TimeWaitExpired           uint64 // entries that lived their full 2MSL
+	TimeWaitReused            uint64 // tuples reopened early by a safe SYN
+	SynCookiesSent            uint64
+	SynCookiesValid           uint64 // connections made from a returned cookie
+	ICMPErrors                uint64 // ICMP errors about our TCP segments (RFC 1122 §4.2.3.9)
 	// Limits and what they hold now (docs/ARCHITECTURE.md "Limits").
 	Connections      uint64 // in the connection table now (MaxConnections)
 	ConnLimitHit     uint64 // dials refused and SYNs dropped at MaxConnections
@@ -237,13 +242,22 @@ func (s *Stack) connCounters() coreCounters {
 	}
 }
 
+func (s *Stack) queuePacketsIn() []uint64 {
+	n := make([]uint64, len(s.queues))
+	for i, q := range s.queues {
+		n[i] = q.in.Load()
+	}
+	return n
+}
+
 // Stats returns a snapshot of the counters.
 func (s *Stack) Stats() Stats {
 	st := Stats{
 		PacketsIn: s.stats.packetsIn.Load(), PacketsOut: s.stats.packetsOut.Load(),
 		SegmentsIn: s.stats.segmentsIn.Load(), SegmentsOut: s.stats.segmentsOut.Load(),
 		SuperSegmentsIn: s.stats.superIn.Load(), SuperSegmentsOut: s.stats.superOut.Load(),
-		ResetsSent: s.stats.resetsSent.Load(), EchoReplies: s.stats.echoReplies.Load(),
+		QueuePacketsIn: s.queuePacketsIn(),
+		ResetsSent:     s.stats.resetsSent.Load(), EchoReplies: s.stats.echoReplies.Load(),
 		ActiveOpens: s.stats.activeOpens.Load(), PassiveOpens: s.stats.passiveOpens.Load(),
 		WriteErrors: s.stats.writeErrors.Load(),
 		TimeWait:    uint64(s.timeWaitCount()), TimeWaitExpired: s.stats.timeWaitExpired.Load(),

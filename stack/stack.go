@@ -137,6 +137,13 @@ type Stack struct {
 	// checksums to the kernel (tun.Offloader with offloads on at New).
 	off        tun.Offloader
 	offRefused atomic.Bool // the device stopped offering offloads; logged
+	// queues are the device's queues (one, unless it is a
+	// tun.Multiqueue): each has a reader of its own, and each flow is
+	// written to one of them, chosen by its 4-tuple (queueFor), so the
+	// device hands the flow's packets to that queue's reader.
+	queues     []devQueue
+	readers    atomic.Int32 // readers still running; the last closes done
+	readFailed atomic.Bool  // a reader met the device's end: it alone logs and stops
 	// pkts are the buffers packets are built in: the headers, and with no
 	// offloads the whole packet (sync.Pool, so a send borrows one for
 	// the time of a write, and an idle connection holds none).
@@ -285,6 +292,17 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	} else {
 		s.tcpCfg.GSOMax = 0
 	}
+	s.queues = []devQueue{{dev: dev, off: s.off, in: new(paddedCount)}}
+	if mq, ok := dev.(tun.Multiqueue); ok && mq.Queues() > 1 {
+		s.queues = s.queues[:0]
+		for i := range mq.Queues() {
+			q := devQueue{dev: mq.Queue(i), in: new(paddedCount)}
+			if s.off != nil {
+				q.off = mq.Queue(i)
+			}
+			s.queues = append(s.queues, q)
+		}
+	}
 	pktLen := max(mtu, ip.HeaderLen+tcp.MaxHeaderLen)
 	s.pkts.New = func() any { b := make([]byte, pktLen); return &b }
 	for i := range s.shards {
@@ -293,7 +311,10 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	}
 	s.twq.timer = s.clock.AfterFunc(time.Hour, s.twExpire)
 	s.twq.timer.Stop()
-	go s.readLoop()
+	s.readers.Store(int32(len(s.queues)))
+	for _, q := range s.queues {
+		go s.readLoop(q)
+	}
 	if cfg.Sampler.Func != nil {
 		go s.sampleLoop()
 	}
@@ -425,11 +446,43 @@ func (s *Stack) closeListeners() {
 	}
 }
 
-// readLoop is the inbound path: one goroutine, one reused buffer. A read
-// error it cannot retry stops the stack (a TUN device deleted under us
-// reads EBADFD for ever): blocked calls fail instead of hanging.
-func (s *Stack) readLoop() {
-	defer close(s.done)
+// devQueue is one queue of the device: read by one reader, written by the
+// flows queueFor puts on it. off is the queue as an Offloader when the
+// stack uses offloads, else nil.
+type devQueue struct {
+	dev tun.Device
+	off tun.Offloader
+	in  *paddedCount // packets its reader read
+}
+
+// paddedCount is a counter on a cache line of its own, so readers on
+// different cores do not share one.
+type paddedCount struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// queueFor is the queue the flow with the peer dst and these ports is
+// written to: always the same one, so the device steers the flow's
+// inbound packets to the same queue, and its reader.
+func (s *Stack) queueFor(dst [4]byte, lport, rport uint16) *devQueue {
+	if len(s.queues) == 1 {
+		return &s.queues[0]
+	}
+	h := (binary.BigEndian.Uint32(dst[:]) ^ uint32(lport)<<16 ^ uint32(rport)) * 0x9e3779b1
+	return &s.queues[(uint64(h)*uint64(len(s.queues)))>>32]
+}
+
+// readLoop is the inbound path of one queue: one goroutine, one reused
+// buffer. A read error it cannot retry stops the stack (a TUN device
+// deleted under us reads EBADFD for ever): blocked calls fail instead of
+// hanging. The last reader to return closes done.
+func (s *Stack) readLoop(q devQueue) {
+	defer func() {
+		if s.readers.Add(-1) == 0 {
+			close(s.done)
+		}
+	}()
 	buf := make([]byte, max(s.mtu, tun.MaxOffloadSize))
 	out := make([]byte, max(s.mtu, ip.HeaderLen+tcp.MaxHeaderLen))
 	var seg tcp.Segment
@@ -438,10 +491,10 @@ func (s *Stack) readLoop() {
 		var n int
 		var o tun.Offload
 		var err error
-		if s.off != nil {
-			n, o, err = s.off.ReadOffload(buf)
+		if q.off != nil {
+			n, o, err = q.off.ReadOffload(buf)
 		} else {
-			n, err = s.dev.Read(buf)
+			n, err = q.dev.Read(buf)
 		}
 		if err != nil {
 			if s.closing.Load() {
@@ -451,6 +504,9 @@ func (s *Stack) readLoop() {
 				retries++
 				time.Sleep(10 * time.Millisecond)
 				continue
+			}
+			if !s.readFailed.CompareAndSwap(false, true) {
+				return // another queue's reader saw the end first
 			}
 			if errors.Is(err, net.ErrClosed) {
 				// Closed by its other owner (the far end of a tun.Pipe,
@@ -464,6 +520,7 @@ func (s *Stack) readLoop() {
 		}
 		retries = 0
 		s.stats.packetsIn.Add(1)
+		q.in.Add(1)
 		if o.GSOSize > 0 {
 			s.stats.superIn.Add(1)
 		}
@@ -601,7 +658,8 @@ func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
 	// Segments count as on the wire, a super-segment as its pieces, as
 	// Linux counts OutSegs.
 	s.stats.segmentsOut.Add(uint64(pieces(len(seg.Payload), seg.GSOSize)))
-	if s.off != nil {
+	q := s.queueFor(dst, seg.SrcPort, seg.DstPort)
+	if q.off != nil {
 		t := buf[n : n+hl]
 		seg.MarshalHeader(t)
 		header.TCP(t).SetChecksum(ip.PseudoHeaderChecksum(s.addr, dst, uint8(header.TCPProtocolNumber), tcpLen))
@@ -610,10 +668,10 @@ func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
 			o.GSOSize = uint16(seg.GSOSize)
 			s.stats.superOut.Add(1)
 		}
-		s.wrote(s.off.WriteOffload(buf[:n+hl], seg.Payload, o))
-		if o.GSOSize > 0 && s.off.MaxOffload() == 0 && !s.offRefused.Swap(true) {
+		s.wrote(q.off.WriteOffload(buf[:n+hl], seg.Payload, o))
+		if o.GSOSize > 0 && q.off.MaxOffload() == 0 && !s.offRefused.Swap(true) {
 			var why error
-			if e, ok := s.off.(interface{ OffloadErr() error }); ok {
+			if e, ok := q.off.(interface{ OffloadErr() error }); ok {
 				why = e.OffloadErr()
 			}
 			s.log.Warn("the device refused a TCP super-segment; segmentation offload is off for new connections, the rest are cut in software", "err", why)
@@ -623,7 +681,8 @@ func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
 	t := buf[n : n+tcpLen]
 	seg.Marshal(t)
 	header.TCP(t).SetChecksum(ip.TCPChecksum(s.addr, dst, t))
-	s.write(buf[:n+tcpLen])
+	_, err := q.dev.Write(buf[:n+tcpLen])
+	s.wrote(err)
 }
 
 // pieces is how many segments a payload of n bytes is on the wire when

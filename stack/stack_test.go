@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -19,13 +20,23 @@ import (
 )
 
 // testPipe is the in-memory link the tests join stacks with: with
-// offloads (tun.PipeOffload, so super-segments and partial checksums are
-// exercised), unless TUND_TEST_OFFLOAD=0 (CI runs the suite both ways).
+// offloads (as tun.PipeOffload, so super-segments and partial checksums
+// are exercised), unless TUND_TEST_OFFLOAD=0 (CI runs the suite both
+// ways), and with two queues, so each stack runs two readers and spreads
+// its flows over them (TUND_TEST_QUEUES=N for another count).
 func testPipe(mtu int) (tun.Device, tun.Device) {
-	if os.Getenv("TUND_TEST_OFFLOAD") == "0" {
-		return tun.Pipe(mtu)
+	queues := 2
+	if n, err := strconv.Atoi(os.Getenv("TUND_TEST_QUEUES")); err == nil {
+		queues = n
 	}
-	return tun.PipeOffload(mtu)
+	return testPipeQueues(mtu, queues)
+}
+
+// testPipeQueues is testPipe with n queues. A test that wraps an end (in
+// tun.Impair, say) or reads and writes it by hand takes one: the wrapper
+// hides the other queues, which nobody would read.
+func testPipeQueues(mtu, n int) (tun.Device, tun.Device) {
+	return tun.PipeMultiqueue(mtu, n, os.Getenv("TUND_TEST_OFFLOAD") != "0")
 }
 
 // pipePair starts two stacks joined by an in-memory link.

@@ -28,6 +28,7 @@ func pipePairWrap(t testing.TB, ca, cb Config, wrap func(tun.Device) tun.Device)
 	t.Helper()
 	da, db := testPipe(1500)
 	if wrap != nil {
+		da, db = testPipeQueues(1500, 1)
 		da = wrap(da)
 	}
 	ca.Addr, cb.Addr = netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
@@ -60,7 +61,9 @@ func TestServerClosingFirstHoldsTimeWait(t *testing.T) {
 		mu     sync.Mutex
 		traces []string
 	)
-	msl := 150 * time.Millisecond
+	// 2MSL long enough that no entry expires before the last of the
+	// twenty is made, on a machine busy with other tests.
+	msl := time.Second
 	a, b := pipePairCfg(t, Config{}, Config{TCP: tcp.Config{MSL: msl}, Trace: func(ev TraceEvent) {
 		mu.Lock()
 		traces = append(traces, ev.String())
@@ -116,7 +119,7 @@ func TestServerClosingFirstHoldsTimeWait(t *testing.T) {
 	if c := a.StateCounts(); len(c) != 0 {
 		t.Errorf("client side states %v, want none", c)
 	}
-	for b.StateCounts()[tcp.TimeWait] != 0 && time.Now().Before(deadline.Add(2*time.Second)) {
+	for expiry := time.Now().Add(2*msl + 2*time.Second); b.StateCounts()[tcp.TimeWait] != 0 && time.Now().Before(expiry); {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if st := b.Stats(); st.TimeWait != 0 || st.TimeWaitExpired != n {

@@ -12,12 +12,18 @@ import (
 const pipeQueueLen = 1024
 
 // queue is one direction of a Pipe: a ring of packet slots of one MTU,
-// and a slot that has to hold a bigger super-segment grows to it once.
+// cut from one block. A super-segment bigger than a slot borrows a big
+// buffer from the queue's spares for as long as it is queued, so the
+// queue holds at most as many big buffers as super-segments were ever
+// queued at once, and a steady flow allocates none.
 type queue struct {
 	mu     sync.Mutex
 	cond   sync.Cond
+	mtu    int
+	block  []byte // the slots' own buffers
 	slots  [][]byte
 	offs   []Offload
+	spare  [][]byte // big buffers not in a slot
 	head   int
 	n      int
 	closed *atomic.Bool
@@ -25,13 +31,39 @@ type queue struct {
 }
 
 func newQueue(mtu int, closed *atomic.Bool) *queue {
-	q := &queue{slots: make([][]byte, pipeQueueLen), offs: make([]Offload, pipeQueueLen), closed: closed}
-	block := make([]byte, pipeQueueLen*mtu)
+	q := &queue{mtu: mtu, block: make([]byte, pipeQueueLen*mtu), slots: make([][]byte, pipeQueueLen),
+		offs: make([]Offload, pipeQueueLen), closed: closed}
 	for i := range q.slots {
-		q.slots[i] = block[i*mtu : i*mtu : (i+1)*mtu]
+		q.slots[i] = q.ownSlot(i)
 	}
 	q.cond.L = &q.mu
 	return q
+}
+
+// ownSlot is slot i's own buffer, of one MTU.
+func (q *queue) ownSlot(i int) []byte { return q.block[i*q.mtu : i*q.mtu : (i+1)*q.mtu] }
+
+// slotFor makes slot i hold n bytes, with a big buffer if it must.
+func (q *queue) slotFor(i, n int) []byte {
+	if n > cap(q.slots[i]) {
+		var big []byte
+		if k := len(q.spare); k > 0 {
+			big, q.spare = q.spare[k-1], q.spare[:k-1]
+		} else {
+			big = make([]byte, MaxOffloadSize)
+		}
+		q.slots[i] = big
+	}
+	q.slots[i] = q.slots[i][:n]
+	return q.slots[i]
+}
+
+// release gives slot i's big buffer, if it has one, back to the spares.
+func (q *queue) release(i int) {
+	if cap(q.slots[i]) > q.mtu {
+		q.spare = append(q.spare, q.slots[i][:0])
+		q.slots[i] = q.ownSlot(i)
+	}
 }
 
 // PipeEnd is one end of an in-memory link made by Pipe or PipeOffload.
@@ -42,6 +74,7 @@ type PipeEnd struct {
 	out     *queue // packets this end Writes
 	closed  *atomic.Bool
 	peer    *PipeEnd
+	more    []*PipeEnd // queues 1… of a PipeMultiqueue end
 	rmu     sync.Mutex
 	cut     cutter // Read's pieces of a super-segment
 }
@@ -60,6 +93,35 @@ func Pipe(mtu int) (Device, Device) { return newPipe(mtu, false) }
 // offload. Read and Write still carry ordinary packets (a super-segment is
 // handed to Read in pieces).
 func PipeOffload(mtu int) (Device, Device) { return newPipe(mtu, true) }
+
+// PipeMultiqueue is a pipe of n queues, each a link of its own (as made
+// by Pipe, or PipeOffload if offload): a packet written to queue i at one
+// end is read from queue i at the other, so a stack that writes each flow
+// to one queue finds the flow's packets on the same queue of its own end,
+// as the TUN driver's flow steering does for a multi-queue TUN. Both ends
+// are Multiqueues; Read and Write on an end are those of its queue 0.
+// Closing either end closes every queue of both.
+func PipeMultiqueue(mtu, n int, offload bool) (Multiqueue, Multiqueue) {
+	a, b := newPipe(mtu, offload)
+	for range max(n, 1) - 1 {
+		qa, qb := newPipe(mtu, offload)
+		qa.closed, qb.closed = a.closed, a.closed
+		qa.in.closed, qa.out.closed = a.closed, a.closed
+		a.more, b.more = append(a.more, qa), append(b.more, qb)
+	}
+	return a, b
+}
+
+// Queues implements Multiqueue: 1 but for an end of PipeMultiqueue.
+func (p *PipeEnd) Queues() int { return 1 + len(p.more) }
+
+// Queue implements Multiqueue.
+func (p *PipeEnd) Queue(i int) Offloader {
+	if i == 0 {
+		return p
+	}
+	return p.more[i-1]
+}
 
 func newPipe(mtu int, offload bool) (*PipeEnd, *PipeEnd) {
 	closed := new(atomic.Bool)
@@ -116,6 +178,7 @@ func (p *PipeEnd) take(b []byte, cut bool) (int, Offload, error) {
 		b = p.cut.buffer()
 	}
 	n := copy(b, q.slots[q.head])
+	q.release(q.head)
 	q.head = (q.head + 1) % len(q.slots)
 	q.n--
 	return n, o, nil
@@ -167,13 +230,9 @@ func (p *PipeEnd) put(head, payload []byte, o Offload) error {
 		return nil
 	}
 	i := (q.head + q.n) % len(q.slots)
-	n := len(head) + len(payload)
-	if cap(q.slots[i]) < n {
-		q.slots[i] = make([]byte, max(n, p.mtu))
-	}
-	s := q.slots[i][:n]
+	s := q.slotFor(i, len(head)+len(payload))
 	copy(s[copy(s, head):], payload)
-	q.slots[i], q.offs[i] = s, o
+	q.offs[i] = o
 	q.n++
 	q.mu.Unlock()
 	q.cond.Signal()
@@ -187,14 +246,22 @@ func (p *PipeEnd) MTU() int { return p.mtu }
 // wrapping net.ErrClosed.
 func (p *PipeEnd) Close() error {
 	p.closed.Store(true)
-	for _, q := range []*queue{p.in, p.out} {
-		q.mu.Lock()
-		q.cond.Broadcast()
-		q.mu.Unlock()
+	for _, e := range append([]*PipeEnd{p}, p.more...) {
+		for _, q := range []*queue{e.in, e.out} {
+			q.mu.Lock()
+			q.cond.Broadcast()
+			q.mu.Unlock()
+		}
 	}
 	return nil
 }
 
-// Drops is how many packets written at this end were dropped because the
-// other end's queue was full.
-func (p *PipeEnd) Drops() uint64 { return p.out.drops.Load() }
+// Drops is how many packets written at this end (on any of its queues)
+// were dropped because the other end's queue was full.
+func (p *PipeEnd) Drops() uint64 {
+	n := p.out.drops.Load()
+	for _, q := range p.more {
+		n += q.out.drops.Load()
+	}
+	return n
+}

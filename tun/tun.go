@@ -29,6 +29,32 @@ type Config struct {
 	// device refuses, Open falls back to a plain device and OffloadErr
 	// says why.
 	Offload bool
+	// Queues is how many queues to open (IFF_MULTI_QUEUE): the kernel
+	// spreads the flows it sends over them, so that each can have a
+	// reader of its own (Multiqueue). 0 or 1 opens a single-queue device,
+	// and so does Open where the kernel refuses more (a device created
+	// without multi_queue, say), with QueuesErr saying why.
+	Queues int
+}
+
+// MaxQueues is the most queues Open opens (the kernel's limit is 256).
+const MaxQueues = 64
+
+// Multiqueue is a device with several queues (IFF_MULTI_QUEUE). The
+// kernel puts each flow's packets on one queue: the queue the flow's last
+// packet from us was written to (the TUN driver's automatic flow
+// steering), else one by the flow's hash. So a user reads every queue
+// with a reader of its own and writes each flow to one queue of its
+// choosing, always the same; the device then delivers that flow to the
+// reader of that queue.
+type Multiqueue interface {
+	Offloader
+	// Queues is how many queues the device has.
+	Queues() int
+	// Queue is queue i, 0 ≤ i < Queues(): its reads return the packets
+	// the kernel put on it, its writes go out through it. Queue 0 is the
+	// device itself. Closing the device closes every queue.
+	Queue(i int) Offloader
 }
 
 // TUN is a real Linux TUN device carrying raw IPv4 packets (IFF_TUN |
@@ -44,6 +70,10 @@ type TUN struct {
 	// offErr is why offloads are off though Config.Offload asked for
 	// them (nil when they are on or were not asked for).
 	offErr error
+	// more are queues 1… of a multi-queue device (queue 0 is this one);
+	// queuesErr is why there are fewer than Config.Queues asked for.
+	more      []*TUN
+	queuesErr error
 }
 
 // Open attaches to the persistent TUN device cfg.Name if it exists in the
@@ -61,16 +91,61 @@ func Open(cfg Config) (*TUN, error) {
 	if cfg.Host.IsValid() && !cfg.Host.Addr().Is4() {
 		return nil, fmt.Errorf("tun: host address %s is not IPv4", cfg.Host)
 	}
+	if cfg.Queues < 0 || cfg.Queues > MaxQueues {
+		return nil, fmt.Errorf("tun: %d queues is outside 1..%d", cfg.Queues, MaxQueues)
+	}
 	exists := false
 	if cfg.Name != "" {
 		_, err := linkIndex(cfg.Name)
 		exists = err == nil
 	}
-	t := &TUN{created: !exists}
-	if cfg.Offload {
-		vq, name, err := openVnet(cfg.Name)
+	multi := cfg.Queues > 1
+	t, err := openQueue(cfg.Name, cfg.Offload, multi, exists, nil)
+	if err != nil && multi {
+		// An existing device made without multi_queue refuses
+		// IFF_MULTI_QUEUE: one queue it is, and QueuesErr says why.
+		multi = false
+		var err1 error
+		if t, err1 = openQueue(cfg.Name, cfg.Offload, false, exists, nil); err1 == nil {
+			t.queuesErr = fmt.Errorf("tun: %d queues: %w", cfg.Queues, err)
+			err = nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.created = !exists
+	for i := 1; multi && i < cfg.Queues; i++ {
+		q, err := openQueue(t.name, t.vq != nil, true, exists, t)
+		if err != nil {
+			t.queuesErr = fmt.Errorf("tun: queue %d of %d: %w", i+1, cfg.Queues, err)
+			break
+		}
+		t.more = append(t.more, q)
+	}
+	if err := t.configure(cfg); err != nil {
+		t.Close()
+		return nil, err
+	}
+	for _, q := range t.more {
+		q.mtu = t.mtu
+	}
+	return t, nil
+}
+
+// openQueue opens one queue of the device name: with offloads if offload
+// (falling back to none, with offErr set, where the kernel refuses them),
+// as one of several if multi. A further queue of a device already open
+// (first) takes the first queue's choice of offloads: all queues of a
+// device carry the same header.
+func openQueue(name string, offload, multi, exists bool, first *TUN) (*TUN, error) {
+	t := &TUN{}
+	if offload {
+		vq, n, err := openVnet(name, multi)
 		if err == nil {
-			t.vq, t.name = vq, name
+			t.vq, t.name = vq, n
+		} else if first != nil {
+			return nil, err
 		} else {
 			t.offErr = err
 		}
@@ -80,23 +155,36 @@ func Open(cfg Config) (*TUN, error) {
 		// for a device we attach to, so it survives us as its owner
 		// expects.
 		ifce, err := water.New(water.Config{
-			DeviceType:             water.TUN,
-			PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name, Persist: exists},
+			DeviceType: water.TUN,
+			PlatformSpecificParams: water.PlatformSpecificParams{
+				Name: name, Persist: exists, MultiQueue: multi,
+			},
 		})
 		if err != nil {
 			if exists {
-				return nil, fmt.Errorf("tun: attach to %q (is it a free TUN device?): %w", cfg.Name, err)
+				return nil, fmt.Errorf("tun: attach to %q (is it a free TUN device?): %w", name, err)
 			}
-			return nil, fmt.Errorf("tun: create %q: %w", cfg.Name, err)
+			return nil, fmt.Errorf("tun: create %q: %w", name, err)
 		}
 		t.ifce, t.name = ifce, ifce.Name()
 	}
-	if err := t.configure(cfg); err != nil {
-		t.Close()
-		return nil, err
-	}
 	return t, nil
 }
+
+// Queues implements Multiqueue: how many queues Open opened.
+func (t *TUN) Queues() int { return 1 + len(t.more) }
+
+// Queue implements Multiqueue.
+func (t *TUN) Queue(i int) Offloader {
+	if i == 0 {
+		return t
+	}
+	return t.more[i-1]
+}
+
+// QueuesErr is why the device has fewer queues than Config.Queues asked
+// for (nil if it has them all, or one was asked for).
+func (t *TUN) QueuesErr() error { return t.queuesErr }
 
 // OffloadErr is why the device has no offloads although Config.Offload
 // asked for them: the kernel or the device refused (at Open, or later a
@@ -237,6 +325,9 @@ func (t *TUN) Created() bool { return t.created }
 // Close implements Device. A pending Read returns an error wrapping
 // os.ErrClosed. A device Open created disappears with it.
 func (t *TUN) Close() error {
+	for _, q := range t.more {
+		q.Close()
+	}
 	if t.vq != nil {
 		return t.vq.f.Close()
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func needRoot(t *testing.T) {
 // after, also on failure: no real TUN device is ever made outside one.
 func newTestNetns(t *testing.T) string {
 	t.Helper()
-	name := fmt.Sprintf("tund-tun-%d-%s", os.Getpid(), t.Name())
+	name := fmt.Sprintf("tund-tun-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", "=", "-").Replace(t.Name()))
 	if len(name) > 60 {
 		name = name[:60]
 	}

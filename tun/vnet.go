@@ -46,9 +46,10 @@ type vnetQueue struct {
 }
 
 // openVnet opens (creating, or attaching to) the TUN device name with
-// IFF_VNET_HDR and turns on checksum and TCP segmentation offload. It
+// IFF_VNET_HDR and turns on checksum and TCP segmentation offload; multi
+// opens it as one queue of a multi-queue device (IFF_MULTI_QUEUE). It
 // returns the device's name.
-func openVnet(name string) (*vnetQueue, string, error) {
+func openVnet(name string, multi bool) (*vnetQueue, string, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("open /dev/net/tun: %w", err)
@@ -58,10 +59,16 @@ func openVnet(name string) (*vnetQueue, string, error) {
 		unix.Close(fd)
 		return nil, "", err
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	what := "IFF_VNET_HDR"
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+		what += "|IFF_MULTI_QUEUE"
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
-		return nil, "", fmt.Errorf("TUNSETIFF with IFF_VNET_HDR: %w", err)
+		return nil, "", fmt.Errorf("TUNSETIFF with %s: %w", what, err)
 	}
 	// The header is struct virtio_net_hdr, 10 bytes, the kernel's default;
 	// say so in case the device was left with another size.

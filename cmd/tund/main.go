@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -71,6 +72,7 @@ type options struct {
 	impair        tun.ImpairConfig
 	pcap          string // -pcap file ("": no capture)
 	offload       bool   // -offload: TUN segmentation and checksum offload
+	queues        int    // -queues: TUN queues, each with a reader
 	// Resource limits (stack.Config and tcp.Config; 0: the default).
 	maxConns, maxOrphans, maxTimeWait int
 	orphanRetries                     int
@@ -147,6 +149,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
 	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
+	queues := fs.Int("queues", defaultQueues(), "TUN queues (IFF_MULTI_QUEUE), each read by its own goroutine, flows spread over them by 4-tuple; default: the number of CPUs, at most 8; -pcap and -impair-* use one")
 	offload := fs.Bool("offload", true, "open the TUN device with segmentation and checksum offload (IFF_VNET_HDR, TSO and GRO both ways: TCP super-segments of up to 64 KiB per read and write); falls back by itself, with a log line, where the kernel refuses")
 	pcap := fs.String("pcap", "", "write every packet in and out to `file` in pcap format (readable by tcpdump -r, tshark, Wireshark); with -impair-*, what the stack sees")
 	control := fs.String("control", "", "control socket `path` for tund ss and tund stats (default /run/tund/TUN.sock; \"none\" disables it)")
@@ -177,7 +180,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload}
+		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -187,6 +190,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.host.Addr() == o.addr {
 		return o, fmt.Errorf("-host %q: the kernel side cannot have the stack's own address %s", *host, o.addr)
+	}
+	if o.queues < 1 || o.queues > tun.MaxQueues {
+		return o, fmt.Errorf("-queues %d: must be between 1 and %d", o.queues, tun.MaxQueues)
 	}
 	if *mtu < 68 || *mtu > 65535 {
 		return o, fmt.Errorf("-mtu %d: must be between 68 and 65535", *mtu)
@@ -275,6 +281,20 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	return o, nil
 }
 
+// defaultQueues is -queues' default: a reader per CPU, up to 8 (past
+// that the readers mostly wait for the connections' locks).
+func defaultQueues() int { return min(runtime.NumCPU(), 8) }
+
+// linkQueues is how many queues to open: -queues, but one when -pcap or
+// -impair-* sit between the device and the stack, since they read and
+// write a single queue and the others would go unread.
+func (o options) linkQueues() int {
+	if o.pcap != "" || o.impair.In != (tun.Impairment{}) || o.impair.Out != (tun.Impairment{}) {
+		return 1
+	}
+	return o.queues
+}
+
 func run(o options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	slog.SetDefault(log)
@@ -328,7 +348,7 @@ func run(o options) error {
 	var dev *tun.TUN
 	err := tun.InNetNS(o.netns, func() error {
 		var err error
-		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host, Offload: o.offload})
+		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host, Offload: o.offload, Queues: o.linkQueues()})
 		return err
 	})
 	if err != nil {
@@ -341,8 +361,11 @@ func run(o options) error {
 	if err := dev.OffloadErr(); err != nil {
 		log.Warn("TUN offloads refused; running without them", "dev", dev.Name(), "err", err)
 	}
+	if err := dev.QueuesErr(); err != nil {
+		log.Warn("TUN queues refused; running with one", "dev", dev.Name(), "err", err)
+	}
 	log.Info("TUN device ready", "dev", dev.Name(), "created", dev.Created(), "mtu", dev.MTU(),
-		"offload", dev.MaxOffload() > 0, "host", o.host, "addr", o.addr, "netns", o.netns)
+		"offload", dev.MaxOffload() > 0, "queues", dev.Queues(), "host", o.host, "addr", o.addr, "netns", o.netns)
 
 	cfg := stack.Config{
 		Addr: o.addr,

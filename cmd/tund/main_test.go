@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,18 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o, _ := parseFlags([]string{"-tun", "tx1"}, io.Discard); o.control != "/run/tund/tx1.sock" {
 		t.Errorf("control socket for -tun tx1: %q", o.control)
 	}
+	if want := min(runtime.NumCPU(), 8); o.queues != want || o.linkQueues() != want {
+		t.Errorf("-queues default %d (%d opened), want %d", o.queues, o.linkQueues(), want)
+	}
+	for _, args := range [][]string{{"-pcap", "x.pcap"}, {"-impair-in", "loss=1%"}, {"-impair-out", "delay=1ms"}} {
+		o, err := parseFlags(append(args, "-queues", "4"), io.Discard)
+		if err != nil || o.queues != 4 || o.linkQueues() != 1 {
+			t.Errorf("%v -queues 4: %d queues, %d opened, %v; want 1 opened", args, o.queues, o.linkQueues(), err)
+		}
+	}
+	if o, err := parseFlags([]string{"-queues", "3"}, io.Discard); err != nil || o.linkQueues() != 3 {
+		t.Errorf("-queues 3: %d opened, %v", o.linkQueues(), err)
+	}
 	if o.shutdownGrace != 3*time.Second {
 		t.Errorf("-shutdown-grace default %v, want 3s", o.shutdownGrace)
 	}
@@ -88,6 +101,8 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		want string
 	}{
 		{[]string{"-mtu", "67"}, "-mtu 67"},
+		{[]string{"-queues", "0"}, "-queues 0"},
+		{[]string{"-queues", "65"}, "-queues 65"},
 		{[]string{"-max-connections", "0"}, "-max-connections 0"},
 		{[]string{"-orphan-retries", "99"}, "-orphan-retries 99"},
 		{[]string{"-min-pmtu", "60"}, "-min-pmtu 60"},

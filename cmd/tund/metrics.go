@@ -35,6 +35,7 @@ type stackCollector struct {
 	packets  *prometheus.Desc // {direction}
 	segments *prometheus.Desc // {direction}
 	supers   *prometheus.Desc // {direction}
+	queueIn  *prometheus.Desc // {queue}
 	drops    *prometheus.Desc // {reason}
 	conns    *prometheus.Desc // {state}
 	timeWait *prometheus.Desc
@@ -100,6 +101,8 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 			"TCP segments received (in, after the IP and TCP checks) and sent (out).", []string{"direction"}, nil),
 		supers: prometheus.NewDesc("tund_super_segments_total",
 			"TCP super-segments among the packets (a device with offloads: one packet, many segments on the wire).", []string{"direction"}, nil),
+		queueIn: prometheus.NewDesc("tund_queue_packets_in_total",
+			"Packets read from each queue of the device (-queues), each by its own reader.", []string{"queue"}, nil),
 		drops: prometheus.NewDesc("tund_drops_total",
 			"Inbound packets and segments dropped, by reason (checksum, tcp_checksum, out_of_window, no_listener, backlog_full, syn_queue_full, ...).",
 			[]string{"reason"}, nil),
@@ -119,6 +122,7 @@ func (c *stackCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.packets
 	ch <- c.segments
 	ch <- c.supers
+	ch <- c.queueIn
 	ch <- c.drops
 	ch <- c.conns
 	ch <- c.timeWait
@@ -142,6 +146,9 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.segments, prometheus.CounterValue, float64(s.SegmentsOut), "out")
 	ch <- prometheus.MustNewConstMetric(c.supers, prometheus.CounterValue, float64(s.SuperSegmentsIn), "in")
 	ch <- prometheus.MustNewConstMetric(c.supers, prometheus.CounterValue, float64(s.SuperSegmentsOut), "out")
+	for i, n := range s.QueuePacketsIn {
+		ch <- prometheus.MustNewConstMetric(c.queueIn, prometheus.CounterValue, float64(n), strconv.Itoa(i))
+	}
 	for reason, n := range s.Drops {
 		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), reason)
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tund-project/tund/stack"
@@ -122,6 +124,13 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"ICMP errors", st.ICMPErrors},
 	} {
 		line(c.name, c.v)
+	}
+	if len(st.QueuePacketsIn) > 1 {
+		q := make([]string, len(st.QueuePacketsIn))
+		for i, n := range st.QueuePacketsIn {
+			q[i] = strconv.FormatUint(n, 10)
+		}
+		fmt.Fprintf(out, "%-26s %12s\n", "packets in by queue", strings.Join(q, " "))
 	}
 	line("heap bytes", st.HeapBytes)
 	line("goroutines", st.Goroutines)
