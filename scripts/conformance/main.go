@@ -63,6 +63,8 @@ var rules = []rule{
 		"In SYN-SENT tund processes a SYN+FIN as RFC 9293 §3.10.7.3 says (the SYN, the FIN later); FreeBSD with drop_synfin=1 drops it. tund has no knob for drop_synfin."),
 	r(`rcv-syn-ack-listen/`, `^R `, "deliberate",
 		"RFC 9293 §3.10.7.2: an ACK arriving at a listener is answered with <SEQ=SEG.ACK><CTL=RST>, which tund sends at once; the script expects FreeBSD's silence."),
+	r(`rcv-data-segments/`, `expected \. .*ack \d+ win \d+ .*sent nothing`, "deliberate",
+		"After the application reads, tund sends a window update of its own only when the peer had at most half the buffer left and the window at least doubles (Linux's rule, tcp_cleanup_rbuf; window.WindowUpdateDue); a smaller opening rides on the next ACK. FreeBSD sends one as soon as the window grows by two segments. The rule spares a bulk receiver an extra packet for nearly every read."),
 	r(`snd-syn/`, `sent at`, "deliberate",
 		"SYN retransmissions back off 1 s, 2 s, 4 s… (RFC 6298 §5.5 doubling from the initial RTO); FreeBSD's SYN backoff table waits 3.2 s for the second."),
 	r(`snd-syn/`, `options`, "deliberate",
