@@ -57,6 +57,7 @@ type ControlConn struct {
 	Recoveries    uint64 `json:"recoveries,omitempty"`
 	Probes        uint64 `json:"probes,omitempty"`
 	BytesInFlight int    `json:"in_flight,omitempty"`
+	SynQueue      int    `json:"syn_q,omitempty"` // a listener's half-open connections
 }
 
 // ListenControl opens the control socket at path. For as long as the
@@ -214,7 +215,7 @@ func (s *Stack) controlConnections() []ControlConn {
 			RcvBuf: ci.RcvBuf, SndBuf: ci.SndBuf, CC: ci.CC, SACK: ci.SACK, TS: ci.TS,
 			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
 			Retransmits: ci.Retransmits, Timeouts: ci.Timeouts, Recoveries: ci.Recoveries, Probes: ci.Probes,
-			BytesInFlight: ci.SndNxt.Sub(ci.SndUna),
+			BytesInFlight: ci.SndNxt.Sub(ci.SndUna), SynQueue: ci.SynQueue,
 		}
 		if ci.State == tcp.TimeWait || ci.State == tcp.Listen {
 			out[i].BytesInFlight = 0

@@ -211,6 +211,7 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 		// room either); the client's retransmission tries again.
 		l.mu.Unlock()
 		s.stats.backlogFull.Add(1)
+		s.traceLoop(key, tcp.LoopAcceptQueueFull, syn)
 		return
 	}
 	var evict *Conn
@@ -220,6 +221,7 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 			// statelessly, as Linux does with tcp_syncookies=1.
 			l.mu.Unlock()
 			s.sendCookie(key, syn, out)
+			s.traceLoop(key, tcp.LoopSynCookie, syn)
 			return
 		}
 		// RFC 4987 §3.4: recycle the oldest half-open connection, but
@@ -229,6 +231,7 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 		if evict = l.synq.takeOldest(now - s.initialRTO()); evict == nil {
 			l.mu.Unlock()
 			s.stats.synQueueFull.Add(1)
+			s.traceLoop(key, tcp.LoopSynQueueFull, syn)
 			return
 		}
 	}

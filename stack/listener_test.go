@@ -192,7 +192,8 @@ func isSynAck(s tcp.Segment) bool { return s.Flags == tcp.FlagSYN|tcp.FlagACK }
 // dropped as backlog_full; once the application accepts, the client's
 // next SYN gets in.
 func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
-	p := newFloodPeer(t, Config{Clock: NewManualClock(), NoSynCookies: true})
+	var trace traceLog
+	p := newFloodPeer(t, Config{Clock: NewManualClock(), NoSynCookies: true, Trace: trace.add})
 	l, err := p.st.ListenBacklog("tcp", ":80", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +212,11 @@ func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
 		t.Fatalf("answers to the two SYNs: %v, %v; want SYN+ACKs", sa1, sa2)
 	}
 	p.waitStates(tcp.SynReceived, 2)
+	for _, ci := range p.st.Connections() {
+		if ci.State == tcp.Listen && (ci.SynQueue != 2 || ci.RecvQ != 1) {
+			t.Errorf("listener shows SYN queue %d, accept queue %d; want 2 and 1", ci.SynQueue, ci.RecvQ)
+		}
+	}
 	if d := p.st.Stats().Drops; d["backlog_full"]+d["syn_queue_full"] != 0 {
 		t.Fatalf("drops %v with one connection queued and two in the handshake on a backlog of 2", d)
 	}
@@ -228,6 +234,7 @@ func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
 	if n := p.sent(late); n != 0 {
 		t.Fatalf("the stack answered a SYN that found the accept queue full (%d segments)", n)
 	}
+	trace.want(t, "10.9.1.4:1000 LISTEN → LISTEN on rcv SYN seq=400 ack=0 (accept queue full: drop the SYN)", 1)
 
 	want := map[string]bool{"10.9.1.1:1000": true, "10.9.1.2:1000": true, "10.9.1.3:1000": true}
 	for i := 0; i < 3; i++ {
@@ -256,7 +263,8 @@ func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
 // given up, however many SYNs follow it.
 func TestSynQueueFullRecyclesStaleHalfOpen(t *testing.T) {
 	clk := NewManualClock()
-	p := newFloodPeer(t, Config{Clock: clk, NoSynCookies: true})
+	var trace traceLog
+	p := newFloodPeer(t, Config{Clock: clk, NoSynCookies: true, Trace: trace.add})
 	l, err := p.st.ListenBacklog("tcp", ":80", 4)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +285,8 @@ func TestSynQueueFullRecyclesStaleHalfOpen(t *testing.T) {
 	p.syn(flood(5), 2000, 80, 5000)
 	p.syn(real, 3000, 80, 77)
 	st := p.waitStat("two syn_queue_full drops", func(s Stats) bool { return s.Drops["syn_queue_full"] == 2 })
+	trace.want(t, "LISTEN → LISTEN on rcv SYN", 2)
+	trace.want(t, "10.9.1.1:3000 LISTEN → LISTEN on rcv SYN seq=77 ack=0 (SYN queue full: drop the SYN)", 1)
 	if st.HalfOpenEvicted != 0 || p.sent(real) != 0 || p.sent(flood(5)) != 0 {
 		t.Fatalf("a SYN displaced a half-open connection younger than an RTO: evicted %d, answers %d/%d",
 			st.HalfOpenEvicted, p.sent(real), p.sent(flood(5)))
@@ -328,7 +338,8 @@ func TestSynQueueFullRecyclesStaleHalfOpen(t *testing.T) {
 // A SYN that finds the accept queue full is dropped even so, as on Linux:
 // the cookie's ACK would find no room either.
 func TestSynCookiesOnByDefault(t *testing.T) {
-	p := newFloodPeer(t, Config{Clock: NewManualClock()})
+	var trace traceLog
+	p := newFloodPeer(t, Config{Clock: NewManualClock(), Trace: trace.add})
 	l, err := p.st.ListenBacklog("tcp", ":80", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -349,6 +360,7 @@ func TestSynCookiesOnByDefault(t *testing.T) {
 	if st := p.st.Stats(); st.SynCookiesSent != 1 || st.Drops["syn_queue_full"] != 0 {
 		t.Fatalf("SynCookiesSent %d, syn_queue_full %d; want a cookie and no drop", st.SynCookiesSent, st.Drops["syn_queue_full"])
 	}
+	trace.want(t, "10.9.1.1:3000 LISTEN → LISTEN on rcv SYN seq=77 ack=0 (SYN queue full: send SYN+ACK with a cookie)", 1)
 	p.ack(real, synack)
 	defer p.acceptFrom(l, "10.9.1.1:3000").Close()
 	if st := p.st.Stats(); st.SynCookiesValid != 1 {

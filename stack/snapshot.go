@@ -15,6 +15,10 @@ import (
 type ConnInfo struct {
 	Local, Remote netip.AddrPort
 	tcp.Info
+	// SynQueue is, for a listener, its SYN queue now: the connections
+	// still in their handshake (SYN-RECEIVED), bounded by the backlog as
+	// the accept queue is.
+	SynQueue int
 }
 
 // Connections returns a snapshot of every connection, listeners included
@@ -28,11 +32,12 @@ func (s *Stack) Connections() []ConnInfo {
 		// As ss shows a listener: Recv-Q is its accept queue now,
 		// Send-Q its backlog.
 		l.mu.Lock()
-		queued := len(l.queue)
+		queued, half := len(l.queue), l.synq.len()
 		l.mu.Unlock()
 		out = append(out, ConnInfo{
-			Local: netip.AddrPortFrom(s.cfg.Addr, port),
-			Info:  tcp.Info{State: tcp.Listen, RecvQ: queued, SendQ: l.backlog},
+			Local:    netip.AddrPortFrom(s.cfg.Addr, port),
+			Info:     tcp.Info{State: tcp.Listen, RecvQ: queued, SendQ: l.backlog},
+			SynQueue: half,
 		})
 	}
 	s.lmu.Unlock()

@@ -211,7 +211,9 @@ func (s *Stack) handleTimeWait(key tuple, seg *tcp.Segment, out []byte) (handled
 		sh.mu.Unlock()
 		return false, false, rec
 	}
+	expires := rec.Expires
 	v, ack := rec.Handle(seg, s.now(), s.tcpCfg.MSL, s.tcpCfg.InvalidAckInterval)
+	restarted := rec.Expires != expires
 	switch v {
 	case tcp.TWReopen:
 		delete(sh.tw, key)
@@ -223,8 +225,16 @@ func (s *Stack) handleTimeWait(key tuple, seg *tcp.Segment, out []byte) (handled
 	switch v {
 	case tcp.TWAck:
 		s.writeSegment(out, key.raddr, &ack)
+		if restarted {
+			s.traceLoop(key, tcp.LoopTimeWaitFin, seg)
+		}
 	case tcp.TWLimited:
 		s.stats.acksLimited.Add(1)
+		if restarted {
+			t := tcp.LoopTimeWaitFin
+			t.Action = "restart 2MSL; ACK held back by the rate limit"
+			s.traceLoop(key, t, seg)
+		}
 	case tcp.TWReopen:
 		s.stats.timeWaitReused.Add(1)
 		s.traceTW(key, tcp.RcvSyn, seg)

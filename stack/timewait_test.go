@@ -207,7 +207,8 @@ func (d *dropDev) Write(p []byte) (int, error) {
 // is lost; it retransmits the FIN, and the TIME-WAIT table entry (no
 // longer a Conn) ACKs it again, so the peer closes cleanly.
 func TestTimeWaitAnswersRetransmittedFin(t *testing.T) {
-	a, b, da := dropPair(t, Config{TCP: tcp.Config{MSL: 10 * time.Second}}, Config{})
+	var trace traceLog
+	a, b, da := dropPair(t, Config{TCP: tcp.Config{MSL: 10 * time.Second}, Trace: trace.add}, Config{})
 	l, err := b.Listen("tcp", ":80")
 	if err != nil {
 		t.Fatal(err)
@@ -259,4 +260,8 @@ func TestTimeWaitAnswersRetransmittedFin(t *testing.T) {
 	if st := c.(*Conn).State(); st != tcp.TimeWait {
 		t.Errorf("the application's view of its closed conn: %v, want TIME-WAIT", st)
 	}
+	// The lesson of TIME-WAIT, in the trace: the FIN came again, was
+	// ACKed again, and the 2MSL wait started over.
+	trace.want(t, "TIME-WAIT → TIME-WAIT on rcv FIN", 1)
+	trace.want(t, "(send ACK, restart 2MSL)", 1)
 }

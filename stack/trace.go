@@ -76,6 +76,14 @@ func (s *Stack) traceTW(key tuple, on tcp.Trigger, seg *tcp.Segment) {
 	}
 }
 
+// traceLoop reports one of tcp.Loops for the connection (or, for a
+// listener's loops, the would-be connection) key.
+func (s *Stack) traceLoop(key tuple, t tcp.Transition, seg *tcp.Segment) {
+	if s.cfg.Trace != nil {
+		s.emitTrace(s.localOf(key), key.remote(), t, seg)
+	}
+}
+
 func (s *Stack) localOf(key tuple) netip.AddrPort {
 	return netip.AddrPortFrom(s.cfg.Addr, key.lport)
 }

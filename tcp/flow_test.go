@@ -333,7 +333,12 @@ func TestPersist(t *testing.T) {
 	}
 
 	t.Run("probes back off exponentially to MaxRTO; answered probes keep the connection", func(t *testing.T) {
-		p := newPair(t, Config{})
+		traced := 0
+		p := newPair(t, Config{Trace: func(tr Transition, _ *Segment) {
+			if tr.From == Established && tr.To == Established && tr.On == TimeoutPersist && tr.Action == "send window probe" {
+				traced++
+			}
+		}})
 		data, closedAt := fillWindow(t, p, 300<<10)
 		rto := p.a.rto.Timeout()
 		var probes []time.Duration
@@ -360,6 +365,9 @@ func TestPersist(t *testing.T) {
 		}
 		if answers < len(probes) {
 			t.Fatalf("%d probes but %d answers", len(probes), answers)
+		}
+		if traced != len(probes) {
+			t.Errorf("%d probes, %d traced as persist-timeout loops", len(probes), traced)
 		}
 		prev, capped := closedAt, 0
 		for i, at := range probes {

@@ -104,7 +104,16 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 	// TIME-WAIT has its own compact rules (timewait.go). On TWReopen this
 	// incarnation ends, and the owner hands the SYN to its listener.
 	if c.state == TimeWait {
-		switch v, _ := c.tw.Handle(seg, now, c.cfg.MSL, c.cfg.InvalidAckInterval); v {
+		expires := c.tw.Expires
+		v, _ := c.tw.Handle(seg, now, c.cfg.MSL, c.cfg.InvalidAckInterval)
+		if restarted := c.tw.Expires != expires; restarted && c.cfg.Trace != nil {
+			t := LoopTimeWaitFin
+			if v == TWLimited {
+				t.Action = "restart 2MSL; ACK held back by the rate limit"
+			}
+			c.cfg.Trace(t, seg)
+		}
+		switch v {
 		case TWAck:
 			c.ackNow = true
 		case TWLimited:
@@ -743,6 +752,7 @@ func (c *Conn) enterTimeWait(now time.Duration) {
 	c.tw = TimeWaitEntry{
 		SndNxt: c.sndMax, RcvNxt: c.rcvNxt, Expires: c.twAt,
 		Window: c.advertise(false),
+		TS:     c.tsOK, TSOffset: c.tsOffset, TSRecent: c.tsRecent,
 	}
 	// Everything we sent is acknowledged: the send ring (up to SndBuf
 	// bytes) is dead weight for the next 2MSL. Unread received data stays.

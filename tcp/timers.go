@@ -171,6 +171,9 @@ func (c *Conn) probeWindow(now time.Duration) {
 		return
 	}
 	c.send(Segment{Seq: c.sndUna.Add(-1)})
+	if c.cfg.Trace != nil {
+		c.cfg.Trace(Transition{c.state, TimeoutPersist, c.state, "send window probe"}, nil)
+	}
 	c.persistN++
 	c.probesUnanswered++
 	d := c.rto.Timeout()

@@ -23,6 +23,13 @@ type TimeWaitEntry struct {
 	// ACKs answering those are rate-limited (RFC 5961 §7).
 	NextAck time.Duration
 	Window  uint16 // window field of our ACKs (already scaled)
+	// TS is set when the connection negotiated timestamps (RFC 7323):
+	// every ACK from the entry then carries one (§3.2: on every segment
+	// but an RST), TSval on the connection's clock (TSOffset) and TSecr
+	// the peer's newest timestamp (TSRecent).
+	TS       bool
+	TSOffset uint32
+	TSRecent uint32
 }
 
 // TimeWaitVerdict says what to do with a segment that reached a TIME-WAIT
@@ -61,6 +68,18 @@ func (tw *TimeWaitEntry) judge(seg *Segment, now, msl time.Duration) (v TimeWait
 	ack = Segment{
 		SrcPort: seg.DstPort, DstPort: seg.SrcPort,
 		Seq: tw.SndNxt, Ack: tw.RcvNxt, Flags: FlagACK, Window: tw.Window,
+	}
+	if tw.TS {
+		// RFC 7323 §4.3: TS.Recent follows a timestamp that is not older,
+		// on a segment at or below the ACK we send (a retransmitted FIN
+		// is; a SYN for a new connection is not the old connection's).
+		if seg.Options.HasTS && !seg.Flags.Has(FlagSYN) && !seg.Seq.GreaterThan(tw.RcvNxt) &&
+			int32(seg.Options.TSVal-tw.TSRecent) >= 0 {
+			tw.TSRecent = seg.Options.TSVal
+		}
+		ack.Options.HasTS = true
+		ack.Options.TSVal = uint32(now/time.Millisecond) + tw.TSOffset
+		ack.Options.TSEcr = tw.TSRecent
 	}
 	switch {
 	case seg.Flags.Has(FlagRST):

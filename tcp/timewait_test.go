@@ -112,3 +112,37 @@ func TestTimeWaitReopenedBySafeSyn(t *testing.T) {
 		t.Errorf("reopen left error %v", p.a.Err())
 	}
 }
+
+// TestTimeWaitAckCarriesTimestamp: a connection that negotiated
+// timestamps keeps them in TIME-WAIT (RFC 7323 §3.2: every segment but an
+// RST carries one): the re-ACK of a retransmitted FIN has TSval on the
+// connection's clock and echoes the FIN's TSval; without timestamps it
+// has none.
+func TestTimeWaitAckCarriesTimestamp(t *testing.T) {
+	p := reach(t, TimeWait, Config{MSL: 10 * time.Second})
+	tw, ok := p.a.TimeWaitInfo()
+	if !ok || !tw.TS || tw.TSRecent != p.a.tsRecent || tw.TSOffset != p.a.tsOffset {
+		t.Fatalf("record %+v: timestamps not kept (connection: on %v, recent %d)", tw, p.a.tsOK, p.a.tsRecent)
+	}
+	now := p.now + time.Second
+	fin := &Segment{SrcPort: 80, DstPort: 40000, Seq: tw.RcvNxt - 1, Ack: tw.SndNxt, Flags: FlagFIN | FlagACK}
+	fin.Options.HasTS, fin.Options.TSVal, fin.Options.TSEcr = true, tw.TSRecent+1000, 1
+	v, ack := tw.Handle(fin, now, 10*time.Second, 0)
+	if v != TWAck || !ack.Options.HasTS || ack.Options.TSEcr != fin.Options.TSVal || ack.Options.TSVal != p.a.tsVal(now) {
+		t.Fatalf("verdict %d, ACK %s: want TSval %d ecr %d", v, ack.String(), p.a.tsVal(now), fin.Options.TSVal)
+	}
+	if tw.TSRecent != fin.Options.TSVal {
+		t.Errorf("TS.Recent %d after the FIN's %d", tw.TSRecent, fin.Options.TSVal)
+	}
+	// An older timestamp does not move TS.Recent back.
+	fin.Options.TSVal -= 5000
+	if _, ack = tw.Handle(fin, now, 10*time.Second, 0); ack.Options.TSEcr != tw.TSRecent || tw.TSRecent == fin.Options.TSVal {
+		t.Errorf("an older TSval %d moved TS.Recent to %d", fin.Options.TSVal, tw.TSRecent)
+	}
+
+	q := reach(t, TimeWait, Config{MSL: 10 * time.Second, NoTimestamps: true})
+	tw, _ = q.a.TimeWaitInfo()
+	if _, ack := tw.Handle(fin, now, 10*time.Second, 0); tw.TS || ack.Options.HasTS {
+		t.Errorf("without timestamps: entry %+v, ACK %s", tw, ack.String())
+	}
+}

@@ -24,6 +24,7 @@ const (
 	RcvICMPError                     // an ICMP hard error about our SYN or SYN+ACK
 	TimeoutOrphan                    // a closed connection the peer keeps from finishing is reset
 	RcvSynInWindow                   // a SYN inside the window, with RFC 793's rule (Config.InWindowSYN)
+	TimeoutPersist                   // the persist timer: the peer's window is shut (a Loop)
 	numTriggers
 )
 
@@ -33,6 +34,7 @@ var triggerNames = [numTriggers]string{
 	"rcv FIN+ACK of FIN", "rcv RST", "2MSL timeout", "retransmit timeout",
 	"FIN-WAIT-2 timeout", "rcv ACK of SYN cookie", "keepalive timeout",
 	"rcv ICMP unreachable", "orphan timeout", "rcv SYN in window",
+	"persist timeout",
 }
 
 // String names the trigger as the trace and the diagram print it.
@@ -135,6 +137,37 @@ var Transitions = []Transition{
 	{Closing, RcvSynInWindow, Closed, "send RST"},
 	{LastAck, RcvSynInWindow, Closed, "send RST"},
 }
+
+// Loops are events that leave a connection in its state but that a
+// learner watching the trace should see, because the lesson is in them:
+// why TIME-WAIT lasts (the peer's FIN again, ACKed again, the 2MSL wait
+// started over), what a full listen queue does to a SYN, and how a sender
+// keeps asking a receiver whose window is shut. The trace prints them as
+// edges from a state to itself; they are not in Transitions, which is the
+// RFC's diagram, and the state machine never looks them up.
+var Loops = []Transition{
+	LoopTimeWaitFin,
+	LoopSynCookie,
+	LoopSynQueueFull,
+	LoopAcceptQueueFull,
+	{Established, TimeoutPersist, Established, "send window probe"},
+	{FinWait1, TimeoutPersist, FinWait1, "send window probe"},
+	{CloseWait, TimeoutPersist, CloseWait, "send window probe"},
+	{Closing, TimeoutPersist, Closing, "send window probe"},
+	{LastAck, TimeoutPersist, LastAck, "send window probe"},
+}
+
+// The loops the stack reports for its TIME-WAIT table and its listeners.
+var (
+	// RFC 9293 §3.10.7.4: the FIN again means our last ACK was lost.
+	LoopTimeWaitFin = Transition{TimeWait, RcvFin, TimeWait, "send ACK, restart 2MSL"}
+	// RFC 4987 §3.6: the SYN queue is full, the SYN is answered statelessly.
+	LoopSynCookie = Transition{Listen, RcvSyn, Listen, "SYN queue full: send SYN+ACK with a cookie"}
+	// Without cookies, a full SYN queue drops the SYN; the client retries.
+	LoopSynQueueFull = Transition{Listen, RcvSyn, Listen, "SYN queue full: drop the SYN"}
+	// The application is not accepting: Linux drops the SYN, so do we.
+	LoopAcceptQueueFull = Transition{Listen, RcvSyn, Listen, "accept queue full: drop the SYN"}
+)
 
 // transitionIndex maps (from, trigger) to an index into Transitions, +1
 // (0: no such edge).

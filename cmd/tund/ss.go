@@ -91,6 +91,11 @@ func printConns(out io.Writer, conns []stack.ControlConn, info bool) {
 	fmt.Fprintln(tw)
 	for _, c := range conns {
 		timer := ""
+		if c.State == "LISTEN" {
+			// Recv-Q and Send-Q are the accept queue and the backlog, as
+			// in Linux ss; the SYN queue, which ss does not show, here.
+			timer = fmt.Sprintf("syn-queue %d/%d", c.SynQueue, c.SendQ)
+		}
 		if c.Timer != "" {
 			timer = fmt.Sprintf("%s (%v)", c.Timer, (time.Duration(c.TimerLeftMs) * time.Millisecond).String())
 		}
