@@ -35,19 +35,25 @@
 # The machine is shared and noisy: compare columns of the same run.
 #
 # Usage: sudo scripts/bench.sh [-n ROUNDS] [-quick] [-only SECTIONS] [-cols COLUMNS]
+#                               [-tundflags FLAGS] [-perf DIR]
 #   -n ROUNDS   rounds; each figure is the median (default 3, -quick 1)
 #   -quick      1 round, 256 MiB transfers, 1,000 held connections, shorter
-#               windows: about 3 minutes
+#               windows: about a minute
 #   -only LIST  comma-separated sections: download,upload,conns,echo,rss,parallel,tunraw
 #   -cols LIST  comma-separated columns: gvisor,tund,tundoff,kernel
-# Needs root, go, ip, curl, nc (OpenBSD), taskset, nft.
+#   -tundflags FLAGS  more flags for both tund columns, e.g. "-cc cubic"
+#   -perf DIR   in round 1, record the server with perf (perf record -g)
+#               during each download and Go upload: DIR/COLUMN-FIGURE.perf.data
+#               and the top symbols in DIR/COLUMN-FIGURE.txt (the profiler
+#               costs throughput: profile in a run of its own)
+# Needs root, go, ip, curl, nc (OpenBSD), taskset, nft (and perf for -perf).
 source "$(dirname "$0")/lib.sh"
 
 usage() {
   sed -n 's/^# \{0,1\}//; /^Usage:/,/^Needs/p' "$0" >&2
   exit "${1:-2}"
 }
-ROUNDS= QUICK=0
+ROUNDS= QUICK=0 TUNDFLAGS= PERF_DIR=
 SECTIONS=download,upload,conns,echo,rss,parallel,tunraw
 COLS=gvisor,tund,tundoff,kernel
 while [ $# -gt 0 ]; do
@@ -56,6 +62,8 @@ while [ $# -gt 0 ]; do
     -quick|--quick) QUICK=1; shift ;;
     -only) SECTIONS=${2:-}; shift 2 || usage ;;
     -cols) COLS=${2:-}; shift 2 || usage ;;
+    -tundflags) TUNDFLAGS=${2:-}; shift 2 || usage ;;
+    -perf) PERF_DIR=${2:-}; shift 2 || usage ;;
     -h|-help|--help) usage 0 ;;
     *) echo "$0: unknown argument $1" >&2; usage ;;
   esac
@@ -70,7 +78,12 @@ for c in ${COLS//,/ }; do
 done
 want() { case ",$SECTIONS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 need_root
-for t in taskset nft; do command -v "$t" >/dev/null || { echo "$0: needs $t on PATH" >&2; exit 1; }; done
+for t in taskset nft ${PERF_DIR:+perf}; do command -v "$t" >/dev/null || { echo "$0: needs $t on PATH" >&2; exit 1; }; done
+if [ -n "$PERF_DIR" ]; then
+  mkdir -p "$PERF_DIR"
+  PERF_DIR=$(cd "$PERF_DIR" && pwd)
+fi
+read -ra TUNDFLAGS_A <<<"$TUNDFLAGS"
 
 if [ "$QUICK" = 1 ]; then
   DL=$((256 << 20)) UP=$((256 << 20)) CONNS=3000 ECHO_N=3000 HOLD="1000" PAR_WINDOW=2s RAW_DUR=2s
@@ -97,7 +110,8 @@ echo "building..." >&2
   for p in gvisorhttp echolat upload pardl tunwrite load; do go build -o "$WORK/$p" "./scripts/$p"; done
 )
 OFFLOAD_FLAG=0
-"$WORK/tund" -h 2>&1 | grep -q -- '-offload' && OFFLOAD_FLAG=1
+TUND_HELP=$("$WORK/tund" -h 2>&1 || true) # -h exits 2
+grep -q -- '^ *-offload' <<<"$TUND_HELP" && OFFLOAD_FLAG=1
 if [ "$OFFLOAD_FLAG" = 0 ]; then
   COLS=$(echo ",$COLS," | sed 's/,tundoff,/,/; s/^,//; s/,$//')
 fi
@@ -133,8 +147,8 @@ srv_start() {
   NS=tb-$$-$SEQ
   case $col in
     tund|tundoff)
-      local extra=()
-      [ "$col" = tundoff ] && extra=(-offload=false)
+      local extra=("${TUNDFLAGS_A[@]}")
+      [ "$col" = tundoff ] && extra+=(-offload=false)
       start_tund -mtu "$mtu" -control "$WORK/ctl-$SEQ.sock" "${extra[@]}"
       DROPS_IN="$NS:tund0:tx_dropped" DROPS_OUT="$NS:tund0:rx_dropped"
       ;;
@@ -166,6 +180,9 @@ srv_start() {
       DROPS_IN="$NS:kc:tx_dropped $sns:ks:rx_dropped" DROPS_OUT="$sns:ks:tx_dropped $NS:kc:rx_dropped"
       ;;
   esac
+  # The clients' congestion control: the kernel sends the uploads (and
+  # the kernel column's downloads).
+  KCC=${KCC:-$(ip netns exec "$NS" sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null || echo '?')}
 }
 wait_serving() {
   for _ in $(seq 100); do
@@ -178,6 +195,7 @@ wait_serving() {
   exit 1
 }
 srv_stop() {
+  perf_stop
   kill -INT "$TUND_PID" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$TUND_PID" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$TUND_PID" 2>/dev/null || true
@@ -188,12 +206,33 @@ srv_stop() {
   EXTRA_NS=
 }
 
+# perf_start NAME ROUND / perf_stop: with -perf, profile the server (round 1).
+PERF_PID=
+perf_start() {
+  [ -n "$PERF_DIR" ] && [ "$2" = 1 ] || return 0
+  PERF_NAME=$PERF_DIR/$1
+  timeout -s INT 120 perf record -q -F 999 -g -p "$TUND_PID" -o "$PERF_NAME.perf.data" >/dev/null 2>&1 &
+  PERF_PID=$!
+  sleep 0.5 # let it attach
+}
+perf_stop() {
+  [ -n "$PERF_PID" ] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=
+  perf report -i "$PERF_NAME.perf.data" --no-children --sort dso,symbol -g none --percent-limit 0.5 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | head -40 >"$PERF_NAME.txt" || true
+  echo "  profile: $PERF_NAME.perf.data, top symbols in $PERF_NAME.txt" >&2
+}
+
 # The sections. Each takes the column and the round; the server is running.
 do_download() { # MTU
   local c0 c1 out speed size
+  perf_start "$1-download-$3" "$2"
   c0=$(cpu_ticks "$TUND_PID")
   out=$(in_ns curl -sS --max-time 60 -o /dev/null -w '%{speed_download} %{size_download}' "http://$STACK/bytes/$DL" 2>/dev/null) || true
   c1=$(cpu_ticks "$TUND_PID")
+  perf_stop
   read -r speed size <<<"${out:-0 0}"
   if [ "${size%.*}" != "$DL" ]; then
     echo "  download MTU $3 on $1: got ${size:-0} of $DL bytes" >&2
@@ -205,9 +244,11 @@ do_download() { # MTU
 
 do_upload() {
   local c0 c1 out t0 t1
+  perf_start "$1-upload" "$2"
   c0=$(cpu_ticks "$TUND_PID")
   out=$(in_ns "$WORK/upload" -addr "$STACK:9" -bytes "$UP" -limit 60s -json) || true
   c1=$(cpu_ticks "$TUND_PID")
+  perf_stop
   if [ -n "$out" ]; then
     rec up_go "$1" "$2" "$(jnum gbit_per_second <<<"$out" | awk '{printf "%.2f", $1}')"
     rec cpu_up "$1" "$2" "$(cpu_per_gib "$c0" "$c1" "$UP")"
@@ -287,7 +328,8 @@ NFT
 }
 
 START=$(date +%s)
-echo "tund bench, $NCPU cores, $(date -u +%Y-%m-%dT%H:%MZ), $(go env GOVERSION), kernel $(uname -r), tund $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+changes'), $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ', quick')" >&2
+REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+changes')"
+echo "tund bench, $NCPU cores, $(date -u +%Y-%m-%dT%H:%MZ), $(go env GOVERSION), kernel $(uname -r), tund $REV, $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ', quick')" >&2
 read -ra cols <<<"${COLS//,/ }"
 for r in $(seq "$ROUNDS"); do
   want tunraw && do_tunraw "$r"
@@ -349,7 +391,7 @@ row() { # LABEL KEY...
 }
 
 echo
-echo "tund bench, $NCPU cores, $(date -u +%Y-%m-%d), $(go env GOVERSION), kernel $(uname -r), tund $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); median of $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ' (-quick)'), $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
+echo "tund bench, $NCPU cores, $(date -u +%Y-%m-%d), $(go env GOVERSION), kernel $(uname -r), tund $REV; median of $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ' (-quick)'), $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
 echo
 echo "| figure | gVisor | tund | tund -offload=false | kernel (veth) | tund/gVisor |"
 echo "|---|---|---|---|---|---|"
@@ -381,10 +423,9 @@ target() { # DESCRIPTION A OP B: "met" if A OP B
   echo "- $1: $2 $3 $4: $ok"
 }
 times() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a * b }'; }
-echo
-echo "Targets (issue 12):"
+targets() {
 target "download MTU 1500 >= 2x the raw TUN ceiling (Gbit/s)" "$(med dl1500 tund)" ">=" "$(times 2 "$RAW_GBPS")"
-[ "$OFFLOAD_FLAG" = 1 ] && target "download MTU 1500 >= 3x tund -offload=false" "$(med dl1500 tund)" ">=" "$(times 3 "$(med dl1500 tundoff)")"
+[ "$OFFLOAD_FLAG" = 0 ] || target "download MTU 1500 >= 3x tund -offload=false" "$(med dl1500 tund)" ">=" "$(times 3 "$(med dl1500 tundoff)")"
 target "download MTU 9000 >= 1.5x gVisor" "$(med dl9000 tund)" ">=" "$(times 1.5 "$(med dl9000 gvisor)")"
 target "upload (Go client) >= 1.5x gVisor" "$(med up_go tund)" ">=" "$(times 1.5 "$(med up_go gvisor)")"
 target "upload (nc) >= 1.5x gVisor" "$(med up_nc tund)" ">=" "$(times 1.5 "$(med up_nc gvisor)")"
@@ -396,14 +437,23 @@ done
 target "connections/s >= 2.5x gVisor" "$(med cps tund)" ">=" "$(times 2.5 "$(med cps gvisor)")"
 target "echo p99 below gVisor's, split CPUs (µs)" "$(med rtt_split_p99 tund)" "<" "$(med rtt_split_p99 gvisor)"
 target "echo p99 below gVisor's, same CPU (µs)" "$(med rtt_same_p99 tund)" "<" "$(med rtt_same_p99 gvisor)"
+}
+TARGETS=$(targets)
+if [ -n "$TARGETS" ]; then
+  echo
+  echo "Targets (issue 12):"
+  echo "$TARGETS"
+fi
 
 echo
-echo "Per-run values (round order; - = failed or not run):"
+echo "Per-run values, round by round (a failed run leaves its value out):"
 awk '{ k = $1 " " $2; if (!(k in v)) order[++n] = k; v[k] = v[k] " " $4 } END { for (i = 1; i <= n; i++) print "  " order[i] ":" v[order[i]] }' "$RESULTS"
 echo
 echo "Sizes: download $((DL >> 20)) MiB, upload $((UP >> 20)) MiB, $CONNS short connections, $ECHO_N echo round trips, window ${PAR_WINDOW} for 32 flows, raw TUN ${RAW_DUR}."
 for f in gvisor kernel; do
   [ -s "$WORK/$f.log" ] && sed -n 's/^config: /'"$f"' server: /p' "$WORK/$f.log" | head -1
 done
+echo "The kernel's TCP (the clients, the uploads' sender) uses ${KCC:-?} congestion control."
+[ -z "$TUNDFLAGS" ] || echo "tund ran with $TUNDFLAGS."
 [ "$OFFLOAD_FLAG" = 1 ] || echo "tund has no -offload flag yet: its column is tund's defaults, and tund -offload=false is n/a."
 exit 0
