@@ -35,25 +35,40 @@
 # The machine is shared and noisy: compare columns of the same run.
 #
 # Usage: sudo scripts/bench.sh [-n ROUNDS] [-quick] [-only SECTIONS] [-cols COLUMNS]
-#                               [-tundflags FLAGS] [-perf DIR]
+#                               [-tundflags FLAGS] [-gvisorflags FLAGS] [-scale "FLAG V,..."]
+#                               [-perf DIR]
 #   -n ROUNDS   rounds; each figure is the median (default 3, -quick 1)
 #   -quick      1 round, 256 MiB transfers, 1,000 held connections, shorter
 #               windows: about a minute
 #   -only LIST  comma-separated sections: download,upload,conns,echo,rss,parallel,tunraw
 #   -cols LIST  comma-separated columns: gvisor,tund,tundoff,kernel
 #   -tundflags FLAGS  more flags for both tund columns, e.g. "-cc cubic"
+#   -gvisorflags FLAGS  more flags for scripts/gvisorhttp's gVisor column,
+#               e.g. "-gro=false" to see what one of its options is worth
+#   -scale "FLAG V1,V2,..."  a scaling table as well: tund (offloads on,
+#               -tundflags too) with FLAG set to each value, e.g.
+#               -scale "-queues 1,2,4": download MTU 1500, Go upload and 32
+#               parallel downloads for each, medians of the same rounds
 #   -perf DIR   in round 1, record the server with perf (perf record -g)
 #               during each download and Go upload: DIR/COLUMN-FIGURE.perf.data
 #               and the top symbols in DIR/COLUMN-FIGURE.txt (the profiler
 #               costs throughput: profile in a run of its own)
 # Needs root, go, ip, curl, nc (OpenBSD), taskset, nft (and perf for -perf).
 source "$(dirname "$0")/lib.sh"
+PERF_PID=
+# lib.sh's cleanup (the server, the namespaces, the work directory), after
+# stopping a profiler that is still recording.
+bench_cleanup() {
+  if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID" 2>/dev/null || true; fi
+  cleanup
+}
+trap bench_cleanup EXIT
 
 usage() {
   sed -n 's/^# \{0,1\}//; /^Usage:/,/^Needs/p' "$0" >&2
   exit "${1:-2}"
 }
-ROUNDS= QUICK=0 TUNDFLAGS= PERF_DIR=
+ROUNDS= QUICK=0 TUNDFLAGS= GVISORFLAGS= PERF_DIR= SCALE=
 SECTIONS=download,upload,conns,echo,rss,parallel,tunraw
 COLS=gvisor,tund,tundoff,kernel
 while [ $# -gt 0 ]; do
@@ -63,6 +78,8 @@ while [ $# -gt 0 ]; do
     -only) SECTIONS=${2:-}; shift 2 || usage ;;
     -cols) COLS=${2:-}; shift 2 || usage ;;
     -tundflags) TUNDFLAGS=${2:-}; shift 2 || usage ;;
+    -gvisorflags) GVISORFLAGS=${2:-}; shift 2 || usage ;;
+    -scale) SCALE=${2:-}; shift 2 || usage ;;
     -perf) PERF_DIR=${2:-}; shift 2 || usage ;;
     -h|-help|--help) usage 0 ;;
     *) echo "$0: unknown argument $1" >&2; usage ;;
@@ -84,6 +101,15 @@ if [ -n "$PERF_DIR" ]; then
   PERF_DIR=$(cd "$PERF_DIR" && pwd)
 fi
 read -ra TUNDFLAGS_A <<<"$TUNDFLAGS"
+read -ra GVISORFLAGS_A <<<"$GVISORFLAGS"
+SCALE_FLAG= SCALE_VALS=()
+if [ -n "$SCALE" ]; then
+  read -r SCALE_FLAG vals rest <<<"$SCALE"
+  case $SCALE_FLAG in -*) ;; *) echo "$0: -scale \"$SCALE\": want \"-flag V1,V2,...\"" >&2; exit 2 ;; esac
+  [ -n "$vals" ] && [ -z "$rest" ] || { echo "$0: -scale \"$SCALE\": want \"-flag V1,V2,...\"" >&2; exit 2; }
+  IFS=, read -ra SCALE_VALS <<<"$vals"
+fi
+SCALE_EXTRA=() # set while a scaling run's tund starts
 
 if [ "$QUICK" = 1 ]; then
   DL=$((256 << 20)) UP=$((256 << 20)) CONNS=3000 ECHO_N=3000 HOLD="1000" PAR_WINDOW=2s RAW_DUR=2s
@@ -147,16 +173,22 @@ srv_start() {
   NS=tb-$$-$SEQ
   case $col in
     tund|tundoff)
-      local extra=("${TUNDFLAGS_A[@]}")
+      local extra=("${TUNDFLAGS_A[@]}" "${SCALE_EXTRA[@]}")
       [ "$col" = tundoff ] && extra+=(-offload=false)
       start_tund -mtu "$mtu" -control "$WORK/ctl-$SEQ.sock" "${extra[@]}"
       DROPS_IN="$NS:tund0:tx_dropped" DROPS_OUT="$NS:tund0:rx_dropped"
+      # What the device really got: tund falls back to no offloads, with a
+      # log line, where the kernel refuses them.
+      local off
+      off=$(sed -n 's/.*msg="TUN device ready".* offload=\([a-z]*\).*/\1/p' "$WORK/tund.log" | head -1)
+      echo "$col ${off:-?}" >>"$WORK/offload-seen"
       ;;
     gvisor)
       ip netns add "$NS"
-      "$WORK/gvisorhttp" -netns "$NS" -tun gv0 -addr "$STACK" -mtu "$mtu" >"$WORK/gvisor.log" 2>&1 &
+      "$WORK/gvisorhttp" -netns "$NS" -tun gv0 -addr "$STACK" -mtu "$mtu" "${GVISORFLAGS_A[@]}" >"$WORK/gvisor.log" 2>&1 &
       TUND_PID=$!
       wait_serving "$WORK/gvisor.log"
+      [ -s "$WORK/gvisor.config" ] || sed -n 's/^config: //p' "$WORK/gvisor.log" | sed 's/, MTU [0-9]*,/,/' >"$WORK/gvisor.config"
       ip -n "$NS" addr add "$HOSTCIDR" dev gv0
       ip -n "$NS" link set gv0 mtu "$mtu" up
       ip -n "$NS" link set lo up
@@ -177,6 +209,7 @@ srv_start() {
       ip netns exec "$sns" "$WORK/gvisorhttp" -kernel -addr "$STACK" >"$WORK/kernel.log" 2>&1 &
       TUND_PID=$!
       wait_serving "$WORK/kernel.log"
+      [ -s "$WORK/kernel.config" ] || sed -n 's/^config: //p' "$WORK/kernel.log" >"$WORK/kernel.config"
       DROPS_IN="$NS:kc:tx_dropped $sns:ks:rx_dropped" DROPS_OUT="$sns:ks:tx_dropped $NS:kc:rx_dropped"
       ;;
   esac
@@ -207,7 +240,6 @@ srv_stop() {
 }
 
 # perf_start NAME ROUND / perf_stop: with -perf, profile the server (round 1).
-PERF_PID=
 perf_start() {
   [ -n "$PERF_DIR" ] && [ "$2" = 1 ] || return 0
   PERF_NAME=$PERF_DIR/$1
@@ -253,6 +285,7 @@ do_upload() {
     rec up_go "$1" "$2" "$(jnum gbit_per_second <<<"$out" | awk '{printf "%.2f", $1}')"
     rec cpu_up "$1" "$2" "$(cpu_per_gib "$c0" "$c1" "$UP")"
   fi
+  [ "${3:-}" != go ] || return 0
   t0=$(date +%s%N)
   if head -c "$UP" /dev/zero | in_ns timeout 60 nc -N "$STACK" 9; then
     t1=$(date +%s%N)
@@ -354,6 +387,16 @@ for r in $(seq "$ROUNDS"); do
       srv_start "$col" 9000; do_download "$col" "$r" 9000; srv_stop
     fi
   done
+  for v in "${SCALE_VALS[@]}"; do
+    echo "round $r/$ROUNDS: tund $SCALE_FLAG $v" >&2
+    SCALE_EXTRA=("$SCALE_FLAG" "$v")
+    srv_start tund 1500
+    SCALE_EXTRA=()
+    do_download "scale:$v" "$r" 1500
+    do_upload "scale:$v" "$r" go
+    do_parallel "scale:$v" "$r"
+    srv_stop
+  done
 done
 ELAPSED=$(($(date +%s) - START))
 
@@ -386,7 +429,7 @@ ratio() {
 row() { # LABEL KEY...
   local label=$1
   shift
-  [ -n "$(awk -v k="$1" '$1 == k' "$RESULTS" | head -1)" ] || return 0
+  [ -n "$(awk -v k="$1" '$1 == k && $2 ~ /^(gvisor|tund|tundoff|kernel)$/' "$RESULTS" | head -1)" ] || return 0
   echo "| $label | $(cell gvisor "$@") | $(cell tund "$@") | $(cell tundoff "$@") | $(cell kernel "$@") | $(ratio "$@") |"
 }
 
@@ -413,6 +456,15 @@ RAW_PPS=$(med raw_pps -) RAW_GBPS=$(med raw_gbps -)
 if [ -n "$RAW_PPS" ]; then
   echo
   echo "Raw TUN, no offloads: one writer of 1500-byte packets reaches $RAW_PPS packets/s = $RAW_GBPS Gbit/s (median)."
+fi
+
+if [ ${#SCALE_VALS[@]} -gt 0 ]; then
+  echo
+  echo "| tund $SCALE_FLAG | download MTU 1500 (Gbit/s) | upload, Go client (Gbit/s) | 32 parallel downloads (Gbit/s) | Jain's fairness | packets dropped to / from the stack |"
+  echo "|---|---|---|---|---|---|"
+  for v in "${SCALE_VALS[@]}"; do
+    echo "| $v | $(cell "scale:$v" dl1500) | $(cell "scale:$v" up_go) | $(cell "scale:$v" par_gbps) | $(cell "scale:$v" par_jain) | $(cell "scale:$v" par_drop_in par_drop_out) |"
+  done
 fi
 
 # The issue's targets, where this run has the figures.
@@ -451,9 +503,16 @@ awk '{ k = $1 " " $2; if (!(k in v)) order[++n] = k; v[k] = v[k] " " $4 } END { 
 echo
 echo "Sizes: download $((DL >> 20)) MiB, upload $((UP >> 20)) MiB, $CONNS short connections, $ECHO_N echo round trips, window ${PAR_WINDOW} for 32 flows, raw TUN ${RAW_DUR}."
 for f in gvisor kernel; do
-  [ -s "$WORK/$f.log" ] && sed -n 's/^config: /'"$f"' server: /p' "$WORK/$f.log" | head -1
+  [ -s "$WORK/$f.config" ] && echo "$f server: $(cat "$WORK/$f.config")"
 done
+if [ -s "$WORK/offload-seen" ]; then
+  echo "tund's TUN offloads as its log reported them: $(sort "$WORK/offload-seen" | uniq -c | awk '{ printf "%s%s offload=%s x%d", (NR > 1 ? ", " : ""), $2, $3, $1 }')."
+  if grep -q '^tund false' "$WORK/offload-seen"; then
+    echo "WARNING: the tund column ran without offloads at least once (the kernel refused them): its figures are not tund's offload figures."
+  fi
+fi
 echo "The kernel's TCP (the clients, the uploads' sender) uses ${KCC:-?} congestion control."
 [ -z "$TUNDFLAGS" ] || echo "tund ran with $TUNDFLAGS."
+[ -z "$GVISORFLAGS" ] || echo "gvisorhttp ran with $GVISORFLAGS."
 [ "$OFFLOAD_FLAG" = 1 ] || echo "tund has no -offload flag yet: its column is tund's defaults, and tund -offload=false is n/a."
 exit 0

@@ -21,7 +21,11 @@ cleanup() {
   for ns in $EXTRA_NS; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# INT and TERM exit (through the EXIT trap) instead of carrying on with
+# the next command after the cleanup has run.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
