@@ -9,6 +9,7 @@ STACK=198.18.0.2
 HOSTCIDR=198.18.0.1/24
 WORK=$(mktemp -d)
 TUND_PID=
+EXTRA_NS= # more namespaces (space-separated) a script made, deleted on exit too
 
 cleanup() {
   if [ -n "$TUND_PID" ] && kill -0 "$TUND_PID" 2>/dev/null; then
@@ -17,9 +18,14 @@ cleanup() {
     kill -KILL "$TUND_PID" 2>/dev/null || true
   fi
   ip netns del "$NS" 2>/dev/null || true
+  for ns in $EXTRA_NS; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# INT and TERM exit (through the EXIT trap) instead of carrying on with
+# the next command after the cleanup has run.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -31,9 +37,9 @@ need_root() {
   done
 }
 
-# start_tund [extra tund flags...]: build tund and run it in $NS.
+# start_tund [extra tund flags...]: build tund (once) and run it in $NS.
 start_tund() {
-  (cd "$ROOT" && go build -o "$WORK/tund" ./cmd/tund)
+  [ -x "$WORK/tund" ] || (cd "$ROOT" && go build -o "$WORK/tund" ./cmd/tund)
   ip netns add "$NS"
   "$WORK/tund" -netns "$NS" -addr "$STACK" -host "$HOSTCIDR" "$@" 2>"$WORK/tund.log" &
   TUND_PID=$!

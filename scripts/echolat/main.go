@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ func main() {
 	n := flag.Int("n", 10000, "round trips (1..1000000)")
 	size := flag.Int("size", 64, "message size in bytes (1..65536)")
 	limit := flag.Duration("limit", 30*time.Second, "stop after this long even if fewer round trips were done")
+	asJSON := flag.Bool("json", false, "print the result as one JSON object (microseconds)")
 	flag.Parse()
 	if *n < 1 || *n > 1000000 {
 		fail(fmt.Errorf("-n %d: must be 1..1000000", *n))
@@ -49,6 +51,14 @@ func main() {
 	}
 	slices.Sort(rtts)
 	p := func(q float64) time.Duration { return rtts[int(q*float64(len(rtts)-1))] }
+	if *asJSON {
+		us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+		_ = json.NewEncoder(os.Stdout).Encode(map[string]any{
+			"n": len(rtts), "size": *size,
+			"p50_us": us(p(0.5)), "p90_us": us(p(0.9)), "p99_us": us(p(0.99)), "max_us": us(rtts[len(rtts)-1]),
+		})
+		return
+	}
 	fmt.Printf("echo round trips: %d x %d bytes  p50 %v  p90 %v  p99 %v  max %v\n",
 		len(rtts), *size, p(0.5), p(0.9), p(0.99), rtts[len(rtts)-1])
 }
