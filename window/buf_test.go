@@ -201,11 +201,11 @@ func TestMemoryBudget(t *testing.T) {
 	if r.HasOutOfOrder() || m.Refused() == 0 {
 		t.Fatalf("out-of-order data grew the ring under an exhausted budget")
 	}
-	// Released rings give their memory back.
+	// Emptied rings go back at once, and give their memory back.
 	s.Consume(s.Len())
 	r.Discard(r.Len())
-	if !s.Release() || !r.Release() || m.Used() != 0 || m.Level() != Normal {
-		t.Fatalf("after release: used %d, level %d", m.Used(), m.Level())
+	if s.Cap() != 0 || r.Cap() != 0 || s.Release() || r.Release() || m.Used() != 0 || m.Level() != Normal {
+		t.Fatalf("after emptying: rings %d and %d, used %d, level %d", s.Cap(), r.Cap(), m.Used(), m.Level())
 	}
 	if m.PressureEvents() != 1 {
 		t.Fatalf("pressure began %d times, want 1", m.PressureEvents())
