@@ -169,7 +169,15 @@ func (p *PipeEnd) put(head, payload []byte, o Offload) error {
 	i := (q.head + q.n) % len(q.slots)
 	n := len(head) + len(payload)
 	if cap(q.slots[i]) < n {
-		q.slots[i] = make([]byte, max(n, p.mtu))
+		// A slot outgrowing the MTU takes the largest size at once, so
+		// a transfer of super-segments of varying sizes grows each slot
+		// once, not again for every larger one (steady state allocates
+		// nothing).
+		size := p.mtu
+		if n > p.mtu {
+			size = max(n, MaxOffloadSize)
+		}
+		q.slots[i] = make([]byte, size)
 	}
 	s := q.slots[i][:n]
 	copy(s[copy(s, head):], payload)
