@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -173,8 +174,10 @@ func (p *idlePeer) readLoop() {
 
 // measureIdleConns opens n connections to a fresh stack, echoing echo
 // bytes through each first if echo > 0, and returns what the stack holds
-// per connection once they are all idle.
-func measureIdleConns(tb testing.TB, n, echo int) idleResult {
+// per connection once they are all idle. With serve, each connection's
+// goroutine is an echo server as tund's (io.Copy(c, c)) and stays, idle
+// in it, counted in the result.
+func measureIdleConns(tb testing.TB, n, echo int, serve bool) idleResult {
 	tb.Helper()
 	da, db := tun.Pipe(1500)
 	s, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.2")})
@@ -209,6 +212,11 @@ func measureIdleConns(tb testing.TB, n, echo int) idleResult {
 				served.Done()
 				continue
 			}
+			if serve { // an echo server, as tund's, idle in io.Copy once the bytes are back
+				served.Done()
+				go io.Copy(c, c)
+				continue
+			}
 			go func() { // read echo bytes, write them back, exit
 				defer served.Done()
 				defer progress.Add(1)
@@ -230,7 +238,7 @@ func measureIdleConns(tb testing.TB, n, echo int) idleResult {
 	// the pipe queues each way, since the peer never retransmits data.
 	const window = 128
 	for i := 0; i < n; i++ {
-		for int64(i)-progress.Load() >= window {
+		for int64(i)-progress.Load()-p.echoedIf(serve) >= window {
 			if p.bad.Load() != 0 {
 				tb.Fatalf("peer: %s", *p.firstErr.Load())
 			}
@@ -276,6 +284,15 @@ func measureIdleConns(tb testing.TB, n, echo int) idleResult {
 	}
 }
 
+// echoedIf is how many connections' echo came back whole, if serve
+// (where that is the progress).
+func (p *idlePeer) echoedIf(serve bool) int64 {
+	if !serve {
+		return 0
+	}
+	return p.echoed.Load()
+}
+
 // readFull reads exactly len(b) bytes from c.
 func readFull(c net.Conn, b []byte) (int, error) {
 	n := 0
@@ -317,18 +334,21 @@ func waitUntilTB(tb testing.TB, limit time.Duration, what string, cond func() bo
 
 // BenchmarkIdleConnMemory reports the heap and goroutine stack bytes the
 // stack holds per idle connection, with 10,000 held: "held" connections
-// were only opened; "echoed" ones first moved 1 KiB each way.
+// were only opened; "echoed" ones first moved 1 KiB each way;
+// "echo-server" ones did too, through a goroutine per connection that
+// stays in io.Copy(c, c), as tund's echo service (its stack counts).
 //
 //	go test -run X -bench IdleConnMemory -benchtime 1x ./stack
 func BenchmarkIdleConnMemory(b *testing.B) {
 	for _, bc := range []struct {
-		name string
-		echo int
-	}{{"held", 0}, {"echoed", 1024}} {
+		name  string
+		echo  int
+		serve bool
+	}{{"held", 0, false}, {"echoed", 1024, false}, {"echo-server", 1024, true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			var r idleResult
 			for i := 0; i < b.N; i++ {
-				r = measureIdleConns(b, 10000, bc.echo)
+				r = measureIdleConns(b, 10000, bc.echo, bc.serve)
 			}
 			b.ReportMetric(r.heap, "heap-B/conn")
 			b.ReportMetric(r.stack, "stack-B/conn")

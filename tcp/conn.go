@@ -564,7 +564,7 @@ func (c *Conn) Info() Info {
 
 // Readable reports whether Read would return without blocking.
 func (c *Conn) Readable() bool {
-	return c.rcv.Len() > 0 || c.finRcvd || c.err != nil || c.state == Closed
+	return c.rcv.Len() > 0 || c.finRcvd || c.err != nil || c.state == Closed || c.readShut
 }
 
 // Writable reports whether Write would accept bytes or fail at once.
