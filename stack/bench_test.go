@@ -39,22 +39,7 @@ func BenchmarkPipeTransfer(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer y.Close()
-			l, err := y.Listen("tcp", ":9")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go func() {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, c)
-			}()
-			c, err := x.Dial("tcp", "10.9.0.2:9")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := discardConn(b, x, y)
 			chunk := make([]byte, 1<<20)
 			for range 64 { // warm-up
 				if _, err := c.Write(chunk); err != nil {
@@ -83,14 +68,13 @@ func BenchmarkPipeTransfer(b *testing.B) {
 	}
 }
 
-// TestSteadyTransferDoesNotAllocatePerSegment guards the hot path: a MiB
-// is ~720 data segments and ~360 ACKs, so even one allocation per packet
-// would show as hundreds here.
-func TestSteadyTransferDoesNotAllocatePerSegment(t *testing.T) {
-	x, y := pipePair(t, 1500)
+// discardConn is a connection from x to a server on y (10.9.0.2) that
+// reads and throws away everything; it is closed when the test ends.
+func discardConn(tb testing.TB, x, y *Stack) net.Conn {
+	tb.Helper()
 	l, err := y.Listen("tcp", ":9")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	go func() {
 		c, err := l.Accept()
@@ -101,9 +85,18 @@ func TestSteadyTransferDoesNotAllocatePerSegment(t *testing.T) {
 	}()
 	c, err := x.Dial("tcp", "10.9.0.2:9")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer c.Close()
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSteadyTransferDoesNotAllocatePerSegment guards the hot path: a MiB
+// is ~720 data segments and ~360 ACKs, so even one allocation per packet
+// would show as hundreds here.
+func TestSteadyTransferDoesNotAllocatePerSegment(t *testing.T) {
+	x, y := pipePair(t, 1500)
+	c := discardConn(t, x, y)
 	chunk := make([]byte, 1<<20)
 	for i := 0; i < 4; i++ { // let the rings grow to size
 		c.Write(chunk)
