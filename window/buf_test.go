@@ -148,6 +148,28 @@ func TestRecvBufferDiscard(t *testing.T) {
 	}
 }
 
+// TestOutOfOrderAfterRingReturned: a loss just after the reader emptied
+// the buffer, whose ring then went back, does not get the data beyond the
+// hole refused: the new ring may grow for it as far as the old one had.
+func TestOutOfOrderAfterRingReturned(t *testing.T) {
+	b := NewRecvBuffer(6 << 20)
+	if n := b.Write(0, make([]byte, 1<<20)); n != 1<<20 {
+		t.Fatalf("wrote %d", n)
+	}
+	grown := b.Cap()
+	b.Read(make([]byte, 1<<20))
+	if b.Cap() != 0 {
+		t.Fatalf("emptied buffer still holds a ring of %d bytes", b.Cap())
+	}
+	// The first 512 KiB are lost; 64 KiB super-segments arrive behind.
+	for off := 512 << 10; off < 1<<20; off += 64 << 10 {
+		b.Write(off, make([]byte, 64<<10))
+	}
+	if b.Refused != 0 || b.Cap() > grown {
+		t.Fatalf("data beyond the hole: refused %d times, ring %d bytes (the old one had %d)", b.Refused, b.Cap(), grown)
+	}
+}
+
 // TestOutOfOrderGrowthBounded: one out-of-order byte at the far edge of a
 // large window must not allocate the whole window; out-of-order data that
 // arrives densely (a real sender's segments beyond a loss) still grows

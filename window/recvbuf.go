@@ -62,9 +62,9 @@ func (b *RecvBuffer) Release() bool {
 		return false
 	}
 	b.mem.charge(-len(b.buf))
+	b.sizer.released(len(b.buf))
 	putRing(b.ring)
 	b.buf, b.ring, b.head = nil, nil, 0
-	b.sizer.released()
 	return true
 }
 
@@ -130,11 +130,14 @@ func (b *RecvBuffer) Write(off int, p []byte) int {
 		// place, so where it lands decides how big the ring must be: one
 		// byte at the far edge of a 6 MiB window would take 6 MiB. It
 		// grows the ring only as far as the data actually held justifies
-		// (a real sender's segments beyond a loss arrive densely). What
-		// does not fit is dropped; the sender resends it.
+		// (a real sender's segments beyond a loss arrive densely), or as
+		// far as the previous ring had grown: a loss right after the
+		// reader emptied the buffer (and its ring went back) must not
+		// find the data beyond the hole refused. What does not fit is
+		// dropped; the sender resends it.
 		ringMax = min(ringMax, b.mem.ringMax(len(b.buf), off == 0))
 		if off > 0 {
-			ringMax = min(ringMax, max(4*(b.held()+end-start), oooGrowFloor, 2*len(b.buf)))
+			ringMax = min(ringMax, max(4*(b.held()+end-start), oooGrowFloor, 2*len(b.buf), b.sizer.last))
 		}
 		if end > ringMax {
 			b.Refused++

@@ -49,9 +49,9 @@ func (b *SendBuffer) Release() bool {
 		return false
 	}
 	b.mem.charge(-len(b.buf))
+	b.sizer.released(len(b.buf))
 	putRing(b.ring)
 	b.buf, b.ring, b.head = nil, nil, 0
-	b.sizer.released()
 	return true
 }
 
@@ -157,12 +157,16 @@ func copyOut(p, ring []byte, i int) {
 // ring, so that the next ring is taken at that size: a transfer whose
 // reader keeps emptying the buffer would otherwise start again from
 // minRing each time and copy its bytes through every doubling. One quiet
-// round (little held) brings the size back down.
+// round (little held) brings the size back down. It also remembers how
+// big the previous ring was: out-of-order data may grow a new ring that
+// far (RecvBuffer.Write), as it could have grown the old one had it not
+// gone back in between.
 type ringSizer struct {
 	peak int // most bytes held since the ring was taken
 	hint int // what the previous ring held at most
+	last int // the previous ring's size
 }
 
 func (s *ringSizer) held(n int) { s.peak = max(s.peak, n) }
 
-func (s *ringSizer) released() { s.hint, s.peak = s.peak, 0 }
+func (s *ringSizer) released(size int) { s.hint, s.peak, s.last = s.peak, 0, size }
