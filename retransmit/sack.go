@@ -1,13 +1,29 @@
 package retransmit
 
+import "sync"
+
 // Scoreboard is the SACK sender's record of which bytes beyond SND.UNA
 // the peer has told us it holds (RFC 2018, RFC 6675 §3). Sequence numbers
 // are raw 32-bit values compared with serial arithmetic (RFC 1982), so the
 // package does not depend on the tcp core. It keeps at most MaxRanges
-// disjoint ranges, sorted; a fixed array, so updating it never allocates.
+// disjoint ranges, sorted, in a fixed array taken from a pool with the
+// first range and given back when the last goes: a connection holds one
+// only while the peer reports holes, and updating it never allocates.
 type Scoreboard struct {
-	r [MaxRanges]span
+	r *[MaxRanges]span // nil while n == 0
 	n int
+}
+
+// rangePool holds the scoreboards' arrays.
+var rangePool = sync.Pool{New: func() any { return new([MaxRanges]span) }}
+
+// setLen sets the number of ranges, giving the array back at zero.
+func (s *Scoreboard) setLen(n int) {
+	s.n = n
+	if n == 0 && s.r != nil {
+		rangePool.Put(s.r)
+		s.r = nil
+	}
 }
 
 // MaxRanges bounds the SACKed ranges remembered. A peer reports at most
@@ -37,7 +53,7 @@ func minSeq(a, b uint32) uint32 {
 
 // Reset forgets everything (after a retransmission timeout the sender
 // starts over from SND.UNA, and the peer may have reneged: RFC 2018 §8).
-func (s *Scoreboard) Reset() { s.n = 0 }
+func (s *Scoreboard) Reset() { s.setLen(0) }
 
 // Empty reports whether nothing beyond SND.UNA is SACKed.
 func (s *Scoreboard) Empty() bool { return s.n == 0 }
@@ -72,6 +88,9 @@ func (s *Scoreboard) Add(start, end, una, max uint32) bool {
 	if i == j && s.n == MaxRanges {
 		return false // full: keep what we have
 	}
+	if s.r == nil {
+		s.r = rangePool.Get().(*[MaxRanges]span)
+	}
 	// Replace r[i:j] with merged.
 	shift := 1 - (j - i)
 	if shift > 0 {
@@ -96,7 +115,7 @@ func (s *Scoreboard) Ack(una uint32) {
 		s.r[k] = r
 		k++
 	}
-	s.n = k
+	s.setLen(k)
 }
 
 // Highest is the end of the highest SACKed range, or una if none.

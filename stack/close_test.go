@@ -228,6 +228,9 @@ func connected(t *testing.T, a, b *Stack) (client, server *Conn) {
 
 // deadlineArmed reports whether d has a runtime timer pending.
 func deadlineArmed(d *deadline) bool {
+	if d == nil {
+		return false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.timer != nil
@@ -241,17 +244,17 @@ func TestConnCloseStopsDeadlineTimers(t *testing.T) {
 	a, b := pipePair(t, 1500)
 	tc, _ := connected(t, a, b)
 	tc.SetDeadline(time.Now().Add(time.Hour))
-	if !deadlineArmed(tc.rdl) || !deadlineArmed(tc.wdl) {
+	if !deadlineArmed(tc.rdl()) || !deadlineArmed(tc.wdl()) {
 		t.Fatal("deadline timers not armed")
 	}
 	tc.Close()
-	if deadlineArmed(tc.rdl) || deadlineArmed(tc.wdl) {
+	if deadlineArmed(tc.rdl()) || deadlineArmed(tc.wdl()) {
 		t.Error("deadline timers still armed after Close")
 	}
 	if err := tc.SetReadDeadline(time.Now().Add(time.Hour)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("SetReadDeadline after Close: %v, want net.ErrClosed", err)
 	}
-	if deadlineArmed(tc.rdl) {
+	if deadlineArmed(tc.rdl()) {
 		t.Error("SetReadDeadline after Close armed a timer")
 	}
 }
@@ -263,7 +266,7 @@ func TestStackCloseStopsDeadlineTimers(t *testing.T) {
 	tc, _ := connected(t, a, b)
 	tc.SetDeadline(time.Now().Add(time.Hour))
 	a.Close()
-	if deadlineArmed(tc.rdl) || deadlineArmed(tc.wdl) {
+	if deadlineArmed(tc.rdl()) || deadlineArmed(tc.wdl()) {
 		t.Error("deadline timers still armed after Stack.Close")
 	}
 	if _, err := tc.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {

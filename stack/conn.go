@@ -20,10 +20,8 @@ import (
 // Conn is a TCP connection of the stack. It implements net.Conn, and
 // CloseWrite like *net.TCPConn.
 type Conn struct {
-	s     *Stack
-	key   tuple
-	laddr *net.TCPAddr
-	raddr *net.TCPAddr
+	s   *Stack
+	key tuple
 
 	mu      sync.Mutex // guards tcb and everything below; released with unlock (connlock.go)
 	tcb     *tcp.Conn
@@ -48,32 +46,47 @@ type Conn struct {
 	blBuf *[]byte // where bl came from (backlogBufs)
 	blN   atomic.Int32
 
-	est      chan struct{} // closed when established, or when the attempt failed
-	rd, wr   chan struct{} // cap-1 wake-ups
-	closedCh chan struct{} // closed by Close
-	rdl, wdl *deadline
+	// est is closed when a dial's handshake completes or fails (nil for
+	// a passive open: nobody waits on it).
+	est chan struct{}
+	// rd and wr are cap-1 wake-ups for a blocked Read and Write: for
+	// new bytes or room, and for Close, which a woken call that finds
+	// the connection closed passes on to the next waiter.
+	rd, wr chan struct{}
+	// dl holds the read and write deadlines, made by the first
+	// Set*Deadline: most connections never set one.
+	dl atomic.Pointer[deadlines]
+	// onReadable is called once when a Read would next not block
+	// (NotifyReadable).
+	onReadable func()
 }
 
-func (s *Stack) newConn(key tuple) *Conn {
+// An idle connection costs what newConn allocates and the control block:
+// two channels, one runtime timer; its rings, deadlines, addresses and
+// copy buffers come when used.
+func (s *Stack) newConn(key tuple, active bool) *Conn {
 	c := &Conn{
-		s:        s,
-		key:      key,
-		est:      make(chan struct{}),
-		rd:       make(chan struct{}, 1),
-		wr:       make(chan struct{}, 1),
-		closedCh: make(chan struct{}),
-		rdl:      newDeadline(),
-		wdl:      newDeadline(),
-		linger:   -1,
+		s:      s,
+		key:    key,
+		rd:     make(chan struct{}, 1),
+		wr:     make(chan struct{}, 1),
+		linger: -1,
+	}
+	if active {
+		c.est = make(chan struct{})
 	}
 	c.timer = s.clock.AfterFunc(time.Hour, c.onTimer)
 	c.timer.Stop()
 	return c
 }
 
-func (c *Conn) setAddrs() {
-	c.laddr = &net.TCPAddr{IP: c.s.cfg.Addr.AsSlice(), Port: int(c.key.lport)}
-	c.raddr = &net.TCPAddr{IP: net.IP(c.key.raddr[:]).To4(), Port: int(c.key.rport)}
+// laddr and raddr are the connection's addresses, made when asked for.
+func (c *Conn) laddr() *net.TCPAddr {
+	return &net.TCPAddr{IP: c.s.cfg.Addr.AsSlice(), Port: int(c.key.lport)}
+}
+
+func (c *Conn) raddr() *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IP(c.key.raddr[:]).To4(), Port: int(c.key.rport)}
 }
 
 // tcpConfig returns the core's knobs for this connection, with the trace
@@ -101,6 +114,10 @@ func (c *Conn) after() {
 	ev := c.tcb.TakeEvents()
 	if ev&tcp.EvReadable != 0 {
 		notify(c.rd)
+		if f := c.onReadable; f != nil {
+			c.onReadable = nil
+			f()
+		}
 	}
 	if ev&tcp.EvWritable != 0 {
 		notify(c.wr)
@@ -122,7 +139,9 @@ func (c *Conn) after() {
 func (c *Conn) stateChanged() {
 	if !c.estDone && (c.tcb.Established() || c.tcb.State() == tcp.Closed) {
 		c.estDone = true
-		close(c.est)
+		if c.est != nil {
+			close(c.est)
+		}
 		if l := c.lst; l != nil {
 			if c.tcb.Established() {
 				l.ready(c)
@@ -197,36 +216,68 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		c.lock()
-		if c.closed {
-			c.unlock()
-			return 0, c.opErr("read", net.ErrClosed)
+		if n, err := c.tryRead(p); err != errWouldBlock {
+			return n, err
 		}
-		// A deadline in the past fails the call even if it could proceed,
-		// as the kernel's sockets do.
-		if c.rdl.expired() {
-			c.unlock()
-			return 0, c.opErr("read", os.ErrDeadlineExceeded)
-		}
-		n, err := c.tcb.Read(p, c.s.now())
-		c.after()
-		c.unlock()
-		if n > 0 {
-			return n, nil
-		}
-		if err == io.EOF {
-			return 0, io.EOF
-		}
-		if err != nil {
-			return 0, c.opErr("read", err)
-		}
-		select {
-		case <-c.rd:
-		case <-c.rdl.wait():
-			return 0, c.opErr("read", os.ErrDeadlineExceeded)
-		case <-c.closedCh:
+		if err := c.waitRead(); err != nil {
+			return 0, err
 		}
 	}
+}
+
+// errWouldBlock: tryRead found nothing to read yet.
+var errWouldBlock = errors.New("would block")
+
+// tryRead reads what is ready into p (not empty), failing with
+// errWouldBlock when the caller has to wait.
+func (c *Conn) tryRead(p []byte) (int, error) {
+	c.lock()
+	if c.closed {
+		c.unlock()
+		notify(c.rd) // the next reader waiting learns it too
+		return 0, c.opErr("read", net.ErrClosed)
+	}
+	// A deadline in the past fails the call even if it could proceed,
+	// as the kernel's sockets do.
+	if c.rdl().expired() {
+		c.unlock()
+		return 0, c.opErr("read", os.ErrDeadlineExceeded)
+	}
+	n, err := c.tcb.Read(p, c.s.now())
+	c.after()
+	c.unlock()
+	return c.readResult(n, err)
+}
+
+// readResult is what a read returns for the core's (n, err):
+// errWouldBlock when nothing is ready yet.
+func (c *Conn) readResult(n int, err error) (int, error) {
+	switch {
+	case n > 0:
+		return n, nil
+	case err == io.EOF:
+		return 0, io.EOF
+	case err != nil:
+		return 0, c.opErr("read", err)
+	}
+	return 0, errWouldBlock
+}
+
+// waitRead waits for the connection to become readable (or closed), or
+// fails when the read deadline passes. Without a deadline it is a plain
+// receive: the smallest frame for a goroutine that idles here.
+func (c *Conn) waitRead() error {
+	d := c.rdl()
+	if d == nil {
+		<-c.rd
+		return nil
+	}
+	select {
+	case <-c.rd:
+	case <-d.wait():
+		return c.opErr("read", os.ErrDeadlineExceeded)
+	}
+	return nil
 }
 
 // Write implements net.Conn: it blocks until all of p is queued.
@@ -236,11 +287,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.lock()
 		if c.closed {
 			c.unlock()
+			notify(c.wr) // the next writer waiting learns it too
 			return total, c.opErr("write", net.ErrClosed)
 		}
 		// A deadline in the past fails the call even if it could proceed,
 		// as the kernel's sockets do.
-		if c.wdl.expired() {
+		if c.wdl().expired() {
 			c.unlock()
 			return total, c.opErr("write", os.ErrDeadlineExceeded)
 		}
@@ -258,9 +310,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if n == 0 {
 			select {
 			case <-c.wr:
-			case <-c.wdl.wait():
+			case <-c.wdl().wait():
 				return total, c.opErr("write", os.ErrDeadlineExceeded)
-			case <-c.closedCh:
 			}
 		}
 	}
@@ -275,9 +326,13 @@ func (c *Conn) Close() error {
 		return c.opErr("close", net.ErrClosed)
 	}
 	c.closed = true
-	close(c.closedCh)
-	c.rdl.shut()
-	c.wdl.shut()
+	c.onReadable = nil
+	notify(c.rd) // blocked calls fail with net.ErrClosed
+	notify(c.wr)
+	if d := c.dl.Load(); d != nil {
+		d.rd.shut()
+		d.wr.shut()
+	}
 	if c.linger == 0 {
 		c.tcb.Abort(c.s.now()) // SO_LINGER 0: reset, discard what is queued
 	} else {
@@ -419,15 +474,16 @@ func (c *Conn) setOption(size int, apply func(now time.Duration)) error {
 }
 
 // LocalAddr implements net.Conn; it is a *net.TCPAddr.
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr { return c.laddr() }
 
 // RemoteAddr implements net.Conn; it is a *net.TCPAddr.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr() }
 
 // SetDeadline implements net.Conn. After Close it fails with
 // net.ErrClosed.
 func (c *Conn) SetDeadline(t time.Time) error {
-	if !c.rdl.set(t) || !c.wdl.set(t) {
+	d := c.deadlines()
+	if d == nil || !d.rd.set(t) || !d.wr.set(t) {
 		return c.opErr("set", net.ErrClosed)
 	}
 	return nil
@@ -435,7 +491,8 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline implements net.Conn.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	if !c.rdl.set(t) {
+	d := c.deadlines()
+	if d == nil || !d.rd.set(t) {
 		return c.opErr("set", net.ErrClosed)
 	}
 	return nil
@@ -443,10 +500,49 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline implements net.Conn.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	if !c.wdl.set(t) {
+	d := c.deadlines()
+	if d == nil || !d.wr.set(t) {
 		return c.opErr("set", net.ErrClosed)
 	}
 	return nil
+}
+
+// deadlines is a connection's read and write deadlines.
+type deadlines struct{ rd, wr deadline }
+
+// rdl and wdl are the read and write deadlines, nil while none was ever
+// set (the deadline methods take a nil one as "no deadline").
+func (c *Conn) rdl() *deadline {
+	if d := c.dl.Load(); d != nil {
+		return &d.rd
+	}
+	return nil
+}
+
+func (c *Conn) wdl() *deadline {
+	if d := c.dl.Load(); d != nil {
+		return &d.wr
+	}
+	return nil
+}
+
+// deadlines returns the connection's deadlines, making them at the first
+// call; nil after Close. A Read or Write already blocked without one is
+// woken to wait again with it.
+func (c *Conn) deadlines() *deadlines {
+	if d := c.dl.Load(); d != nil {
+		return d
+	}
+	c.lock()
+	defer c.unlock()
+	if d := c.dl.Load(); d != nil || c.closed {
+		return d
+	}
+	d := &deadlines{rd: deadline{ch: make(chan struct{})}, wr: deadline{ch: make(chan struct{})}}
+	c.dl.Store(d)
+	notify(c.rd)
+	notify(c.wr)
+	return d
 }
 
 // State is the connection's RFC 9293 state.
@@ -473,7 +569,7 @@ func (c *Conn) opErr(op string, err error) error {
 			err = fmt.Errorf("%w (%w)", err, c.s.closedErr())
 		}
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr(), Addr: c.raddr(), Err: err}
 }
 
 // DialContext opens a connection to address ("ip:port") from the stack's
@@ -488,7 +584,7 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 	case <-c.est:
 	case <-ctx.Done():
 		c.abort()
-		return nil, &net.OpError{Op: "dial", Net: network, Source: c.laddr, Addr: c.raddr, Err: ctx.Err()}
+		return nil, &net.OpError{Op: "dial", Net: network, Source: c.laddr(), Addr: c.raddr(), Err: ctx.Err()}
 	}
 	c.lock()
 	err = c.tcb.Err()
@@ -522,7 +618,7 @@ func (s *Stack) startDial(network, address string) (*Conn, error) {
 	}
 	s.at("dial")
 	raddr := ap.Addr().Unmap().As4()
-	c := s.newConn(tuple{})
+	c := s.newConn(tuple{}, true)
 	c.lock()
 	key, err := s.dialPort(raddr, ap.Port(), c)
 	if err != nil {
@@ -530,7 +626,6 @@ func (s *Stack) startDial(network, address string) (*Conn, error) {
 		return nil, opErr(err)
 	}
 	c.key = key
-	c.setAddrs()
 	now := s.now()
 	s.stats.activeOpens.Add(1)
 	c.tcb = tcp.NewActive(c.tcpConfig(), c, key.lport, key.rport,

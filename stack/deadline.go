@@ -7,7 +7,9 @@ import (
 
 // deadline is a settable point in time that blocked calls wait on through
 // a channel closed when it passes. Moving it while a call blocks takes
-// effect at once, as net.Conn requires.
+// effect at once, as net.Conn requires. A nil *deadline is none: it
+// never passes (wait blocks forever, expired is false, stop does
+// nothing).
 type deadline struct {
 	mu     sync.Mutex
 	timer  *time.Timer
@@ -15,8 +17,6 @@ type deadline struct {
 	closed bool // ch is closed
 	off    bool // the connection is closed: no timer is armed again
 }
-
-func newDeadline() *deadline { return &deadline{ch: make(chan struct{})} }
 
 // set moves the deadline; the zero time removes it. It reports false,
 // changing nothing, once shut.
@@ -59,6 +59,9 @@ func (d *deadline) set(t time.Time) bool {
 // now fails at once, so the deadline no longer matters). A later set
 // arms it again.
 func (d *deadline) stop() {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {
@@ -78,6 +81,9 @@ func (d *deadline) shut() {
 // expired reports whether the deadline has passed: a call must then fail
 // at once, even if it could proceed (as with the kernel's sockets).
 func (d *deadline) expired() bool {
+	if d == nil {
+		return false
+	}
 	select {
 	case <-d.wait():
 		return true
@@ -88,6 +94,9 @@ func (d *deadline) expired() bool {
 
 // wait returns a channel closed once the deadline passes.
 func (d *deadline) wait() <-chan struct{} {
+	if d == nil {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.ch

@@ -149,7 +149,13 @@ func TestMemoryLimitHolds(t *testing.T) {
 			c.Close()
 		}(c, i)
 	}
-	time.Sleep(500 * time.Millisecond) // the windows fill and stay full
+	// The windows fill and stay full: the receiver comes under pressure
+	// (waited for, not slept for: a loaded machine may take a while).
+	end := time.Now().Add(10 * time.Second)
+	for b.Stats().MemoryPressure == "normal" && time.Now().Before(end) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // and anything still in flight lands
 	peakA, peakB := a.Stats().MemoryUsed, b.Stats().MemoryUsed
 	floor := int64(2 * n * 4096)
 	if peakB > budget+floor || peakA > budget+floor {

@@ -235,7 +235,7 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 			return
 		}
 	}
-	c := s.newConn(key)
+	c := s.newConn(key, false)
 	l.synq.add(c, now)
 	l.mu.Unlock()
 	if evict != nil {
@@ -278,7 +278,6 @@ func (s *Stack) initialRTO() time.Duration {
 func (l *Listener) admit(c *Conn, open func(c *Conn, now time.Duration) *tcp.Conn) {
 	s := l.s
 	s.at("admit")
-	c.setAddrs()
 	c.lst = l
 	c.lock()
 	defer c.unlock()
@@ -330,7 +329,7 @@ func (l *Listener) onCookieAck(key tuple, seg *tcp.Segment) bool {
 	}
 	l.mu.Unlock()
 	s.stats.synCookiesOK.Add(1)
-	l.admit(s.newConn(key), func(c *Conn, now time.Duration) *tcp.Conn {
+	l.admit(s.newConn(key, false), func(c *Conn, now time.Duration) *tcp.Conn {
 		return tcp.NewPassiveCookie(c.tcpConfig(), c, seg, opts, now)
 	})
 	return true

@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"io"
 	"net"
 	"os"
 	"syscall"
@@ -64,15 +63,10 @@ func (c *Conn) ReadNonblock(p []byte, peek bool) (int, error) {
 		n, err = c.tcb.Read(p, c.s.now())
 		c.after()
 	}
-	switch {
-	case n > 0:
-		return n, nil
-	case err == io.EOF:
-		return 0, io.EOF
-	case err != nil:
-		return 0, c.opErr("read", err)
+	if n, err = c.readResult(n, err); err == errWouldBlock {
+		return 0, c.opErr("read", syscall.EAGAIN)
 	}
-	return 0, c.opErr("read", syscall.EAGAIN)
+	return n, err
 }
 
 // WriteNonblock queues as much of p as fits in the send buffer and

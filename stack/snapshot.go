@@ -90,10 +90,23 @@ func (s *Stack) StateCounts() map[tcp.State]int {
 		counts[tcp.Listen] = n
 	}
 	s.lmu.Unlock()
-	if n := s.timeWaitCount(); n > 0 {
-		counts[tcp.TimeWait] += n
+	// Each shard's connections and TIME-WAIT entries are taken under its
+	// lock in one go: a connection moves from one to the other under that
+	// lock, so it is counted once (by its state, if it moves later), never
+	// missed between a count of the table and a scan of the connections.
+	var conns []*Conn
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		if n := len(sh.tw); n > 0 {
+			counts[tcp.TimeWait] += n
+		}
+		for _, c := range sh.conns {
+			conns = append(conns, c)
+		}
+		sh.mu.RUnlock()
 	}
-	for _, c := range s.allConns() {
+	for _, c := range conns {
 		c.lock()
 		if c.tcb != nil {
 			counts[c.tcb.State()]++

@@ -392,8 +392,8 @@ func (s *Stack) stop(cause error) {
 		s.closeListeners()
 		for _, c := range s.allConns() {
 			c.abort()
-			c.rdl.stop()
-			c.wdl.stop()
+			c.rdl().stop()
+			c.wdl().stop()
 		}
 		s.at("aborted")
 		s.twStop()

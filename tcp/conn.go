@@ -283,7 +283,6 @@ type Conn struct {
 	persistAt time.Duration
 	twAt      time.Duration
 	fw2At     time.Duration // orphaned FIN-WAIT-2 reclaim
-	reclaimAt time.Duration // empty rings are released (bufferIdle)
 	pmtuAt    time.Duration // a lowered segment size returns to synMSS
 	persistN  int           // window probes sent since the window closed (their backoff)
 	// probesUnanswered counts window probes since the peer last sent an
@@ -565,7 +564,7 @@ func (c *Conn) Info() Info {
 
 // Readable reports whether Read would return without blocking.
 func (c *Conn) Readable() bool {
-	return c.rcv.Len() > 0 || c.finRcvd || c.err != nil || c.state == Closed
+	return c.rcv.Len() > 0 || c.finRcvd || c.err != nil || c.state == Closed || c.readShut
 }
 
 // Writable reports whether Write would accept bytes or fail at once.
@@ -808,7 +807,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt, c.pmtuAt, c.reclaimAt = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt, c.pmtuAt = 0, 0, 0, 0, 0, 0, 0, 0, 0
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in

@@ -8,22 +8,33 @@ import (
 	"github.com/tund-project/tund/window"
 )
 
-// TestIdleRingsReleased: after a transfer, an idle connection gives its
-// send and receive rings back (to the budget, which then reads zero), and
-// allocates them again when data comes.
+// TestIdleRingsReleased: the moment a transfer is read and acknowledged,
+// the connections give their send and receive rings back (to the budget,
+// which then reads zero) without waiting for a timer, and take them
+// again when data comes.
 func TestIdleRingsReleased(t *testing.T) {
 	mem := window.NewMemory(1 << 30)
 	p := newPair(t, Config{Memory: mem})
 	data := pattern(2 << 20)
-	if got := p.transfer(p.a, p.b, data); !bytes.Equal(got, data) {
-		t.Fatalf("transfer: %d of %d bytes", len(got), len(data))
+	if got := p.transfer(p.a, p.b, data[:1<<20]); !bytes.Equal(got, data[:1<<20]) {
+		t.Fatalf("transfer: %d of %d bytes", len(got), 1<<20)
 	}
-	if p.a.snd.Cap() == 0 || p.b.rcv.Cap() == 0 || mem.Used() == 0 {
-		t.Fatalf("rings already gone right after the transfer?")
+	// Unacknowledged or unread bytes keep their ring.
+	if n, _ := p.a.Write(data, p.now); n == 0 || p.a.snd.Cap() == 0 || mem.Used() == 0 {
+		t.Fatalf("wrote %d bytes: send ring %d, budget used %d", n, p.a.snd.Cap(), mem.Used())
 	}
-	p.advance(2 * bufferIdle)
+	p.run()
+	if p.b.rcv.Cap() == 0 {
+		t.Fatalf("received bytes not yet read hold no ring")
+	}
+	for buf := make([]byte, 64<<10); p.a.snd.Len() > 0 || p.b.rcv.Len() > 0; p.advance(time.Millisecond) {
+		for n := 1; n > 0; {
+			n, _ = p.b.Read(buf, p.now)
+		}
+		p.run()
+	}
 	if c := p.a.snd.Cap() + p.a.rcv.Cap() + p.b.snd.Cap() + p.b.rcv.Cap(); c != 0 || mem.Used() != 0 {
-		t.Fatalf("idle for %v: rings hold %d bytes, budget used %d; want 0", 2*bufferIdle, c, mem.Used())
+		t.Fatalf("all read and acknowledged: rings hold %d bytes, budget used %d; want 0", c, mem.Used())
 	}
 	if at := p.a.NextTimer(); at != 0 {
 		t.Errorf("an idle connection still has a timer at %v", at)

@@ -125,7 +125,6 @@ func (c *Conn) output(now time.Duration) {
 	if c.ackNow && c.state != Closed && c.state != SynSent && c.state != Listen {
 		c.send(Segment{Seq: c.ackSeq()})
 	}
-	c.armReclaim(now)
 }
 
 // sendData sends segments from SND.NXT while the peer's window and the
@@ -321,29 +320,6 @@ func (c *Conn) rcvSpace() int {
 		return min(c.rcvBufSize, max(c.rcv.Cap(), window.MinRing))
 	}
 	return c.rcvBufSize
-}
-
-// bufferIdle is how long a ring stays empty before it is released: long
-// enough that a connection trading small messages does not reallocate
-// for each, short enough that idle connections cost little.
-const bufferIdle = time.Second
-
-// armReclaim schedules the release of a ring that has emptied.
-func (c *Conn) armReclaim(now time.Duration) {
-	if c.reclaimAt != 0 || c.state == Closed {
-		return
-	}
-	if c.snd.Len() == 0 && c.snd.Cap() > 0 || c.rcv.Len() == 0 && !c.rcv.HasOutOfOrder() && c.rcv.Cap() > 0 {
-		c.reclaimAt = now + bufferIdle
-	}
-}
-
-// reclaim releases the rings that are empty now (they are allocated
-// again, from the budget, when data comes).
-func (c *Conn) reclaim() {
-	c.reclaimAt = 0
-	c.snd.Release()
-	c.rcv.Release()
 }
 
 // setRcvLimit sets the receive buffer to buf bytes. The ring may hold

@@ -16,7 +16,7 @@ func (c *Conn) nextTimer() (string, time.Duration) {
 	for _, t := range [...]struct {
 		name string
 		at   time.Duration
-	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}, {"reorder", c.rackAt}, {"keepalive", c.kaAt}, {"pmtu", c.pmtuAt}, {"reclaim", c.reclaimAt}} {
+	}{{"retransmit", c.rtxAt}, {"delack", c.ackAt}, {"persist", c.persistAt}, {"timewait", c.twAt}, {"finwait2", c.fw2At}, {"probe", c.tlpAt}, {"reorder", c.rackAt}, {"keepalive", c.kaAt}, {"pmtu", c.pmtuAt}} {
 		if t.at != 0 && (at == 0 || t.at < at) {
 			name, at = t.name, t.at
 		}
@@ -64,9 +64,6 @@ func (c *Conn) Tick(now time.Duration) {
 	}
 	if c.pmtuAt != 0 && now >= c.pmtuAt {
 		c.pmtuExpired()
-	}
-	if c.reclaimAt != 0 && now >= c.reclaimAt {
-		c.reclaim()
 	}
 	if c.ackAt != 0 && now >= c.ackAt {
 		c.ackAt = 0

@@ -148,6 +148,28 @@ func TestRecvBufferDiscard(t *testing.T) {
 	}
 }
 
+// TestOutOfOrderAfterRingReturned: a loss just after the reader emptied
+// the buffer, whose ring then went back, does not get the data beyond the
+// hole refused: the new ring may grow for it as far as the old one had.
+func TestOutOfOrderAfterRingReturned(t *testing.T) {
+	b := NewRecvBuffer(6 << 20)
+	if n := b.Write(0, make([]byte, 1<<20)); n != 1<<20 {
+		t.Fatalf("wrote %d", n)
+	}
+	grown := b.Cap()
+	b.Read(make([]byte, 1<<20))
+	if b.Cap() != 0 {
+		t.Fatalf("emptied buffer still holds a ring of %d bytes", b.Cap())
+	}
+	// The first 512 KiB are lost; 64 KiB super-segments arrive behind.
+	for off := 512 << 10; off < 1<<20; off += 64 << 10 {
+		b.Write(off, make([]byte, 64<<10))
+	}
+	if b.Refused != 0 || b.Cap() > grown {
+		t.Fatalf("data beyond the hole: refused %d times, ring %d bytes (the old one had %d)", b.Refused, b.Cap(), grown)
+	}
+}
+
 // TestOutOfOrderGrowthBounded: one out-of-order byte at the far edge of a
 // large window must not allocate the whole window; out-of-order data that
 // arrives densely (a real sender's segments beyond a loss) still grows
@@ -201,11 +223,11 @@ func TestMemoryBudget(t *testing.T) {
 	if r.HasOutOfOrder() || m.Refused() == 0 {
 		t.Fatalf("out-of-order data grew the ring under an exhausted budget")
 	}
-	// Released rings give their memory back.
+	// Emptied rings go back at once, and give their memory back.
 	s.Consume(s.Len())
 	r.Discard(r.Len())
-	if !s.Release() || !r.Release() || m.Used() != 0 || m.Level() != Normal {
-		t.Fatalf("after release: used %d, level %d", m.Used(), m.Level())
+	if s.Cap() != 0 || r.Cap() != 0 || s.Release() || r.Release() || m.Used() != 0 || m.Level() != Normal {
+		t.Fatalf("after emptying: rings %d and %d, used %d, level %d", s.Cap(), r.Cap(), m.Used(), m.Level())
 	}
 	if m.PressureEvents() != 1 {
 		t.Fatalf("pressure began %d times, want 1", m.PressureEvents())

@@ -1,5 +1,7 @@
 package window
 
+import "sync"
+
 // maxSpans bounds how many separate out-of-order ranges are remembered. A
 // segment that would need one more is dropped; the sender retransmits it.
 const maxSpans = 32
@@ -15,15 +17,20 @@ type span struct{ start, end int64 }
 // out-of-order bytes waiting for the gap before them to fill. Its free space
 // is the receive window (RFC 9293 §3.8.6). Out-of-order data is stored in
 // place, at its final position in the ring, so filling a gap costs no copy.
+// The ring comes from the shared pools when bytes arrive and goes back as
+// soon as nothing is held (ringpool.go); so does the array of out-of-order
+// ranges.
 type RecvBuffer struct {
-	buf   []byte
+	buf   []byte // ring.b, or nil while nothing is held
+	ring  *ring
 	head  int   // ring index of the next byte to read
 	base  int64 // stream position of head
 	n     int   // contiguous readable bytes
 	limit int
-	spans []span // out-of-order ranges beyond base+n, sorted, disjoint
-	arr   [maxSpans]span
-	mem   *Memory // the budget the ring is charged to (nil: none)
+	spans []span          // out-of-order ranges beyond base+n, sorted, disjoint
+	arr   *[maxSpans]span // spans' array, from spanPool while any are held
+	mem   *Memory         // the budget the ring is charged to (nil: none)
+	sizer ringSizer
 	// Refused counts segments dropped (wholly or in part) because storing
 	// them would have grown the ring too far: out-of-order data landing
 	// far beyond what is held, or the memory budget at its limit.
@@ -48,23 +55,40 @@ func (b *RecvBuffer) SetMemory(m *Memory) { b.mem = m }
 // Cap is the ring memory allocated now.
 func (b *RecvBuffer) Cap() int { return len(b.buf) }
 
-// Release frees the ring if nothing is held, readable or out of order (an
-// idle connection keeps no receive memory), and reports whether it did.
+// Release gives the ring back if nothing is held, readable or out of
+// order, and reports whether it did. Reading the last byte does it.
 func (b *RecvBuffer) Release() bool {
 	if b.n != 0 || len(b.spans) != 0 || b.buf == nil {
 		return false
 	}
 	b.mem.charge(-len(b.buf))
-	b.buf, b.head = nil, 0
+	b.sizer.released(len(b.buf))
+	putRing(b.ring)
+	b.buf, b.ring, b.head = nil, nil, 0
 	return true
 }
 
 // Reset drops everything held, readable or not, and frees the ring.
 func (b *RecvBuffer) Reset() {
 	b.base += int64(b.n)
-	b.n, b.spans = 0, nil
+	b.n = 0
+	b.setSpans(nil)
 	b.Release()
 }
+
+// setSpans sets the out-of-order ranges to s (a slice of b.arr, or
+// nil), giving the array back when none are left.
+func (b *RecvBuffer) setSpans(s []span) {
+	b.spans = s
+	if len(s) == 0 && b.arr != nil {
+		spanPool.Put(b.arr)
+		b.spans, b.arr = nil, nil
+	}
+}
+
+// spanPool holds the arrays of out-of-order ranges: only a connection
+// receiving out of order holds one.
+var spanPool = sync.Pool{New: func() any { return new([maxSpans]span) }}
 
 // Window is the free space: how many bytes past the readable ones the
 // buffer can accept.
@@ -106,11 +130,14 @@ func (b *RecvBuffer) Write(off int, p []byte) int {
 		// place, so where it lands decides how big the ring must be: one
 		// byte at the far edge of a 6 MiB window would take 6 MiB. It
 		// grows the ring only as far as the data actually held justifies
-		// (a real sender's segments beyond a loss arrive densely). What
-		// does not fit is dropped; the sender resends it.
+		// (a real sender's segments beyond a loss arrive densely), or as
+		// far as the previous ring had grown: a loss right after the
+		// reader emptied the buffer (and its ring went back) must not
+		// find the data beyond the hole refused. What does not fit is
+		// dropped; the sender resends it.
 		ringMax = min(ringMax, b.mem.ringMax(len(b.buf), off == 0))
 		if off > 0 {
-			ringMax = min(ringMax, max(4*(b.held()+end-start), oooGrowFloor, 2*len(b.buf)))
+			ringMax = min(ringMax, max(4*(b.held()+end-start), oooGrowFloor, 2*len(b.buf), b.sizer.last))
 		}
 		if end > ringMax {
 			b.Refused++
@@ -128,8 +155,10 @@ func (b *RecvBuffer) Write(off int, p []byte) int {
 	if k := len(b.spans); k > 0 {
 		extent = int(b.spans[k-1].end - b.base)
 	}
-	b.buf, b.head = ensure(b.buf, b.head, extent, end, ringMax, b.mem)
+	b.ring, b.head = ensure(b.ring, b.head, extent, end, ringMax, b.sizer.hint, b.mem)
+	b.buf = b.ring.b
 	copyIn(b.buf, (b.head+start)%len(b.buf), p)
+	b.sizer.held(max(extent, end))
 
 	if off > 0 {
 		b.addSpan(span{b.base + int64(start), b.base + int64(end)})
@@ -146,7 +175,7 @@ func (b *RecvBuffer) Write(off int, p []byte) int {
 		}
 	}
 	if i > 0 {
-		b.spans = b.spans[:copy(b.spans, b.spans[i:])]
+		b.setSpans(b.spans[:copy(b.spans, b.spans[i:])])
 		b.n = int(next - b.base)
 	}
 	return b.n - before
@@ -163,7 +192,8 @@ func (b *RecvBuffer) held() int {
 
 // addSpan records s, merging it with ranges it overlaps or touches.
 func (b *RecvBuffer) addSpan(s span) {
-	if b.spans == nil {
+	if b.arr == nil {
+		b.arr = spanPool.Get().(*[maxSpans]span)
 		b.spans = b.arr[:0]
 	}
 	// Find the first range that ends at or after s.start.
@@ -217,7 +247,8 @@ func (b *RecvBuffer) Peek(p []byte) int {
 	return k
 }
 
-// consume removes k readable bytes from the front of the ring.
+// consume removes k readable bytes from the front of the ring; the ring
+// goes back to its pool when nothing is left.
 func (b *RecvBuffer) consume(k int) {
 	if k == 0 {
 		return
@@ -226,6 +257,6 @@ func (b *RecvBuffer) consume(k int) {
 	b.base += int64(k)
 	b.n -= k
 	if b.n == 0 && len(b.spans) == 0 {
-		b.head = 0
+		b.Release()
 	}
 }

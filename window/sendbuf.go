@@ -5,13 +5,17 @@ const minRing = 4096
 
 // SendBuffer holds the bytes an application wrote that the peer has not
 // acknowledged yet: first the bytes in flight, then the unsent ones. It is a
-// ring that grows by doubling up to Limit.
+// ring that grows by doubling up to Limit, taken from the shared pools
+// when bytes are written into an empty buffer and given back as soon as
+// the last byte is acknowledged (ringpool.go).
 type SendBuffer struct {
-	buf   []byte
+	buf   []byte // ring.b, or nil while empty
+	ring  *ring
 	head  int // ring index of the first byte
 	n     int // bytes held
 	limit int
 	mem   *Memory // the budget the ring is charged to (nil: none)
+	sizer ringSizer
 }
 
 // NewSendBuffer returns an empty buffer that holds at most limit bytes.
@@ -37,14 +41,17 @@ func (b *SendBuffer) Free() int {
 // Cap is the ring memory allocated now.
 func (b *SendBuffer) Cap() int { return len(b.buf) }
 
-// Release frees the ring if it is empty (an idle connection keeps no
-// send memory) and reports whether it did; the next Write allocates anew.
+// Release gives the ring back if it is empty and reports whether it did;
+// the next Write takes one anew. Consume does it when the last byte
+// goes.
 func (b *SendBuffer) Release() bool {
 	if b.n != 0 || b.buf == nil {
 		return false
 	}
 	b.mem.charge(-len(b.buf))
-	b.buf, b.head = nil, 0
+	b.sizer.released(len(b.buf))
+	putRing(b.ring)
+	b.buf, b.ring, b.head = nil, nil, 0
 	return true
 }
 
@@ -68,16 +75,18 @@ func (b *SendBuffer) Write(p []byte) int {
 	if k == 0 {
 		return 0
 	}
-	b.buf, b.head = ensure(b.buf, b.head, b.n, b.n+k, min(b.limit, b.mem.ringMax(len(b.buf), false)), b.mem)
+	b.ring, b.head = ensure(b.ring, b.head, b.n, b.n+k, min(b.limit, b.mem.ringMax(len(b.buf), false)), b.sizer.hint, b.mem)
+	b.buf = b.ring.b
 	copyIn(b.buf, (b.head+b.n)%len(b.buf), p[:k])
 	b.n += k
+	b.sizer.held(b.n)
 	return k
 }
 
 // Peek returns up to max bytes starting off bytes from the front, without
 // copying. The slice stops at the ring's wrap point, so it may be shorter
 // than asked even when more bytes are held; it is valid until the next
-// Write or Consume.
+// Write or Consume (which may give the ring to another connection).
 func (b *SendBuffer) Peek(off, max int) []byte {
 	if off >= b.n || max <= 0 {
 		return nil
@@ -87,7 +96,8 @@ func (b *SendBuffer) Peek(off, max int) []byte {
 	return b.buf[i:end]
 }
 
-// Consume drops n bytes from the front (they were acknowledged).
+// Consume drops n bytes from the front (they were acknowledged). The
+// last one gives the ring back.
 func (b *SendBuffer) Consume(n int) {
 	n = min(n, b.n)
 	if n <= 0 {
@@ -95,31 +105,40 @@ func (b *SendBuffer) Consume(n int) {
 	}
 	b.n -= n
 	if b.n == 0 {
-		b.head = 0
+		b.Release()
 		return
 	}
 	b.head = (b.head + n) % len(b.buf)
 }
 
 // ensure returns a ring (and its new head) able to hold need logical bytes
-// from head, keeping the used logical bytes. It grows by doubling, capped
-// at limit (but never below need), and charges the growth to mem. The
-// caller has checked that mem allows need.
-func ensure(buf []byte, head, used, need, limit int, mem *Memory) ([]byte, int) {
+// from head, keeping the used logical bytes. It grows by doubling (a new
+// ring starts at hint), capped at limit (but never below need), and
+// charges the growth to mem; the ring it replaces goes back to its pool.
+// The caller has checked that mem allows need.
+func ensure(r *ring, head, used, need, limit, hint int, mem *Memory) (*ring, int) {
+	var buf []byte
+	if r != nil {
+		buf = r.b
+	}
 	if need <= len(buf) {
-		return buf, head
+		return r, head
 	}
 	size := max(len(buf), minRing)
+	if buf == nil {
+		size = max(size, hint)
+	}
 	for size < need {
 		size *= 2
 	}
 	size = max(min(size, limit), need)
 	mem.charge(size - len(buf))
-	nb := make([]byte, size)
+	nr := getRing(size)
 	if used > 0 {
-		copyOut(nb[:used], buf, head)
+		copyOut(nr.b[:used], buf, head)
 	}
-	return nb, 0
+	putRing(r)
+	return nr, 0
 }
 
 // copyIn copies p into the ring at index i, wrapping at the end.
@@ -133,3 +152,21 @@ func copyOut(p, ring []byte, i int) {
 	k := copy(p, ring[i:])
 	copy(p[k:], ring)
 }
+
+// ringSizer remembers how much a buffer held at most while it last had a
+// ring, so that the next ring is taken at that size: a transfer whose
+// reader keeps emptying the buffer would otherwise start again from
+// minRing each time and copy its bytes through every doubling. One quiet
+// round (little held) brings the size back down. It also remembers how
+// big the previous ring was: out-of-order data may grow a new ring that
+// far (RecvBuffer.Write), as it could have grown the old one had it not
+// gone back in between.
+type ringSizer struct {
+	peak int // most bytes held since the ring was taken
+	hint int // what the previous ring held at most
+	last int // the previous ring's size
+}
+
+func (s *ringSizer) held(n int) { s.peak = max(s.peak, n) }
+
+func (s *ringSizer) released(size int) { s.hint, s.peak, s.last = s.peak, 0, size }

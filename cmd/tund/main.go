@@ -469,15 +469,15 @@ func run(o options) error {
 	}
 
 	for _, svc := range []struct {
-		name   string
-		port   int
-		handle func(net.Conn)
-	}{{"echo", 7, echo}, {"discard", 9, discard}, {"chargen", 19, chargen}} {
+		name  string
+		port  int
+		start func(*stack.Conn)
+	}{{"echo", 7, inBursts(echo)}, {"discard", 9, inBursts(discard)}, {"chargen", 19, onGoroutine(chargen)}} {
 		l, err := st.Listen("tcp", fmt.Sprintf(":%d", svc.port))
 		if err != nil {
 			return err
 		}
-		go serve(l, svc.name, log, svc.handle)
+		go serve(l, svc.name, log, svc.start)
 	}
 	hl, err := st.Listen("tcp", ":80")
 	if err != nil {

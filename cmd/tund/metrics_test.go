@@ -39,7 +39,7 @@ func pipeStacks(t *testing.T) (client, server *stack.Stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go serve(l, "echo", slog.New(slog.DiscardHandler), echo)
+	go serve(l, "echo", slog.New(slog.DiscardHandler), inBursts(echo))
 	c, err := client.Dial("tcp", "10.9.0.2:7")
 	if err != nil {
 		t.Fatal(err)

@@ -12,16 +12,18 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tund-project/tund/stack"
 	"github.com/tund-project/tund/tcp"
 )
 
-// serve accepts connections on l and runs handle for each in its own
-// goroutine until the listener closes.
-func serve(l net.Listener, name string, log *slog.Logger, handle func(net.Conn)) {
+// serve accepts connections on l and hands each to start, which owns it
+// from then on, until the listener closes.
+func serve(l net.Listener, name string, log *slog.Logger, start func(*stack.Conn)) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -30,6 +32,14 @@ func serve(l net.Listener, name string, log *slog.Logger, handle func(net.Conn))
 			}
 			return
 		}
+		start(c.(*stack.Conn)) // the stack's listeners return its connections
+	}
+}
+
+// onGoroutine serves each connection with handle on a goroutine of its
+// own, and closes it when handle returns.
+func onGoroutine(handle func(net.Conn)) func(*stack.Conn) {
+	return func(c *stack.Conn) {
 		go func() {
 			defer c.Close()
 			handle(c)
@@ -37,17 +47,71 @@ func serve(l net.Listener, name string, log *slog.Logger, handle func(net.Conn))
 	}
 }
 
-// echo (RFC 862) sends back everything it receives, then closes.
-func echo(c net.Conn) { _, _ = io.Copy(c, c) }
+// inBursts serves each connection in bursts, for a service that only
+// answers what it reads: handle gets the bytes as they come, and ends the
+// connection by returning an error. A goroutine runs only while bytes
+// wait to be read; in between, the connection waits for the next with
+// no goroutine, so no goroutine stack, and no buffer
+// (stack.Conn.NotifyReadable): an idle connection costs the stack's
+// bookkeeping alone. The buffers are shared by every connection. At the
+// peer's FIN, or an error, the connection is closed.
+func inBursts(handle func(c *stack.Conn, p []byte) error) func(*stack.Conn) {
+	return func(c *stack.Conn) {
+		b := &burster{c: c, handle: handle}
+		b.wake = func() { go b.run() }
+		c.NotifyReadable(b.wake)
+	}
+}
+
+// burster is what a connection served in bursts keeps between them.
+type burster struct {
+	c      *stack.Conn
+	handle func(c *stack.Conn, p []byte) error
+	wake   func() // starts a burst (made once: a method value would allocate at every NotifyReadable)
+}
+
+// copyBufs are the bursts' read buffers, shared by every connection.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}
+
+// run reads and handles what is ready, then waits for more with no
+// goroutine, or closes the connection.
+func (b *burster) run() {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	for {
+		n, err := b.c.ReadNonblock(*bp, false)
+		if n > 0 {
+			if err = b.handle(b.c, (*bp)[:n]); err == nil {
+				continue
+			}
+		}
+		if errors.Is(err, syscall.EAGAIN) {
+			b.c.NotifyReadable(b.wake)
+			return
+		}
+		b.c.Close()
+		return
+	}
+}
+
+// echo (RFC 862) sends back everything it receives; it closes after the
+// peer's FIN.
+func echo(c *stack.Conn, p []byte) error {
+	_, err := c.Write(p)
+	return err
+}
 
 // discarded counts the bytes the discard service has thrown away, for
 // GET /stats.
 var discarded atomic.Int64
 
 // discard (RFC 863) reads and throws away everything.
-func discard(c net.Conn) {
-	n, _ := io.Copy(io.Discard, c)
-	discarded.Add(n)
+func discard(_ *stack.Conn, p []byte) error {
+	discarded.Add(int64(len(p)))
+	return nil
 }
 
 // chargenBlock is the RFC 864 pattern: 95 lines of 72 printable
