@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime/debug"
@@ -170,11 +171,54 @@ func (s *Stack) ServeControl(ctx context.Context, l net.Listener) error {
 	}
 }
 
+// ControlCommand is a control-socket command a program adds with
+// HandleControl: it gets the rest of the request line and writes its
+// answer to w as it goes (a long one streams: the client prints it as it
+// comes). ctx ends when the stack or the client goes away.
+type ControlCommand func(ctx context.Context, args string, w io.Writer) error
+
+// HandleControl adds the command name to the control socket, before
+// ServeControl is called: a request line "name ARGS" runs cmd, without the
+// 10 s limit of the built-in commands, and an error it returns is
+// written as a last line "error: ...".
+func (s *Stack) HandleControl(name string, cmd ControlCommand) {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	if s.ctlCmds == nil {
+		s.ctlCmds = map[string]ControlCommand{}
+	}
+	s.ctlCmds[name] = cmd
+}
+
 func (s *Stack) serveControlConn(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
+		return
+	}
+	name, args, _ := strings.Cut(strings.TrimSpace(line), " ")
+	s.ctlMu.Lock()
+	extra := s.ctlCmds[name]
+	s.ctlMu.Unlock()
+	if extra != nil {
+		_ = c.SetDeadline(time.Time{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { // the stack stops
+			select {
+			case <-s.stopped:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		go func() { // the client hangs up (or we close c when done)
+			_, _ = io.Copy(io.Discard, c)
+			cancel()
+		}()
+		if err := extra(ctx, args, c); err != nil {
+			fmt.Fprintf(c, "error: %v\n", err)
+		}
 		return
 	}
 	var v any

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -217,5 +219,53 @@ func TestListenControlKeepsOtherFiles(t *testing.T) {
 	}
 	if _, err := os.Lstat(path + ".lock"); !os.IsNotExist(err) {
 		t.Errorf("lock file left after a failed ListenControl (%v)", err)
+	}
+}
+
+// TestHandleControl: a command added with HandleControl gets its
+// arguments and streams its answer; its error is the last line; the
+// built-in commands still answer, and an unknown one gets an error.
+func TestHandleControl(t *testing.T) {
+	a, _ := pipePair(t, 1500)
+	a.HandleControl("count", func(ctx context.Context, args string, w io.Writer) error {
+		n, err := strconv.Atoi(args)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", args)
+		}
+		for i := range n {
+			fmt.Fprintf(w, "line %d\n", i)
+		}
+		return nil
+	})
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	l, err := ListenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.ServeControl(ctx, l)
+	ask := func(req string) string {
+		t.Helper()
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "%s\n", req)
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if got := ask("count 3"); got != "line 0\nline 1\nline 2\n" {
+		t.Errorf("count 3: %q", got)
+	}
+	if got := ask("count x"); got != "error: not a number: \"x\"\n" {
+		t.Errorf("count x: %q", got)
+	}
+	if got := ask("states"); !strings.Contains(got, "{") {
+		t.Errorf("states: %q", got)
+	}
+	if got := ask("nonsense"); !strings.Contains(got, `unknown command \"nonsense\"`) {
+		t.Errorf("nonsense: %q", got)
 	}
 }

@@ -160,6 +160,9 @@ type Stack struct {
 	lmu       sync.Mutex
 	listeners map[uint16]*Listener
 
+	ctlMu   sync.Mutex
+	ctlCmds map[string]ControlCommand // HandleControl's commands
+
 	ipID    atomic.Uint32
 	ipStats ip.Stats
 	stats   counters

@@ -73,6 +73,7 @@ type options struct {
 	pcap          string // -pcap file ("": no capture)
 	offload       bool   // -offload: TUN segmentation and checksum offload
 	queues        int    // -queues: TUN queues, each with a reader
+	apps          appList
 	// Resource limits (stack.Config and tcp.Config; 0: the default).
 	maxConns, maxOrphans, maxTimeWait int
 	orphanRetries                     int
@@ -98,6 +99,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "stats" {
 		os.Exit(runSubcommand(statsCommand, os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "dial" {
+		os.Exit(runSubcommand(dialCommand, os.Args[2:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "drill" {
 		os.Exit(runSubcommand(drillCommand, os.Args[2:]))
@@ -149,6 +153,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
 	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
+	var apps appList
+	fs.Var(&apps, "app", "`PORT=KIND[,backlog=N][,rate=SIZE]`: a misbehaving application on PORT, for labs (repeatable): never-close (CLOSE-WAIT leak), never-accept (full accept and SYN queues), slow-read (rate=2K: zero windows, persist probes), reset (SO_LINGER 0: RST instead of FIN), half-close (FIN first, then reads to EOF)")
 	queues := fs.Int("queues", defaultQueues(), "TUN queues (IFF_MULTI_QUEUE), each read by its own goroutine, flows spread over them by 4-tuple; default: the number of CPUs, at most 8; -pcap and -impair-* use one")
 	offload := fs.Bool("offload", true, "open the TUN device with segmentation and checksum offload (IFF_VNET_HDR, TSO and GRO both ways: TCP super-segments of up to 64 KiB per read and write); falls back by itself, with a log line, where the kernel refuses")
 	pcap := fs.String("pcap", "", "write every packet in and out to `file` in pcap format (readable by tcpdump -r, tshark, Wireshark); with -impair-*, what the stack sees")
@@ -180,7 +186,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues}
+		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -450,7 +456,8 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("-control %q: %w", o.control, err)
 		}
-		defer cl.Close() // removes the socket and its lock file
+		defer cl.Close()                        // removes the socket and its lock file
+		st.HandleControl("dial", serveDial(st)) // tund dial
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -478,6 +485,12 @@ func run(o options) error {
 			return err
 		}
 		go serve(l, svc.name, log, svc.start)
+	}
+	for _, a := range o.apps {
+		if err := startApp(st, a, o.backlog, log); err != nil {
+			return err
+		}
+		log.Info("misbehaving application", "app", a.String(), "does", appKinds[a.kind], "addr", fmt.Sprintf("%s:%d", o.addr, a.port))
 	}
 	hl, err := st.Listen("tcp", ":80")
 	if err != nil {
