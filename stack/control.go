@@ -31,6 +31,9 @@ import (
 //	gc           → Stats, after a garbage collection that also returns
 //	               free memory to the OS, so HeapBytes and the process's
 //	               RSS show what is live (for load tests)
+//
+// A program adds commands of its own with HandleControl (tund's "dial");
+// theirs answer in lines, streamed as they come.
 
 // ControlConn is one line of `tund ss`, as the control socket sends it.
 type ControlConn struct {
