@@ -305,6 +305,9 @@ type Conn struct {
 	tsOffset    uint32
 	tsRecent    uint32
 	lastAckSent Seq
+	// readSinceAck is how much the application has read since we last
+	// sent a window: what its reads have opened (windowUpdateAfterRead).
+	readSinceAck int
 	// RFC 2018 / RFC 6675 selective acknowledgment.
 	sackOK  bool
 	sb      retransmit.Scoreboard // what the peer holds beyond SND.UNA
@@ -589,6 +592,7 @@ func (c *Conn) Read(p []byte, now time.Duration) (int, error) {
 	}
 	n := c.rcv.Read(p)
 	if n > 0 {
+		c.readSinceAck += n
 		// Autotuning grows the buffer only while memory is plentiful.
 		if size := c.tuner.OnRead(n, now, c.rcvRTTEstimate(), c.rcvBufSize); size > 0 && c.cfg.Memory.Level() == window.Normal {
 			c.setRcvLimit(size)

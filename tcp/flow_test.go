@@ -1229,3 +1229,32 @@ func TestRetransmitTimeoutAnsweredWithShutWindowIsNotFatal(t *testing.T) {
 		t.Fatalf("b got %d of %d bytes intact", len(got), len(data))
 	}
 }
+
+// TestRequestReadWithoutWindowUpdate: a server that reads a small request
+// sends no ACK of its own for the read (the window its read opened is a
+// few bytes, whatever the buffer has grown to since the handshake): the
+// response, written just after, carries the ACK.
+func TestRequestReadWithoutWindowUpdate(t *testing.T) {
+	p := newPair(t, Config{})
+	p.a.Write(pattern(60), p.now)
+	p.run()
+	var bare int
+	tap(p.bOut, func(seg *Segment) {
+		if len(seg.Payload) == 0 && seg.Flags == FlagACK {
+			bare++
+		}
+	})
+	buf := make([]byte, 100)
+	if n, _ := p.b.Read(buf, p.now); n != 60 {
+		t.Fatalf("read %d bytes, want 60", n)
+	}
+	p.run()
+	if bare != 0 {
+		t.Fatalf("%d bare ACKs after reading a 60-byte request", bare)
+	}
+	p.b.Write(pattern(200), p.now)
+	p.run()
+	if bare != 0 || p.a.RecvQueue() != 200 {
+		t.Fatalf("%d bare ACKs; a got %d bytes of the response", bare, p.a.RecvQueue())
+	}
+}

@@ -21,6 +21,7 @@ func (c *Conn) send(seg Segment) {
 	if seg.Flags&FlagRST == 0 {
 		seg.Window = c.advertise(seg.Flags&FlagSYN != 0)
 		c.ackNow, c.ackPending, c.ackSegs, c.ackAt = false, 0, 0, 0
+		c.readSinceAck = 0 // the window just shown counts every read
 		if seg.Flags&FlagACK != 0 {
 			c.lastAckSent = seg.Ack
 		}
@@ -300,7 +301,13 @@ func (c *Conn) windowUpdateAfterRead() {
 	}
 	shown := c.shownWindow()
 	wnd := window.ReceiveWindow(c.rcvWindow(), shown, c.rcvBufSize, c.rcvMSS(), c.rcvWScale)
-	if window.WindowUpdateDue(shown, wnd, c.rcvSpace()) {
+	// Only what the reads opened counts, not a buffer that grew
+	// (autotuning, or the first window clamped to 64 KiB): a server that
+	// reads a 60-byte request must not answer it with an ACK of its own
+	// just before its response carries one anyway. (Linux gets the same
+	// from growing its window only as data comes, rcv_ssthresh.)
+	opened := min(wnd, shown+c.readSinceAck)
+	if window.WindowUpdateDue(shown, opened, c.rcvSpace()) {
 		c.ackNow = true
 	}
 }
