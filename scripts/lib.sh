@@ -37,8 +37,12 @@ need_root() {
   done
 }
 
-# start_tund [extra tund flags...]: build tund (once) and run it in $NS.
+# start_tund [extra tund flags...]: build tund (once; or use $TUND_BIN,
+# a tund binary already built) and run it in $NS.
 start_tund() {
+  if [ -n "${TUND_BIN:-}" ]; then
+    cp "$TUND_BIN" "$WORK/tund"
+  fi
   [ -x "$WORK/tund" ] || (cd "$ROOT" && go build -o "$WORK/tund" ./cmd/tund)
   ip netns add "$NS"
   "$WORK/tund" -netns "$NS" -addr "$STACK" -host "$HOSTCIDR" "$@" 2>"$WORK/tund.log" &

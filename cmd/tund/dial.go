@@ -37,7 +37,7 @@ type dialRequest struct {
 var closeOrders = map[string]string{
 	"first":  "send, then close: tund's side goes FIN-WAIT-1, FIN-WAIT-2 and, once the server closes, TIME-WAIT",
 	"second": "send, then wait for the server to close: tund's side goes CLOSE-WAIT, then LAST-ACK",
-	"both":   "close the moment the connection is up, as a server that closes at once does: the FINs cross (CLOSING) when they are in flight together",
+	"both":   "close after -hold whatever the server does; against a server that closes at once, over a link with delay (-impair-in delay=50ms), the FINs cross: CLOSING",
 	"never":  "send and keep the connection open for -hold, then reset it",
 }
 
@@ -49,7 +49,7 @@ func dialCommand(args []string, out, errOut io.Writer) error {
 	control := fs.String("control", "", "control socket `path` of the running tund (default /run/tund/TUN.sock)")
 	send := fs.Int("send", 0, "`bytes` to send once connected")
 	order := fs.String("close", "first", "who closes first: first (tund), second (the server first), both (at once), never (hold, then reset)")
-	hold := fs.Duration("hold", 0, "keep the connection this long before closing (-close first or never)")
+	hold := fs.Duration("hold", 0, "keep the connection this long before closing (-close first, both or never)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the server: to connect, and for its FIN with -close second")
 	fs.Usage = func() {
 		fmt.Fprintf(errOut, "usage: tund dial [flags] ADDR:PORT\n\nThe running tund opens a connection through its stack to ADDR:PORT, a server\non the kernel side (e.g. nc -l 198.18.0.1 8080 in tund's namespace).\n\n")
@@ -142,8 +142,14 @@ func serveDial(st *stack.Stack) stack.ControlCommand {
 			readErr <- err
 		}()
 		if req.Close == "both" {
+			// After -hold, without a look at what the server did: if
+			// its FIN is on its way, the two cross.
+			if !sleepCtx(ctx, req.Hold) {
+				c.Close()
+				return ctx.Err()
+			}
 			c.Close()
-			say("closed at once (FIN sent, FIN-WAIT-1): if the server's FIN is on its way, the two cross (CLOSING)")
+			say("closed without waiting for the server (FIN sent, FIN-WAIT-1): if the server's FIN is on its way, the two cross (CLOSING)")
 			return nil
 		}
 		if req.Send > 0 {
