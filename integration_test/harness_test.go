@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,9 +54,56 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		code := m.Run()
+		// Without -v a skip is silent ("ok"): say here what was skipped
+		// and why, once per reason.
+		if n := len(skipped.list()); n > 0 {
+			fmt.Fprintf(os.Stderr, "integration: %d tests skipped:\n", n)
+			for _, reason := range skipped.reasons() {
+				fmt.Fprintf(os.Stderr, "  %s\n", reason)
+			}
+		}
+		return code
 	}()
 	os.Exit(code)
+}
+
+// skipLog records the tests need and needTool skipped, for TestMain's
+// summary.
+type skipLog struct {
+	mu    sync.Mutex
+	tests []string
+	why   map[string][]string // reason → tests
+}
+
+var skipped skipLog
+
+func (l *skipLog) add(test, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.why == nil {
+		l.why = map[string][]string{}
+	}
+	l.tests = append(l.tests, test)
+	l.why[reason] = append(l.why[reason], test)
+}
+
+func (l *skipLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tests
+}
+
+// reasons are "REASON: TEST, TEST…" lines, sorted.
+func (l *skipLog) reasons() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for why, tests := range l.why {
+		out = append(out, fmt.Sprintf("%s: %s", why, strings.Join(tests, ", ")))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // unavailable says why integration tests cannot run here ("" if they can).
@@ -82,6 +130,7 @@ func need(t *testing.T) {
 		if os.Getenv("TUND_REQUIRE_INTEGRATION") == "1" {
 			t.Fatalf("TUND_REQUIRE_INTEGRATION=1 but %s", reason)
 		}
+		skipped.add(t.Name(), reason)
 		t.Skip(reason)
 	}
 }
@@ -94,6 +143,7 @@ func needTool(t *testing.T, name string) {
 		if os.Getenv("TUND_REQUIRE_INTEGRATION") == "1" {
 			t.Fatalf("TUND_REQUIRE_INTEGRATION=1 but %s is not installed", name)
 		}
+		skipped.add(t.Name(), "needs "+name)
 		t.Skipf("needs %s", name)
 	}
 }

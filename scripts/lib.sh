@@ -45,7 +45,11 @@ start_tund() {
   fi
   [ -x "$WORK/tund" ] || (cd "$ROOT" && go build -o "$WORK/tund" ./cmd/tund)
   ip netns add "$NS"
-  "$WORK/tund" -netns "$NS" -addr "$STACK" -host "$HOSTCIDR" "$@" 2>"$WORK/tund.log" &
+  # A control socket of the script's own, unless it names one: the
+  # default (/run/tund/tund0.sock) belongs to any tund already running.
+  local ctl=(-control "$WORK/ctl.sock") a
+  for a in "$@"; do [ "$a" = -control ] && ctl=(); done
+  "$WORK/tund" -netns "$NS" -addr "$STACK" -host "$HOSTCIDR" "${ctl[@]}" "$@" 2>"$WORK/tund.log" &
   TUND_PID=$!
   for _ in $(seq 100); do
     grep -q 'msg=serving' "$WORK/tund.log" 2>/dev/null && return 0
