@@ -412,6 +412,17 @@ func run(o options) error {
 			}
 		}
 	}
+	var hub *diagramHub // the live diagram beside -metrics
+	if o.metrics != "" {
+		hub = newDiagramHub(nil)
+		also := cfg.Trace
+		cfg.Trace = func(ev stack.TraceEvent) {
+			hub.publish(ev)
+			if also != nil {
+				also(ev)
+			}
+		}
+	}
 	var link tun.Device = dev
 	if o.impair.In != (tun.Impairment{}) || o.impair.Out != (tun.Impairment{}) {
 		imp, err := tun.Impair(dev, o.impair)
@@ -468,7 +479,8 @@ func run(o options) error {
 		log.Info("control socket ready", "path", o.control, "try", "tund ss -control "+o.control)
 	}
 	if o.metrics != "" {
-		stop, err := serveMetrics(o.metrics, st, log) // tund runs in the host's namespace: host side
+		hub.st = st
+		stop, err := serveMetrics(o.metrics, st, log, hub) // tund runs in the host's namespace: host side
 		if err != nil {
 			return err
 		}

@@ -202,7 +202,7 @@ func checkMetricsAddr(addr string) error {
 // the host's, not -netns) and serves the registry at /metrics. It logs
 // the address bound ("metrics ready", useful with port 0); stop shuts the
 // server down.
-func serveMetrics(addr string, st *stack.Stack, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(addr string, st *stack.Stack, log *slog.Logger, hub *diagramHub) (stop func(), err error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-metrics %q: %w", addr, err)
@@ -216,6 +216,9 @@ func serveMetrics(addr string, st *stack.Stack, log *slog.Logger) (stop func(), 
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if hub != nil {
+		hub.routes(mux) // the live state diagram, /diagram
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -223,7 +226,13 @@ func serveMetrics(addr string, st *stack.Stack, log *slog.Logger) (stop func(), 
 		}
 	}()
 	log.Info("metrics ready", "addr", l.Addr().String(), "url", "http://"+l.Addr().String()+"/metrics")
+	if hub != nil {
+		log.Info("live state diagram", "url", "http://"+l.Addr().String()+"/diagram")
+	}
 	return func() {
+		if hub != nil {
+			hub.close() // ends the diagram's event streams, which Shutdown would wait for
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

@@ -166,14 +166,14 @@ func TestMetricsCollector(t *testing.T) {
 
 func TestMetricsEndpoint(t *testing.T) {
 	_, server := pipeStacks(t)
-	stop, err := serveMetrics("127.0.0.1:0", server, slog.New(slog.DiscardHandler))
+	stop, err := serveMetrics("127.0.0.1:0", server, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop()
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
-	stop, err = serveMetrics("127.0.0.1:0", server, log)
+	stop, err = serveMetrics("127.0.0.1:0", server, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestMetricsFlag(t *testing.T) {
 		}
 	}
 	// An address that cannot be bound is a one-line error naming the flag.
-	_, err := serveMetrics("192.0.2.1:9464", nil, slog.New(slog.DiscardHandler))
+	_, err := serveMetrics("192.0.2.1:9464", nil, slog.New(slog.DiscardHandler), nil)
 	if err == nil || !strings.Contains(err.Error(), `-metrics "192.0.2.1:9464"`) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("unbindable address: %v", err)
 	}
