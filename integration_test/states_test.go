@@ -401,7 +401,8 @@ func TestTimeWaitAccumulatesAndExpires(t *testing.T) {
 func TestTimeWaitTupleReusedBySafeSyn(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
-	st := startLibraryStack(t, ns)
+	tr := &tracer{}
+	st := startLibraryStackCfg(t, ns, stack.Config{Trace: tr.trace}, nil)
 	l, err := st.Listen("tcp", ":8006")
 	if err != nil {
 		t.Fatal(err)
@@ -440,6 +441,20 @@ func TestTimeWaitTupleReusedBySafeSyn(t *testing.T) {
 	}
 	if got := st.Stats().TimeWaitReused; got != n-1 {
 		t.Errorf("TIME-WAIT reused %d times, want %d", got, n-1)
+	}
+	// The trace names the edge as the table does: the SYN ended TIME-WAIT,
+	// not the 2MSL timer.
+	reused, expired := 0, 0
+	for _, line := range tr.of(hostAddr + ":40999") {
+		switch {
+		case strings.Contains(line, "TIME-WAIT → CLOSED on rcv SYN"):
+			reused++
+		case strings.Contains(line, "TIME-WAIT → CLOSED on 2MSL timeout"):
+			expired++
+		}
+	}
+	if reused != n-1 || expired != 0 {
+		t.Errorf("trace: %d TIME-WAIT entries ended by a SYN, %d by the timer; want %d and 0", reused, expired, n-1)
 	}
 }
 

@@ -24,6 +24,9 @@ sleep 0.2
 trace_since "$m"
 
 step "2. The server closes first: curl -H 'Connection: close' http://$STACK/bytes/100"
+echo "(usually; curl closes as soon as it has the whole response, so now and then the FINs"
+echo " cross, FIN-WAIT-1 → CLOSING → TIME-WAIT, or curl is first: see docs/labs/)"
+echo
 m=$(mark)
 in_ns curl -sS --max-time 10 -o /dev/null -H 'Connection: close' http://$STACK/bytes/100
 sleep 0.2
