@@ -30,8 +30,9 @@ type Conn struct {
 	lst     *Listener // while half-open or waiting in the accept queue
 	estDone bool
 	removed bool
-	closed  bool // Close was called
-	orphan  bool // closed, still finishing: counted in Stack.orphans
+	closed  bool   // Close was called
+	orphan  bool   // closed, still finishing: counted in Stack.orphans
+	note    string // SetNote: what the application says of the connection (tund ss)
 	// Socket options kept for Close and SetKeepAlive.
 	linger      int           // SetLinger: < 0 default, 0 reset on Close
 	keepAlive   bool          // SetKeepAlive
@@ -652,4 +653,12 @@ func portOf(address string) (uint16, error) {
 		return 0, fmt.Errorf("bad port %q", port)
 	}
 	return uint16(p), nil
+}
+
+// SetNote attaches a short text to the connection that Connections (and
+// so `tund ss`) shows beside it, e.g. where a forwarded connection goes.
+func (c *Conn) SetNote(note string) {
+	c.lock()
+	c.note = note
+	c.unlock()
 }

@@ -19,6 +19,8 @@ type ConnInfo struct {
 	// still in their handshake (SYN-RECEIVED), bounded by the backlog as
 	// the accept queue is.
 	SynQueue int
+	// Note is what the application set with Conn.SetNote.
+	Note string
 }
 
 // Connections returns a snapshot of every connection, listeners included
@@ -63,6 +65,7 @@ func (s *Stack) Connections() []ConnInfo {
 				Local:  netip.AddrPortFrom(s.cfg.Addr, c.key.lport),
 				Remote: netip.AddrPortFrom(netip.AddrFrom4(c.key.raddr), c.key.rport),
 				Info:   c.tcb.Info(),
+				Note:   c.note,
 			}
 			if ci.TimerAt != 0 {
 				ci.TimerAt -= s.now() // report as time remaining

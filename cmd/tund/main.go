@@ -14,6 +14,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -74,6 +75,7 @@ type options struct {
 	offload       bool   // -offload: TUN segmentation and checksum offload
 	queues        int    // -queues: TUN queues, each with a reader
 	apps          appList
+	forwards      forwardList
 	// Resource limits (stack.Config and tcp.Config; 0: the default).
 	maxConns, maxOrphans, maxTimeWait int
 	orphanRetries                     int
@@ -153,6 +155,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
 	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
+	var forwards forwardList
+	fs.Var(&forwards, "forward", "`LISTEN=TARGET`: forward connections to tund's port LISTEN to TARGET (HOST:PORT), dialed from the kernel side (inside -netns when given): a real application behind tund's TCP (repeatable), e.g. -forward 22=127.0.0.1:22")
 	var apps appList
 	fs.Var(&apps, "app", "`PORT=KIND[,backlog=N][,rate=SIZE]`: a misbehaving application on PORT, for labs (repeatable): never-close (CLOSE-WAIT leak), never-accept (full accept and SYN queues), slow-read (rate=2K: zero windows, persist probes), reset (SO_LINGER 0: RST instead of FIN), half-close (FIN first, then reads to EOF)")
 	queues := fs.Int("queues", defaultQueues(), "TUN queues (IFF_MULTI_QUEUE), each read by its own goroutine, flows spread over them by 4-tuple; default: the number of CPUs, at most 8; -pcap and -impair-* use one")
@@ -186,7 +190,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps}
+		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -497,6 +501,12 @@ func run(o options) error {
 			return err
 		}
 		go serve(l, svc.name, log, svc.start)
+	}
+	for _, f := range o.forwards {
+		if err := startForward(st, f, o.netns, o.backlog, log); err != nil {
+			return err
+		}
+		log.Info("forwarding", "from", fmt.Sprintf("%s:%d", o.addr, f.port), "to", f.target, "dialed_in", cmp.Or(o.netns, "the host's namespace"))
 	}
 	for _, a := range o.apps {
 		if err := startApp(st, a, o.backlog, log); err != nil {

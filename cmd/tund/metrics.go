@@ -179,7 +179,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 // metrics plus the Go runtime's and the process's.
 func newMetricsRegistry(st *stack.Stack) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newStackCollector(st),
+	reg.MustRegister(newStackCollector(st), forwardCollector{},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
@@ -237,4 +237,36 @@ func serveMetrics(addr string, st *stack.Stack, log *slog.Logger, hub *diagramHu
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// forwardCollector exports -forward's counters.
+type forwardCollector struct{}
+
+var (
+	fwdConnsDesc = prometheus.NewDesc("tund_forward_connections_total",
+		"Connections -forward joined to their target.", nil, nil)
+	fwdActiveDesc = prometheus.NewDesc("tund_forward_connections",
+		"Forwarded connections open now.", nil, nil)
+	fwdBytesDesc = prometheus.NewDesc("tund_forward_bytes_total",
+		"Bytes forwarded, to the targets (to_target) and back to the clients (to_client).", []string{"direction"}, nil)
+	fwdFailDesc = prometheus.NewDesc("tund_forward_failures_total",
+		"Forwarded connections reset because the target refused or could not be reached in time, and resets carried across.", []string{"reason"}, nil)
+)
+
+func (forwardCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- fwdConnsDesc
+	ch <- fwdActiveDesc
+	ch <- fwdBytesDesc
+	ch <- fwdFailDesc
+}
+
+func (forwardCollector) Collect(ch chan<- prometheus.Metric) {
+	s := &fwdStats
+	ch <- prometheus.MustNewConstMetric(fwdConnsDesc, prometheus.CounterValue, float64(s.conns.Load()))
+	ch <- prometheus.MustNewConstMetric(fwdActiveDesc, prometheus.GaugeValue, float64(s.active.Load()))
+	ch <- prometheus.MustNewConstMetric(fwdBytesDesc, prometheus.CounterValue, float64(s.toTarget.Load()), "to_target")
+	ch <- prometheus.MustNewConstMetric(fwdBytesDesc, prometheus.CounterValue, float64(s.toClient.Load()), "to_client")
+	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.refused.Load()), "refused")
+	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.failed.Load()), "unreachable")
+	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.resets.Load()), "reset")
 }

@@ -99,6 +99,9 @@ func printConns(out io.Writer, conns []stack.ControlConn, info bool) {
 		if c.Timer != "" {
 			timer = fmt.Sprintf("%s (%v)", c.Timer, (time.Duration(c.TimerLeftMs) * time.Millisecond).String())
 		}
+		if c.Note != "" {
+			timer = strings.TrimSpace(timer + " " + c.Note)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s", c.State, c.RecvQ, c.SendQ, c.Local, c.Remote, timer)
 		if info && c.MSS != 0 {
 			var opts string

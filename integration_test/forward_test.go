@@ -1,0 +1,281 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// patternReader yields n bytes of a fixed, non-repeating-looking pattern.
+type patternReader struct{ off, n int64 }
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.off >= p.n {
+		return 0, io.EOF
+	}
+	k := int(min(int64(len(b)), p.n-p.off))
+	for i := range k {
+		x := uint64(p.off + int64(i))
+		b[i] = byte(x*2654435761>>13) ^ byte(x)
+	}
+	p.off += int64(k)
+	return k, nil
+}
+
+func patternSum(n int64) string {
+	h := sha256.New()
+	io.Copy(h, &patternReader{n: n})
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestForwardHTTP: a real HTTP server (Go's net/http on a kernel socket in
+// the namespace) behind tund -forward: curl fetches 100 MiB through
+// tund's TCP byte-exact, with and without loss on tund's link; tund ss
+// shows the forwarded connection with its target.
+func TestForwardHTTP(t *testing.T) {
+	need(t)
+	const size = 100 << 20
+	want := patternSum(size)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{{"clean", nil}, {"loss", []string{"-impair-in", "loss=1%", "-impair-out", "loss=1%"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNetNS(t)
+			ctl := filepath.Join(t.TempDir(), "ctl.sock")
+			proc := startTund(t, ns, append([]string{"-control", ctl, "-forward", "8080=" + hostAddr + ":8081"}, tc.flags...)...)
+			if !strings.Contains(proc.log(), `msg=forwarding from=198.18.0.2:8080 to=198.18.0.1:8081`) {
+				t.Fatalf("tund did not log the forward:\n%s", proc.log())
+			}
+			l := nsListen(t, ns, hostAddr+":8081")
+			gotReq := make(chan struct{}, 1)
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n, _ := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/"), 10, 64)
+				w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+				select {
+				case gotReq <- struct{}{}:
+				default:
+				}
+				io.Copy(w, &patternReader{n: n})
+			})}
+			go srv.Serve(l)
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := inNS(ctx, ns, "curl", "-sS", "--max-time", "110", fmt.Sprintf("http://%s:8080/%d", stackAddr, size))
+			out := newHashingWriter()
+			var stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = out, &stderr
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("curl through the forward: %v: %s", err, stderr.String())
+			}
+			el := time.Since(start)
+			if out.n != size || out.sum() != want {
+				t.Fatalf("got %d bytes sha256 %s, want %d bytes %s", out.n, out.sum(), size, want)
+			}
+			t.Logf("%s: 100 MiB through -forward in %v (%.2f Gbit/s)", tc.name, el.Round(time.Millisecond), float64(size)*8/el.Seconds()/1e9)
+
+			// A connection held open shows its target in tund ss.
+			c, err := nsDial(t, ns, stackAddr+":8080", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET /10 HTTP/1.1\r\nHost: x\r\n\r\n")
+			<-gotReq
+			ssLine(t, ctl, `^ESTABLISHED\s.*198\.18\.0\.2:8080\s+198\.18\.0\.1:\d+\s+→ 198\.18\.0\.1:8081`)
+			c.Close()
+		})
+	}
+}
+
+// TestForwardEnds: half-close carried both ways, a refusing target
+// resets the client, a reset from the client resets the target, and
+// 1,000 concurrent forwarded connections leave nothing open.
+func TestForwardEnds(t *testing.T) {
+	need(t)
+	ns := newNetNS(t)
+	ctl := filepath.Join(t.TempDir(), "ctl.sock")
+	startTund(t, ns, "-control", ctl, "-forward", "8080="+hostAddr+":9080", "-forward", "8082="+hostAddr+":1",
+		"-forward", "8083="+hostAddr+":9083")
+
+	t.Run("the client half-closes", func(t *testing.T) {
+		l := nsListen(t, ns, hostAddr+":9080")
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			b, _ := io.ReadAll(c) // to the client's FIN, carried as CloseWrite
+			fmt.Fprintf(c, "got %d bytes", len(b))
+		}()
+		c, err := nsDial(t, ns, stackAddr+":8080", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(make([]byte, 100000))
+		c.CloseWrite()
+		reply, err := io.ReadAll(c)
+		if err != nil || string(reply) != "got 100000 bytes" {
+			t.Fatalf("reply %q, %v", reply, err)
+		}
+		l.Close()
+	})
+
+	t.Run("the server half-closes", func(t *testing.T) {
+		l := nsListen(t, ns, hostAddr+":9080")
+		got := make(chan string, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.Write([]byte("hello"))
+			c.(*net.TCPConn).CloseWrite()
+			b, _ := io.ReadAll(c)
+			got <- string(b)
+		}()
+		c, err := nsDial(t, ns, stackAddr+":8080", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c) // "hello", then the server's FIN
+		if err != nil || string(b) != "hello" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		c.Write([]byte("still here")) // our side is still open
+		c.CloseWrite()
+		select {
+		case s := <-got:
+			if s != "still here" {
+				t.Errorf("the server read %q after its half-close", s)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server never saw the client's FIN")
+		}
+		l.Close()
+	})
+
+	t.Run("a refusing target resets the client", func(t *testing.T) {
+		c, err := nsDial(t, ns, stackAddr+":8082", 0)
+		if err == nil {
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+		}
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("dial or read: %v, want ECONNRESET", err)
+		}
+	})
+
+	t.Run("a client's reset resets the target", func(t *testing.T) {
+		l := nsListen(t, ns, hostAddr+":9080")
+		result := make(chan error, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				result <- err
+				return
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = io.ReadAll(c)
+			result <- err
+		}()
+		c, err := nsDial(t, ns, stackAddr+":8080", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		time.Sleep(100 * time.Millisecond)
+		c.SetLinger(0)
+		c.Close()
+		if err := <-result; !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the target read: %v, want ECONNRESET", err)
+		}
+		l.Close()
+	})
+
+	t.Run("1000 concurrent", func(t *testing.T) {
+		l := nsListen(t, ns, hostAddr+":9083")
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); io.Copy(c, c) }()
+			}
+		}()
+		const n = 1000
+		conns := make([]net.Conn, 0, n)
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for i := range n {
+			c, err := nsDial(t, ns, stackAddr+":8083", 0)
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			conns = append(conns, c)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				msg := fmt.Sprintf("connection %d", i)
+				c.Write([]byte(msg))
+				b := make([]byte, len(msg))
+				if _, err := io.ReadFull(c, b); err != nil || string(b) != msg {
+					errs <- fmt.Errorf("%s: echoed %q, %v", msg, b, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+		// Every forwarded connection ends: nothing on 8083 but the listener.
+		var left []string
+		if !waitFor(20*time.Second, func() bool {
+			left = nil
+			for _, line := range tundSS(t, ctl) {
+				if strings.Contains(line, "198.18.0.2:8083 ") && !strings.HasPrefix(line, "LISTEN") && !strings.HasPrefix(line, "TIME-WAIT") {
+					left = append(left, line)
+				}
+			}
+			return len(left) == 0
+		}) {
+			t.Errorf("%d forwarded connections left open, e.g. %q", len(left), left[0])
+		}
+		l.Close()
+	})
+}
