@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,4 +279,63 @@ func TestForwardEnds(t *testing.T) {
 		}
 		l.Close()
 	})
+}
+
+// TestForwardOut: tund -forward-out listens on the host's loopback and
+// dials each connection through its stack to a server on the kernel side
+// of the TUN: a client program's bytes arrive intact, both ways, and
+// tund's trace shows its active open; a target nobody serves resets the
+// client.
+func TestForwardOut(t *testing.T) {
+	need(t)
+	ns := newNetNS(t)
+	proc := startTund(t, ns, "-trace", "-forward-out", "127.0.0.1:0="+hostAddr+":9090", "-forward-out", "127.0.0.1:0="+hostAddr+":9091")
+	addrs := regexp.MustCompile(`msg="forwarding out" listen=(127\.0\.0\.1:\d+) to=198\.18\.0\.1:(909[01])`).FindAllStringSubmatch(proc.log(), -1)
+	if len(addrs) != 2 {
+		t.Fatalf("tund did not log two forward-out listeners:\n%s", proc.log())
+	}
+	listen := map[string]string{addrs[0][2]: addrs[0][1], addrs[1][2]: addrs[1][1]}
+
+	l := nsListen(t, ns, hostAddr+":9090")
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		h := sha256.New()
+		n, _ := io.Copy(h, c) // to the client's FIN
+		fmt.Fprintf(c, "%d %x", n, h.Sum(nil))
+	}()
+	const size = 10 << 20
+	c, err := net.Dial("tcp", listen["9090"]) // host loopback, tund's own side
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(c, &patternReader{n: size}); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	reply, err := io.ReadAll(c)
+	if want := fmt.Sprintf("%d %s", size, patternSum(size)); err != nil || string(reply) != want {
+		t.Fatalf("the server saw %q, %v; want %q", reply, err, want)
+	}
+	if !waitFor(5*time.Second, func() bool {
+		return strings.Contains(proc.log(), "198.18.0.1:9090 CLOSED → SYN-SENT on app connect")
+	}) {
+		t.Errorf("no active open to 198.18.0.1:9090 in tund's trace:\n%s", proc.log())
+	}
+
+	// Nobody serves 9091: the kernel resets tund's SYN, tund resets the client.
+	c2, err := net.Dial("tcp", listen["9091"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c2.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read from a forward-out to a closed port: %v, want ECONNRESET", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,42 +127,140 @@ func forwardConn(c *stack.Conn, f forward, dial func(context.Context) (net.Conn,
 	t, err := dial(ctx)
 	cancel()
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			fwdStats.refused.Add(1)
-		} else {
-			fwdStats.failed.Add(1)
-		}
+		targetFailed(err, c)
 		log.Debug("forward: target failed; resetting the client", "forward", f.String(), "client", c.RemoteAddr(), "err", err)
-		_ = c.SetLinger(0)
-		_ = c.Close()
 		return
 	}
-	target := t.(*net.TCPConn)
 	fwdStats.conns.Add(1)
+	c.SetNote("→ " + f.target)
+	join(c, t.(*net.TCPConn))
+}
+
+// tcpEnd is what join needs of either side: a stack.Conn or a kernel
+// *net.TCPConn.
+type tcpEnd interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+	SetLinger(sec int) error
+	Close() error
+}
+
+// join copies between client and target until both directions end. Each
+// direction copies until EOF (then half-closes the other side) or an
+// error (then resets the other side, if it was a reset); then both are
+// closed.
+func join(client, target tcpEnd) {
 	fwdStats.active.Add(1)
 	defer fwdStats.active.Add(-1)
-	c.SetNote("→ " + f.target)
-
-	// Each direction copies until EOF (then half-closes the other side) or
-	// an error (then resets the other side, if it was a reset). When both
-	// are done, both connections are closed.
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // client → target
 		defer wg.Done()
-		n, err := io.Copy(target, c) // c.WriteTo: straight from the receive ring
+		n, err := io.Copy(target, client) // from a stack.Conn: WriteTo, straight from its receive ring
 		fwdStats.toTarget.Add(uint64(n))
 		carryEnd(err, func() { _ = target.CloseWrite() }, func() { _ = target.SetLinger(0); _ = target.Close() })
 	}()
 	go func() { // target → client
 		defer wg.Done()
-		n, err := io.Copy(c, target)
+		n, err := io.Copy(client, target)
 		fwdStats.toClient.Add(uint64(n))
-		carryEnd(err, func() { _ = c.CloseWrite() }, func() { _ = c.SetLinger(0); _ = c.Close() })
+		carryEnd(err, func() { _ = client.CloseWrite() }, func() { _ = client.SetLinger(0); _ = client.Close() })
 	}()
 	wg.Wait()
 	_ = target.Close()
-	_ = c.Close()
+	_ = client.Close()
+}
+
+// forwardOut is one -forward-out: a kernel listener whose connections
+// tund dials out through the TUN to a server on the kernel side.
+type forwardOut struct {
+	listen string // host:port, in tund's own namespace (port 0: any)
+	target string // ADDR:PORT through the TUN
+}
+
+func (f forwardOut) String() string { return f.listen + "=" + f.target }
+
+// forwardOutList is -forward-out's flag.Value.
+type forwardOutList []forwardOut
+
+func (l *forwardOutList) String() string {
+	s := make([]string, len(*l))
+	for i, f := range *l {
+		s[i] = f.String()
+	}
+	return strings.Join(s, " ")
+}
+
+func (l *forwardOutList) Set(v string) error {
+	bad := func(why string) error { return fmt.Errorf("-forward-out %q: %s", v, why) }
+	listen, target, ok := strings.Cut(v, "=")
+	if !ok {
+		return bad("want LISTEN=TARGET, e.g. 127.0.0.1:2222=198.18.0.1:22")
+	}
+	if _, port, err := net.SplitHostPort(listen); err != nil {
+		return bad("the listening address must be HOST:PORT (port 0: any)")
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return bad("the listening port must be a number between 0 and 65535")
+	}
+	ap, err := netip.ParseAddrPort(target)
+	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+		return bad("the target must be an IPv4 ADDR:PORT on the kernel side, e.g. 198.18.0.1:22")
+	}
+	*l = append(*l, forwardOut{listen: listen, target: target})
+	return nil
+}
+
+// startForwardOut listens on f.listen (a kernel socket in tund's own
+// namespace) and joins every connection to a connection tund dials
+// through its stack to f.target: a client program's traffic then takes
+// tund's active-open path.
+func startForwardOut(st *stack.Stack, f forwardOut, log *slog.Logger) error {
+	l, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("-forward-out %s: %w", f, err)
+	}
+	log.Info("forwarding out", "listen", l.Addr().String(), "to", f.target, "through", "tund's stack")
+	go func() {
+		<-st.Done()
+		l.Close()
+	}()
+	go func() {
+		for {
+			k, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), forwardDialTimeout)
+				c, err := st.DialContext(ctx, "tcp", f.target)
+				cancel()
+				kc := k.(*net.TCPConn)
+				if err != nil {
+					targetFailed(err, kc)
+					log.Debug("forward-out: target failed; resetting the client", "target", f.target, "err", err)
+					return
+				}
+				fwdStats.conns.Add(1)
+				sc := c.(*stack.Conn)
+				sc.SetNote("← " + k.RemoteAddr().String())
+				join(kc, sc)
+			}()
+		}
+	}()
+	return nil
+}
+
+// targetFailed counts a target that could not be reached and resets
+// the client that was waiting for it.
+func targetFailed(err error, client tcpEnd) {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		fwdStats.refused.Add(1)
+	} else {
+		fwdStats.failed.Add(1)
+	}
+	_ = client.SetLinger(0)
+	_ = client.Close()
 }
 
 // carryEnd passes one direction's end to the other side: EOF (err nil)

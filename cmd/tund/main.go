@@ -76,6 +76,7 @@ type options struct {
 	queues        int    // -queues: TUN queues, each with a reader
 	apps          appList
 	forwards      forwardList
+	forwardsOut   forwardOutList
 	// Resource limits (stack.Config and tcp.Config; 0: the default).
 	maxConns, maxOrphans, maxTimeWait int
 	orphanRetries                     int
@@ -157,6 +158,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	impairSeed := fs.Uint64("impair-seed", 1, "seed of the impairment's random decisions (same seed, same losses)")
 	var forwards forwardList
 	fs.Var(&forwards, "forward", "`LISTEN=TARGET`: forward connections to tund's port LISTEN to TARGET (HOST:PORT), dialed from the kernel side (inside -netns when given): a real application behind tund's TCP (repeatable), e.g. -forward 22=127.0.0.1:22")
+	var forwardsOut forwardOutList
+	fs.Var(&forwardsOut, "forward-out", "`LISTEN=TARGET`: listen on LISTEN (HOST:PORT on the host, port 0: any, logged) and have tund dial each connection through its stack to TARGET, a server on the kernel side: a real client on tund's active-open path (repeatable), e.g. -forward-out 127.0.0.1:2222=198.18.0.1:22")
 	var apps appList
 	fs.Var(&apps, "app", "`PORT=KIND[,backlog=N][,rate=SIZE]`: a misbehaving application on PORT, for labs (repeatable): never-close (CLOSE-WAIT leak), never-accept (full accept and SYN queues), slow-read (rate=2K: zero windows, persist probes), reset (SO_LINGER 0: RST instead of FIN), half-close (FIN first, then reads to EOF)")
 	queues := fs.Int("queues", defaultQueues(), "TUN queues (IFF_MULTI_QUEUE), each read by its own goroutine, flows spread over them by 4-tuple; default: the number of CPUs, at most 8; -pcap and -impair-* use one")
@@ -190,7 +193,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards}
+		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards, forwardsOut: forwardsOut}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -507,6 +510,11 @@ func run(o options) error {
 			return err
 		}
 		log.Info("forwarding", "from", fmt.Sprintf("%s:%d", o.addr, f.port), "to", f.target, "dialed_in", cmp.Or(o.netns, "the host's namespace"))
+	}
+	for _, f := range o.forwardsOut {
+		if err := startForwardOut(st, f, log); err != nil {
+			return err
+		}
 	}
 	for _, a := range o.apps {
 		if err := startApp(st, a, o.backlog, log); err != nil {
