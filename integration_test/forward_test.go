@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -337,5 +339,116 @@ func TestForwardOut(t *testing.T) {
 	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c2.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("read from a forward-out to a closed port: %v, want ECONNRESET", err)
+	}
+}
+
+// TestForwardSSH: OpenSSH through tund. sshd runs in the test's namespace
+// on its loopback (with a private /run for its privilege-separation
+// directory: nothing of the host's is touched), tund forwards its port
+// 22 to it, and the distribution's ssh and scp, in the namespace, run a
+// command and copy 50 MiB up and back down through tund's TCP, byte-exact.
+func TestForwardSSH(t *testing.T) {
+	need(t)
+	needTool(t, "ssh")
+	needTool(t, "scp")
+	needTool(t, "ssh-keygen")
+	const sshd = "/usr/sbin/sshd"
+	if _, err := os.Stat(sshd); err != nil {
+		if os.Getenv("TUND_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("TUND_REQUIRE_INTEGRATION=1 but %s is missing (openssh-server)", sshd)
+		}
+		skipped.add(t.Name(), "needs "+sshd)
+		t.Skip("needs " + sshd)
+	}
+	ns := newNetNS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := inNS(ctx, ns, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	for _, k := range []string{"host", "user"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "user.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`Port 2222
+ListenAddress 127.0.0.1
+HostKey %[1]s/host
+AuthorizedKeysFile %[1]s/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+PidFile %[1]s/sshd.pid
+UsePAM no
+Subsystem sftp internal-sftp
+`, dir)
+	for name, body := range map[string][]byte{"authorized_keys": pub, "sshd_config": []byte(conf)} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ip netns exec gives the command a mount namespace of its own (slave
+	// to the host's): the tmpfs on /run is sshd's alone.
+	server := exec.Command("ip", "netns", "exec", ns, "sh", "-c",
+		"mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec "+sshd+" -D -e -f "+filepath.Join(dir, "sshd_config"))
+	var serverLog strings.Builder
+	server.Stderr = &serverLog
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { server.Process.Kill(); server.Wait() }()
+
+	ctl := filepath.Join(dir, "ctl.sock")
+	startTund(t, ns, "-control", ctl, "-forward", "22=127.0.0.1:2222")
+	sshOpts := []string{"-i", filepath.Join(dir, "user"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"}
+	var out []byte
+	if !waitFor(10*time.Second, func() bool {
+		out, err = inNS(ctx, ns, "ssh", append(sshOpts, "-p", "22", "root@"+stackAddr, "echo hello through tund; uname -s")...).CombinedOutput()
+		return err == nil
+	}) {
+		t.Fatalf("ssh through tund: %v\n%s\nsshd:\n%s", err, out, serverLog.String())
+	}
+	if string(out) != "hello through tund\nLinux\n" {
+		t.Fatalf("ssh ran the command and printed %q", out)
+	}
+
+	const size = 50 << 20
+	src, want := randomFile(t, size, 50)
+	up, down := filepath.Join(dir, "up"), filepath.Join(dir, "down")
+	if out, err := inNS(ctx, ns, "scp", append(sshOpts, "-P", "22", src, "root@"+stackAddr+":"+up)...).CombinedOutput(); err != nil {
+		t.Fatalf("scp up: %v\n%s", err, out)
+	}
+	if out, err := inNS(ctx, ns, "scp", append(sshOpts, "-P", "22", "root@"+stackAddr+":"+up, down)...).CombinedOutput(); err != nil {
+		t.Fatalf("scp down: %v\n%s", err, out)
+	}
+	for _, p := range []string{up, down} {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHashingWriter()
+		io.Copy(h, f)
+		f.Close()
+		if h.n != size || h.sum() != want {
+			t.Errorf("%s: %d bytes sha256 %s, want %d bytes %s", filepath.Base(p), h.n, h.sum(), size, want)
+		}
+	}
+	// Every session through the forward has ended.
+	if !waitFor(10*time.Second, func() bool {
+		for _, line := range tundSS(t, ctl) {
+			if strings.Contains(line, "198.18.0.2:22 ") && strings.HasPrefix(line, "ESTABLISHED") {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Errorf("ssh connections left open: %q", tundSS(t, ctl))
 	}
 }
