@@ -331,14 +331,15 @@ func TestForwardOut(t *testing.T) {
 	}
 
 	// Nobody serves 9091: the kernel resets tund's SYN, tund resets the client.
+	// (The reset may come before the kernel's connect returns, or after.)
 	c2, err := net.Dial("tcp", listen["9091"])
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		defer c2.Close()
+		c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = c2.Read(make([]byte, 1))
 	}
-	defer c2.Close()
-	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c2.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("read from a forward-out to a closed port: %v, want ECONNRESET", err)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("dial or read through a forward-out to a closed port: %v, want ECONNRESET", err)
 	}
 }
 
