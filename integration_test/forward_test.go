@@ -281,6 +281,17 @@ func TestForwardEnds(t *testing.T) {
 		}
 		l.Close()
 	})
+
+	// tund stats has the forwarder's counters.
+	out, err := exec.Command(tundBin, "stats", "-control", ctl).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tund stats: %v\n%s", err, out)
+	}
+	for _, re := range []string{`(?m)^  connections joined\s+10\d\d$`, `(?m)^  open now\s+0$`, `(?m)^  targets refused\s+1$`, `(?m)^  resets carried\s+[1-9]\d*$`} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("tund stats lacks %s:\n%s", re, out)
+		}
+	}
 }
 
 // TestForwardOut: tund -forward-out listens on the host's loopback and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,28 @@ type forwardStats struct {
 }
 
 var fwdStats forwardStats
+
+// forwardCounts is a snapshot of fwdStats, as the control command
+// "forwards" sends it to tund stats.
+type forwardCounts struct {
+	Conns    uint64 `json:"connections"`
+	Active   int64  `json:"active"`
+	ToTarget uint64 `json:"bytes_to_target"`
+	ToClient uint64 `json:"bytes_to_client"`
+	Refused  uint64 `json:"refused"`
+	Failed   uint64 `json:"unreachable"`
+	Resets   uint64 `json:"resets"`
+}
+
+func (s *forwardStats) snapshot() forwardCounts {
+	return forwardCounts{Conns: s.conns.Load(), Active: s.active.Load(), ToTarget: s.toTarget.Load(),
+		ToClient: s.toClient.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Resets: s.resets.Load()}
+}
+
+// serveForwardCounts is the control command "forwards".
+func serveForwardCounts(ctx context.Context, _ string, w io.Writer) error {
+	return json.NewEncoder(w).Encode(fwdStats.snapshot())
+}
 
 // startForward listens on f's port and forwards every connection. netns
 // is the namespace the target is dialed in ("": the host's).

@@ -474,8 +474,9 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("-control %q: %w", o.control, err)
 		}
-		defer cl.Close()                        // removes the socket and its lock file
-		st.HandleControl("dial", serveDial(st)) // tund dial
+		defer cl.Close()                                 // removes the socket and its lock file
+		st.HandleControl("dial", serveDial(st))          // tund dial
+		st.HandleControl("forwards", serveForwardCounts) // tund stats, with -forward
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {

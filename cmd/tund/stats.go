@@ -89,6 +89,22 @@ func statsCommand(args []string, out, errOut io.Writer) error {
 		return fmt.Errorf("stats: control socket %s: %v", path, err)
 	}
 	printStats(out, st, counts)
+	// The forwarder's counters, from a tund that forwards (an older one
+	// does not know the command: nothing to print).
+	var fw forwardCounts
+	if err := stack.QueryControl(ctx, path, "forwards", &fw); err == nil && fw.Conns+fw.Refused+fw.Failed > 0 {
+		fmt.Fprintln(out, "forwarding (-forward, -forward-out):")
+		for _, c := range []struct {
+			name string
+			v    any
+		}{
+			{"connections joined", fw.Conns}, {"open now", fw.Active},
+			{"bytes to targets", fw.ToTarget}, {"bytes to clients", fw.ToClient},
+			{"targets refused", fw.Refused}, {"targets unreachable", fw.Failed}, {"resets carried", fw.Resets},
+		} {
+			fmt.Fprintf(out, "  %-24s %12v\n", c.name, c.v)
+		}
+	}
 	return nil
 }
 
