@@ -31,8 +31,10 @@ func udpPacket(sport, dport uint16, payload []byte) []byte {
 	return pkt
 }
 
-// TestMultiqueueSteersFlows opens a TUN with four queues and has kernel
-// sockets send UDP on sixteen flows through it: every datagram of a flow
+// TestMultiqueueSteersFlows opens a TUN with four queues inside a network
+// namespace of its own (newTestNetns, deleted afterwards; the device and
+// the kernel sockets live only there) and has the kernel sockets send UDP
+// on sixteen flows through it: every datagram of a flow
 // arrives on one queue, the flows spread over more than one, and once
 // a packet of a flow is written to another queue the kernel moves the
 // flow's next datagrams to that queue (the driver's flow steering that
@@ -177,7 +179,8 @@ func testMultiqueueSteers(t *testing.T, offload bool) {
 
 // TestMultiqueueRefusedFallsBack: a persistent device made without
 // multi_queue refuses more queues; Open then opens it with one and says
-// why in QueuesErr.
+// why in QueuesErr. The device is made inside a network namespace of the
+// test's own, which is deleted with it.
 func TestMultiqueueRefusedFallsBack(t *testing.T) {
 	needRoot(t)
 	ns := newTestNetns(t)
@@ -219,7 +222,8 @@ func TestMultiqueueRefusedFallsBack(t *testing.T) {
 }
 
 // TestPipeMultiqueue: each queue of a PipeMultiqueue is a link of its
-// own, and closing one end closes every queue.
+// own, and closing one end closes every queue. In memory: no TUN device,
+// no network namespace needed.
 func TestPipeMultiqueue(t *testing.T) {
 	a, b := PipeMultiqueue(1500, 3, true)
 	if a.Queues() != 3 || b.Queues() != 3 || a.Queue(0) != a {
