@@ -18,14 +18,14 @@ var diagramHeader = []string{
 	"Do not edit by hand: change the table in tcp/transitions.go and regenerate.",
 }
 
-// offMainPath reports whether edges taken on trigger leave the normal life
+// OffMainPath reports whether edges taken on trigger leave the normal life
 // of a connection (open, transfer, either close order, TIME-WAIT) to tear it
 // down abruptly. The rule is by trigger, not by edge, so that a new table
 // entry on one of these triggers is styled without touching this file:
 // the app's ABORT, an acceptable RST, giving up on retransmission and
 // reclaiming an orphaned FIN-WAIT-2 all end the connection without the
 // FIN exchange the main path teaches.
-func offMainPath(on Trigger) bool {
+func OffMainPath(on Trigger) bool {
 	switch on {
 	case AppAbort, RcvRst, TimeoutRetransmit, TimeoutFinWait2:
 		return true
@@ -38,7 +38,7 @@ func offMainPath(on Trigger) bool {
 // fan of RST, abort and timeout edges into CLOSED to one arrow per state.
 type diagramEdge struct {
 	from, to State
-	off      bool // drawn dashed: see offMainPath
+	off      bool // drawn dashed: see OffMainPath
 	labels   []string
 }
 
@@ -63,7 +63,7 @@ func diagramEdges() []diagramEdge {
 	var edges []diagramEdge
 	at := map[key]int{}
 	for _, t := range Transitions {
-		k := key{t.From, t.To, offMainPath(t.On)}
+		k := key{t.From, t.To, OffMainPath(t.On)}
 		i, ok := at[k]
 		if !ok {
 			i = len(edges)

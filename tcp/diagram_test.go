@@ -152,7 +152,7 @@ func diagramCheckDrawn(t *testing.T, name string, edges []diagramDrawn) {
 	drawn := map[Transition]int{}
 	for _, e := range edges {
 		drawn[e.t]++
-		if want := offMainPath(e.t.On); e.dashed != want {
+		if want := OffMainPath(e.t.On); e.dashed != want {
 			t.Errorf("%s: %s --%s--> %s drawn off the main path = %v, want %v",
 				name, e.t.From, e.t.On, e.t.To, e.dashed, want)
 		}

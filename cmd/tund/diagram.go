@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -188,7 +189,7 @@ var statePos = map[tcp.State][2]int{
 type pageEdge struct {
 	from, to tcp.State
 	labels   []string
-	off      bool // only aborts, resets and timeouts: drawn faint
+	off      bool // only edges off the main path (tcp.OffMainPath): drawn faint
 }
 
 func pageEdges() []pageEdge {
@@ -207,11 +208,8 @@ func pageEdges() []pageEdge {
 			label += " / " + t.Action
 		}
 		e.labels = append(e.labels, label)
-		switch t.On {
-		case tcp.AppAbort, tcp.RcvRst, tcp.TimeoutRetransmit, tcp.TimeoutFinWait2, tcp.TimeoutKeepAlive,
-			tcp.TimeoutOrphan, tcp.RcvSynInWindow, tcp.RcvICMPError:
-		default:
-			e.off = false
+		if !tcp.OffMainPath(t.On) {
+			e.off = false // drawn plain as soon as one of its edges is on the main path
 		}
 	}
 	for _, t := range tcp.Transitions {
@@ -289,20 +287,13 @@ func clipToBox(c, toward [2]int) (int, int) {
 	}
 	sx, sy := 1e9, 1e9
 	if dx != 0 {
-		sx = 65 / abs(dx)
+		sx = 65 / math.Abs(dx)
 	}
 	if dy != 0 {
-		sy = 18 / abs(dy)
+		sy = 18 / math.Abs(dy)
 	}
 	s := min(sx, sy)
 	return c[0] + int(dx*s), c[1] + int(dy*s)
-}
-
-func abs(f float64) float64 {
-	if f < 0 {
-		return -f
-	}
-	return f
 }
 
 // diagramPage is the whole page: the drawing, its style and the script

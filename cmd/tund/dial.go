@@ -41,6 +41,15 @@ var closeOrders = map[string]string{
 	"never":  "send and keep the connection open for -hold, then reset it",
 }
 
+// closeOrderHelp lists closeOrders for -close's help.
+func closeOrderHelp() string {
+	var b strings.Builder
+	for _, k := range []string{"first", "second", "both", "never"} {
+		fmt.Fprintf(&b, "\n    %s: %s", k, closeOrders[k])
+	}
+	return b.String()
+}
+
 // dialCommand is `tund dial`.
 func dialCommand(args []string, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("tund dial", flag.ContinueOnError)
@@ -48,7 +57,7 @@ func dialCommand(args []string, out, errOut io.Writer) error {
 	tunName := fs.String("tun", "tund0", "the TUN device of the tund to ask (sets the default -control)")
 	control := fs.String("control", "", "control socket `path` of the running tund (default /run/tund/TUN.sock)")
 	send := fs.Int("send", 0, "`bytes` to send once connected")
-	order := fs.String("close", "first", "who closes first: first (tund), second (the server first), both (at once), never (hold, then reset)")
+	order := fs.String("close", "first", "who closes first: "+closeOrderHelp())
 	hold := fs.Duration("hold", 0, "keep the connection this long before closing (-close first, both or never)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the server: to connect, and for its FIN with -close second")
 	fs.Usage = func() {
