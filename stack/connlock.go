@@ -52,9 +52,21 @@ func (c *Conn) unlock() {
 // handle delivers an inbound segment (raw is its TCP bytes, which seg
 // aliases); it is called only by the reader goroutine.
 func (c *Conn) handle(seg *tcp.Segment, raw []byte) {
-	c.fromReader(func() { c.enqueue(raw, nil) }, func() {
-		c.tcb.Handle(seg, c.s.now())
-	})
+	c.fromReader(func() { c.enqueue(raw, nil) }, func() { c.input(seg) })
+}
+
+// input hands seg to the control block, unless it is the ACK that would
+// complete a handshake while the listener's accept queue is full: that
+// one is dropped, as Linux drops it, and the connection stays in the SYN
+// queue resending its SYN+ACK (tcp.LoopAcceptQueueFullAck). Called with
+// c.mu held.
+func (c *Conn) input(seg *tcp.Segment) {
+	if l := c.lst; l != nil && c.tcb.CompletesHandshake(seg) && l.acceptFull() {
+		c.s.stats.backlogFull.Add(1)
+		c.s.traceLoop(c.key, tcp.LoopAcceptQueueFullAck, seg)
+		return
+	}
+	c.tcb.Handle(seg, c.s.now())
 }
 
 // handleICMP delivers an ICMP error about one of the connection's
@@ -162,7 +174,7 @@ func (c *Conn) runBacklog() {
 		if c.tcb == nil || tcp.Parse(raw, seg) != nil {
 			continue
 		}
-		c.tcb.Handle(seg, c.s.now())
+		c.input(seg)
 		c.after()
 	}
 	// The buffer goes back to the stack-wide pool: a busy connection

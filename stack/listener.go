@@ -21,10 +21,12 @@ import (
 // for Accept. A connection is in one of them at a time, so a slow Accept
 // does not shrink the room for handshakes, nor handshakes the room for a
 // slow Accept. A SYN that finds the accept queue full is dropped (the
-// client retransmits it); one that finds the SYN queue full is answered
-// with a SYN cookie (the default), else it takes the place of the oldest
-// half-open connection if that one's SYN+ACK has gone unanswered for a
-// whole retransmission timeout (RFC 4987 §3.4), else it is dropped.
+// client retransmits it), and so is an ACK that would complete a
+// handshake then (the connection stays half-open, resending its SYN+ACK);
+// a SYN that finds the SYN queue full is answered with a SYN cookie (the
+// default), else it takes the place of the oldest half-open connection
+// if that one's SYN+ACK has gone unanswered for a whole retransmission
+// timeout (RFC 4987 §3.4), else it is dropped.
 type Listener struct {
 	s       *Stack
 	port    uint16
@@ -362,10 +364,18 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
+// acceptFull reports whether the accept queue holds its backlog.
+func (l *Listener) acceptFull() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue) >= l.backlog
+}
+
 // ready moves a connection that finished its handshake from the SYN
-// queue to the accept queue. The accept queue takes it even when full:
-// its SYN was admitted while there was room, and it is bounded by the SYN
-// queue's size. Called with c.mu held.
+// queue to the accept queue. Conn.input has checked there was room, so
+// the queue stays within its backlog (two readers completing handshakes
+// at the same instant may each pass that check: the queue then holds at
+// most one more per reader). Called with c.mu held.
 func (l *Listener) ready(c *Conn) {
 	l.mu.Lock()
 	l.synq.remove(c)

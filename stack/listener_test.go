@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -186,14 +187,16 @@ func isSynAck(s tcp.Segment) bool { return s.Flags == tcp.FlagSYN|tcp.FlagACK }
 // the SYN queue and the accept queue each, not their sum. With a backlog
 // of 2 and nobody accepting, one established connection waits for Accept
 // while two more handshakes are admitted (BSD's single count would have
-// dropped the second); both complete, and the accept queue takes them
-// though it then holds 3 (a handshake admitted while there was room is
-// never thrown away). A SYN that then finds the accept queue full is
-// dropped as backlog_full; once the application accepts, the client's
-// next SYN gets in.
+// dropped the second). The first to complete fills the accept queue; the
+// ACK completing the other finds it full and is dropped, as Linux drops
+// it, so the accept queue never holds more than its backlog: that client
+// waits half-open until its SYN+ACK is resent and there is room. A SYN
+// that finds the accept queue full is dropped as backlog_full; once the
+// application accepts, the client's next SYN gets in.
 func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
 	var trace traceLog
-	p := newFloodPeer(t, Config{Clock: NewManualClock(), NoSynCookies: true, Trace: trace.add})
+	clk := NewManualClock()
+	p := newFloodPeer(t, Config{Clock: clk, NoSynCookies: true, Trace: trace.add})
 	l, err := p.st.ListenBacklog("tcp", ":80", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -220,24 +223,33 @@ func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
 	if d := p.st.Stats().Drops; d["backlog_full"]+d["syn_queue_full"] != 0 {
 		t.Fatalf("drops %v with one connection queued and two in the handshake on a backlog of 2", d)
 	}
+	// h1's ACK takes the last place in the accept queue; h2's finds it
+	// full and is dropped, as on Linux: h2 stays half-open, so the accept
+	// queue never holds more than its backlog.
 	p.ack(h1, sa1)
+	p.waitStates(tcp.Established, 2)
 	p.ack(h2, sa2)
-	p.waitStates(tcp.Established, 3)
-
+	p.waitStat("backlog_full 1", func(s Stats) bool { return s.Drops["backlog_full"] == 1 })
+	trace.want(t, "10.9.1.3:1000 SYN-RECEIVED → SYN-RECEIVED on rcv ACK of SYN seq=301 ack="+fmt.Sprint(sa2.Seq+1)+" (accept queue full: drop the ACK)", 1)
+	if counts := p.st.StateCounts(); counts[tcp.Established] != 2 || counts[tcp.SynReceived] != 1 {
+		t.Fatalf("states %v, want 2 established and h2 still half-open", counts)
+	}
 	for _, ci := range p.st.Connections() {
-		if ci.State == tcp.Listen && (ci.RecvQ != 3 || ci.SendQ != 2) {
-			t.Errorf("listener shows Recv-Q %d, Send-Q %d; want its accept queue 3 and its backlog 2", ci.RecvQ, ci.SendQ)
+		if ci.State == tcp.Listen && (ci.RecvQ != 2 || ci.SendQ != 2 || ci.SynQueue != 1) {
+			t.Errorf("listener shows Recv-Q %d, Send-Q %d, SYN queue %d; want its accept queue full at its backlog 2, h2 in the SYN queue",
+				ci.RecvQ, ci.SendQ, ci.SynQueue)
 		}
 	}
 	p.syn(late, 1000, 80, 400)
-	p.waitStat("backlog_full 1", func(s Stats) bool { return s.Drops["backlog_full"] == 1 })
+	p.waitStat("backlog_full 2", func(s Stats) bool { return s.Drops["backlog_full"] == 2 })
 	if n := p.sent(late); n != 0 {
 		t.Fatalf("the stack answered a SYN that found the accept queue full (%d segments)", n)
 	}
 	trace.want(t, "10.9.1.4:1000 LISTEN → LISTEN on rcv SYN seq=400 ack=0 (accept queue full: drop the SYN)", 1)
 
 	want := map[string]bool{"10.9.1.1:1000": true, "10.9.1.2:1000": true, "10.9.1.3:1000": true}
-	for i := 0; i < 3; i++ {
+	accept := func() {
+		t.Helper()
 		c, err := l.Accept()
 		if err != nil {
 			t.Fatal(err)
@@ -246,7 +258,20 @@ func TestSynQueueAndAcceptQueueAreSeparate(t *testing.T) {
 			t.Errorf("accepted %s, want one of %v", r, want)
 		}
 		delete(want, c.RemoteAddr().String())
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
+	}
+	accept()
+	accept()
+	// With room again, h2's SYN+ACK, resent at one RTO, draws its ACK
+	// again, which now completes the handshake.
+	clk.Advance(time.Second)
+	if sa := p.next(h2); !isSynAck(sa) {
+		t.Fatalf("h2 after one RTO: %v, want its SYN+ACK again", sa)
+	}
+	p.ack(h2, sa2)
+	accept()
+	if len(want) != 0 {
+		t.Errorf("never accepted %v", want)
 	}
 	p.syn(late, 1000, 80, 400) // its retransmission
 	if sa := p.next(late); !isSynAck(sa) {

@@ -505,6 +505,18 @@ func (c *Conn) segMSS() int {
 // State is the current RFC 9293 state.
 func (c *Conn) State() State { return c.state }
 
+// CompletesHandshake reports whether seg, arriving now, would take the
+// connection from SYN-RECEIVED to ESTABLISHED: an ACK, without SYN or
+// RST, acknowledging our SYN (RFC 9293 §3.10.7.4: SND.UNA < SEG.ACK =<
+// SND.NXT). A listener whose accept queue is full drops such a segment
+// before the core sees it, as Linux does, so the handshake completes
+// later, when the client's retransmission finds room.
+func (c *Conn) CompletesHandshake(seg *Segment) bool {
+	return c.state == SynReceived && seg.Flags.Has(FlagACK) &&
+		!seg.Flags.Has(FlagSYN) && !seg.Flags.Has(FlagRST) &&
+		c.sndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(c.sndNxt)
+}
+
 // Err is the error that ended the connection (ECONNRESET, ECONNREFUSED,
 // ETIMEDOUT), or nil.
 func (c *Conn) Err() error { return c.err }

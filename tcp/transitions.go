@@ -150,6 +150,7 @@ var Loops = []Transition{
 	LoopSynCookie,
 	LoopSynQueueFull,
 	LoopAcceptQueueFull,
+	LoopAcceptQueueFullAck,
 	{Established, TimeoutPersist, Established, "send window probe"},
 	{FinWait1, TimeoutPersist, FinWait1, "send window probe"},
 	{CloseWait, TimeoutPersist, CloseWait, "send window probe"},
@@ -167,6 +168,11 @@ var (
 	LoopSynQueueFull = Transition{Listen, RcvSyn, Listen, "SYN queue full: drop the SYN"}
 	// The application is not accepting: Linux drops the SYN, so do we.
 	LoopAcceptQueueFull = Transition{Listen, RcvSyn, Listen, "accept queue full: drop the SYN"}
+	// A handshake that completes while the accept queue is full: its ACK
+	// is dropped (Linux, tcp_abort_on_overflow=0), the connection stays
+	// half-open and resends its SYN+ACK until there is room or it gives
+	// up, so the accept queue never holds more than the backlog.
+	LoopAcceptQueueFullAck = Transition{SynReceived, RcvAckOfSyn, SynReceived, "accept queue full: drop the ACK"}
 )
 
 // transitionIndex maps (from, trigger) to an index into Transitions, +1
