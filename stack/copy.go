@@ -2,7 +2,12 @@ package stack
 
 import (
 	"io"
+	"net"
+	"os"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // copyBufSize is the size of the buffers WriteTo borrows: io.Copy's.
@@ -74,3 +79,104 @@ func (c *Conn) NotifyReadable(f func()) {
 	c.unlock()
 	f()
 }
+
+// ReadFrom implements io.ReaderFrom, so that io.Copy to a Conn from a
+// kernel socket (a forwarded connection's target, say) moves each byte
+// once: the socket's read lands straight in the send ring, through no
+// buffer of io.Copy's, and a connection waiting for the socket holds no
+// buffer at all. It waits for room in the send buffer first (the
+// backpressure a slow peer puts on the source), then for the socket to
+// be readable, then reads with the connection locked. Readers other
+// than a kernel socket are copied the ordinary way. It returns nil at
+// r's EOF, as io.Copy wants.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	sc, ok := r.(syscall.Conn)
+	if !ok {
+		return io.Copy(writerOnly{c}, r)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return io.Copy(writerOnly{c}, r)
+	}
+	var total int64
+	for {
+		if err := c.waitWritable(); err != nil {
+			return total, err
+		}
+		var n int
+		var rerr, werr error
+		// RawConn.Read calls the function until it reports done, waiting
+		// for the socket to be readable between calls.
+		err := rc.Read(func(fd uintptr) bool {
+			rerr = nil
+			c.lock()
+			defer c.unlock()
+			if c.closed {
+				werr = c.opErr("write", net.ErrClosed)
+				return true
+			}
+			n, werr = c.tcb.WriteFunc(func(room []byte) int {
+				k, err := unix.Read(int(fd), room)
+				for err == unix.EINTR {
+					k, err = unix.Read(int(fd), room)
+				}
+				if err != nil {
+					rerr = err
+					return 0
+				}
+				if k == 0 {
+					rerr = io.EOF
+				}
+				return k
+			}, c.s.now())
+			c.after()
+			werr = c.opErr("write", werr)
+			return rerr != unix.EAGAIN
+		})
+		total += int64(n)
+		if rerr == unix.EAGAIN {
+			rerr = nil // rc.Read stopped waiting: err says why
+		}
+		switch {
+		case werr != nil:
+			return total, werr
+		case rerr == io.EOF:
+			return total, nil
+		case rerr != nil:
+			return total, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", rerr)}
+		case err != nil: // the socket closed or its deadline passed
+			return total, err
+		}
+	}
+}
+
+// waitWritable waits until the send buffer has room (or the connection
+// cannot send at all, which the write then reports), or fails when the
+// write deadline passes.
+func (c *Conn) waitWritable() error {
+	for {
+		c.lock()
+		if c.closed {
+			c.unlock()
+			notify(c.wr)
+			return c.opErr("write", net.ErrClosed)
+		}
+		if c.wdl().expired() {
+			c.unlock()
+			return c.opErr("write", os.ErrDeadlineExceeded)
+		}
+		ok := c.tcb.Writable()
+		c.unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-c.wr:
+		case <-c.wdl().wait():
+			return c.opErr("write", os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// writerOnly hides a Conn's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }

@@ -8,12 +8,16 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // A Conn is an io.WriterTo, so io.Copy from it borrows a pooled buffer.
 var _ io.WriterTo = (*Conn)(nil)
+
+// And an io.ReaderFrom, so io.Copy to it from a socket reads into its ring.
+var _ io.ReaderFrom = (*Conn)(nil)
 
 // TestWriteToEchoes: an echo server that is io.Copy(c, c) (which takes
 // Conn.WriteTo) sends back 4 MiB byte for byte, and returns with a nil
@@ -196,5 +200,106 @@ func TestNotifyReadable(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if calls.Load() != 3 {
 		t.Fatalf("f ran after Close (%d calls)", calls.Load())
+	}
+}
+
+// TestReadFromSocket: io.Copy into a Conn from a kernel file descriptor
+// (a pipe here; a forwarded target's socket in tund) goes through
+// ReadFrom, whose reads land in the send ring: every byte arrives, in
+// order, ReadFrom returns the count and nil at EOF, and a source that
+// has nothing yet is waited for without a busy loop. A reader that is not
+// a file descriptor is copied the ordinary way.
+func TestReadFromSocket(t *testing.T) {
+	a, b := pipePair(t, 1500)
+	client, server := connected(t, a, b)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	data := randomBytes(8<<20, 21)
+	go func() {
+		// In pieces with pauses, so ReadFrom both finds bytes waiting
+		// and waits for them.
+		for off := 0; off < len(data); off += 1 << 20 {
+			pw.Write(data[off : off+1<<20])
+			time.Sleep(5 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := io.Copy(server, pr) // ReadFrom
+		server.CloseWrite()
+		done <- result{n, err}
+	}()
+	h := sha256.New()
+	n, err := io.Copy(h, client)
+	if err != nil {
+		t.Fatalf("client read: %v after %d bytes", err, n)
+	}
+	if want := sha256.Sum256(data); n != int64(len(data)) || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("got %d bytes (sha256 %x), want %d (%x)", n, h.Sum(nil), len(data), want)
+	}
+	if r := within(t, done, "ReadFrom"); r.err != nil || r.n != int64(len(data)) {
+		t.Fatalf("ReadFrom: %d, %v; want %d, nil", r.n, r.err, len(data))
+	}
+
+	// Not a descriptor: the ordinary copy.
+	a2, b2 := pipePair(t, 1500)
+	c2, s2 := connected(t, a2, b2)
+	go func() {
+		s2.ReadFrom(bytes.NewReader(data[:100000]))
+		s2.CloseWrite()
+	}()
+	got, err := io.ReadAll(c2)
+	if err != nil || !bytes.Equal(got, data[:100000]) {
+		t.Fatalf("ReadFrom a bytes.Reader: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestReadFromErrors: ReadFrom stops with the connection's error when
+// the peer resets it (the source is left unread), with net.ErrClosed
+// after Close, and with the source's own error (its deadline here).
+func TestReadFromErrors(t *testing.T) {
+	a, b := pipePair(t, 1500)
+	client, server := connected(t, a, b)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+
+	pr.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := server.ReadFrom(pr); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadFrom a source past its deadline: %d, %v; want 0, os.ErrDeadlineExceeded", n, err)
+	}
+	pr.SetReadDeadline(time.Time{})
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := server.ReadFrom(pr)
+		done <- err
+	}()
+	pw.Write(make([]byte, 1000))
+	buf := make([]byte, 1000)
+	if _, err := io.ReadFull(client, buf); err != nil {
+		t.Fatal(err)
+	}
+	client.SetLinger(0)
+	client.Close() // an RST
+	// ReadFrom learns of the reset on its next write into the ring.
+	pw.Write(make([]byte, 1000))
+	if err := within(t, done, "ReadFrom"); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("ReadFrom after the peer's reset: %v, want ECONNRESET", err)
+	}
+	server.Close()
+	if _, err := server.ReadFrom(pr); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReadFrom after Close: %v, want net.ErrClosed", err)
 	}
 }

@@ -659,6 +659,27 @@ func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
 	return n, nil
 }
 
+// WriteFunc is Write for bytes that fill puts in place, straight into
+// the send buffer's free room (window.SendBuffer.WriteFunc): a socket
+// read lands in the ring without a copy of its own. fill is called at
+// most once, with the connection's state unchanged around it; it returns
+// how many bytes it wrote. Like Write, it fails with EPIPE once the
+// sending side is closed.
+func (c *Conn) WriteFunc(fill func(room []byte) int, now time.Duration) (int, error) {
+	c.clock = now
+	if c.err != nil {
+		return 0, c.err
+	}
+	if !c.state.canSendData() || c.finQueued {
+		return 0, syscall.EPIPE
+	}
+	n := c.snd.WriteFunc(fill)
+	if n > 0 {
+		c.output(now)
+	}
+	return n, nil
+}
+
 // SetNoDelay turns Nagle's algorithm off (true: small writes go out at
 // once) or back on.
 func (c *Conn) SetNoDelay(noDelay bool, now time.Duration) {

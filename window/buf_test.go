@@ -48,6 +48,51 @@ func TestSendBufferWrapAndGrow(t *testing.T) {
 	}
 }
 
+// TestSendBufferWriteFunc: bytes written in place by WriteFunc read
+// back like Write's, across the ring's wrap and growth; the room offered
+// never passes the limit; a fill that writes nothing into an empty
+// buffer leaves no ring held.
+func TestSendBufferWriteFunc(t *testing.T) {
+	const limit = 300000
+	b := NewSendBuffer(limit)
+	if n := b.WriteFunc(func(room []byte) int { return 0 }); n != 0 || b.Cap() != 0 {
+		t.Fatalf("an empty fill: %d bytes, ring of %d held; want 0 and none", n, b.Cap())
+	}
+	var model []byte
+	r := rand.New(rand.NewPCG(3, 4))
+	next := byte(0)
+	for i := 0; i < 5000; i++ {
+		want := r.IntN(100000)
+		n := b.WriteFunc(func(room []byte) int {
+			if len(room) == 0 || len(model)+len(room) > limit {
+				t.Fatalf("step %d: room %d with %d held, limit %d", i, len(room), len(model), limit)
+			}
+			k := min(want, len(room))
+			for j := range room[:k] {
+				room[j] = next
+				next++
+			}
+			return k
+		})
+		model = append(model, make([]byte, n)...)
+		for j := range n {
+			model[len(model)-n+j] = next - byte(n-j)
+		}
+		var got []byte
+		for o := 0; o < len(model); {
+			s := b.Peek(o, 1<<20)
+			got = append(got, s...)
+			o += len(s)
+		}
+		if !bytes.Equal(got, model) {
+			t.Fatalf("step %d: the ring does not hold what fill wrote", i)
+		}
+		c := r.IntN(len(model) + 1)
+		b.Consume(c)
+		model = model[c:]
+	}
+}
+
 func TestRecvBufferReassembly(t *testing.T) {
 	for seed := uint64(0); seed < 50; seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))

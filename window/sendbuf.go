@@ -83,6 +83,36 @@ func (b *SendBuffer) Write(p []byte) int {
 	return k
 }
 
+// fillStep is how much room WriteFunc offers beyond the ring already
+// allocated: a read of unknown size grows the ring one step at a time,
+// by doubling, instead of to the limit at once.
+const fillStep = 64 << 10
+
+// WriteFunc appends bytes written in place by fill, which is handed the
+// free room at the tail of the ring (contiguous, so possibly less than
+// Free when the room wraps) and returns how many bytes it put there.
+// It saves a copy when the bytes come from a read: a socket's read can
+// land straight in the ring. The room offered is what the ring already
+// has, or fillStep more if it is full, never more than Free. It returns
+// fill's count.
+func (b *SendBuffer) WriteFunc(fill func(room []byte) int) int {
+	k := min(b.Free(), max(len(b.buf)-b.n, fillStep))
+	if k <= 0 {
+		return 0
+	}
+	b.ring, b.head = ensure(b.ring, b.head, b.n, b.n+k, min(b.limit, b.mem.ringMax(len(b.buf), false)), b.sizer.hint, b.mem)
+	b.buf = b.ring.b
+	i := (b.head + b.n) % len(b.buf)
+	got := fill(b.buf[i:min(i+k, len(b.buf))])
+	b.n += got
+	if b.n == 0 {
+		b.Release() // nothing came: hold no ring for nothing
+		return 0
+	}
+	b.sizer.held(b.n)
+	return got
+}
+
 // Peek returns up to max bytes starting off bytes from the front, without
 // copying. The slice stops at the ring's wrap point, so it may be shorter
 // than asked even when more bytes are held; it is valid until the next

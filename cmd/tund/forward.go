@@ -18,6 +18,7 @@ import (
 
 	"github.com/tund-project/tund/stack"
 	"github.com/tund-project/tund/tun"
+	"golang.org/x/sys/unix"
 )
 
 // Forwarding (-forward LISTEN=TARGET): tund listens on its own address at
@@ -33,10 +34,47 @@ import (
 //   - a FIN from either side becomes CloseWrite on the other (half-close);
 //   - an RST from either side becomes an RST on the other (SO_LINGER 0);
 //   - a target that refuses, or does not answer within the dial timeout,
-//     resets the client.
+//     resets the client;
+//   - a kernel-side peer that vanishes in the middle of a connection (its
+//     host gone silent) is given up after -forward-timeout, and the other
+//     side reset: the kernel socket carries TCP_USER_TIMEOUT and
+//     keepalive probes, so silence is noticed whether data is waiting to
+//     be acknowledged or the connection is idle. A target process that
+//     dies is noticed at once: its kernel closes or resets the socket,
+//     and that is carried across like any close or reset.
 
 // forwardDialTimeout bounds the kernel's connect to a target.
 const forwardDialTimeout = 10 * time.Second
+
+// defaultForwardTimeout is -forward-timeout's default: a peer answering
+// nothing, not even keepalive probes, for this long is gone.
+const defaultForwardTimeout = 60 * time.Second
+
+// liveness makes a kernel socket notice a peer that has gone silent
+// within timeout: TCP_USER_TIMEOUT bounds how long sent data may wait
+// for its acknowledgment, and keepalive probes (after timeout/2 idle,
+// then every timeout/4, at least a second apart, as the kernel counts)
+// bring an idle connection under the same bound. Linux then fails the
+// socket with ETIMEDOUT, which join carries to the other side as a
+// reset.
+func liveness(c *net.TCPConn, timeout time.Duration) error {
+	idle := max(timeout/2, time.Second)
+	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle,
+		Interval: max(timeout/4, time.Second), Count: 4}); err != nil {
+		return err
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(timeout.Milliseconds()))
+	}); err != nil {
+		return err
+	}
+	return serr
+}
 
 // forward is one -forward.
 type forward struct {
@@ -94,6 +132,7 @@ type forwardStats struct {
 	refused  atomic.Uint64 // targets that refused
 	failed   atomic.Uint64 // targets unreachable, or too slow to answer
 	resets   atomic.Uint64 // RSTs carried across, either way
+	lost     atomic.Uint64 // peers that vanished mid-connection (ETIMEDOUT and the like)
 	active   atomic.Int64  // joined connections open now
 }
 
@@ -109,11 +148,13 @@ type forwardCounts struct {
 	Refused  uint64 `json:"refused"`
 	Failed   uint64 `json:"unreachable"`
 	Resets   uint64 `json:"resets"`
+	Lost     uint64 `json:"lost"`
 }
 
 func (s *forwardStats) snapshot() forwardCounts {
 	return forwardCounts{Conns: s.conns.Load(), Active: s.active.Load(), ToTarget: s.toTarget.Load(),
-		ToClient: s.toClient.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Resets: s.resets.Load()}
+		ToClient: s.toClient.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Resets: s.resets.Load(),
+		Lost: s.lost.Load()}
 }
 
 // serveForwardCounts is the control command "forwards".
@@ -122,8 +163,9 @@ func serveForwardCounts(ctx context.Context, _ string, w io.Writer) error {
 }
 
 // startForward listens on f's port and forwards every connection. netns
-// is the namespace the target is dialed in ("": the host's).
-func startForward(st *stack.Stack, f forward, netns string, backlog int, log *slog.Logger) error {
+// is the namespace the target is dialed in ("": the host's); timeout is
+// -forward-timeout.
+func startForward(st *stack.Stack, f forward, netns string, backlog int, timeout time.Duration, log *slog.Logger) error {
 	l, err := st.ListenBacklog("tcp", fmt.Sprintf(":%d", f.port), backlog)
 	if err != nil {
 		return fmt.Errorf("-forward %s: %w", f, err)
@@ -136,6 +178,11 @@ func startForward(st *stack.Stack, f forward, netns string, backlog int, log *sl
 			c, err = d.DialContext(ctx, "tcp", f.target)
 			return err
 		})
+		if err == nil {
+			if lerr := liveness(c.(*net.TCPConn), timeout); lerr != nil {
+				log.Warn("forward: cannot bound the target's silence", "target", f.target, "err", lerr)
+			}
+		}
 		return c, err
 	}
 	go serve(l, "forward "+f.String(), log, func(c *stack.Conn) {
@@ -170,25 +217,32 @@ type tcpEnd interface {
 }
 
 // join copies between client and target until both directions end. Each
-// direction copies until EOF (then half-closes the other side) or an
-// error (then resets the other side, if it was a reset); then both are
-// closed.
+// direction copies until EOF, then half-closes the other side; if it ends
+// in an error instead (a reset, a peer gone silent), both sides are reset:
+// the one that failed is dead already, and the other must not mistake the
+// end for a clean close. Then both are closed.
 func join(client, target tcpEnd) {
 	fwdStats.active.Add(1)
 	defer fwdStats.active.Add(-1)
+	resetBoth := func() {
+		_ = client.SetLinger(0)
+		_ = target.SetLinger(0)
+		_ = client.Close()
+		_ = target.Close()
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // client → target
 		defer wg.Done()
 		n, err := io.Copy(target, client) // from a stack.Conn: WriteTo, straight from its receive ring
 		fwdStats.toTarget.Add(uint64(n))
-		carryEnd(err, func() { _ = target.CloseWrite() }, func() { _ = target.SetLinger(0); _ = target.Close() })
+		carryEnd(err, func() { _ = target.CloseWrite() }, resetBoth)
 	}()
 	go func() { // target → client
 		defer wg.Done()
 		n, err := io.Copy(client, target)
 		fwdStats.toClient.Add(uint64(n))
-		carryEnd(err, func() { _ = client.CloseWrite() }, func() { _ = client.SetLinger(0); _ = client.Close() })
+		carryEnd(err, func() { _ = client.CloseWrite() }, resetBoth)
 	}()
 	wg.Wait()
 	_ = target.Close()
@@ -238,7 +292,7 @@ func (l *forwardOutList) Set(v string) error {
 // namespace) and joins every connection to a connection tund dials
 // through its stack to f.target: a client program's traffic then takes
 // tund's active-open path.
-func startForwardOut(st *stack.Stack, f forwardOut, log *slog.Logger) error {
+func startForwardOut(st *stack.Stack, f forwardOut, timeout time.Duration, log *slog.Logger) error {
 	l, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("-forward-out %s: %w", f, err)
@@ -259,6 +313,9 @@ func startForwardOut(st *stack.Stack, f forwardOut, log *slog.Logger) error {
 				c, err := st.DialContext(ctx, "tcp", f.target)
 				cancel()
 				kc := k.(*net.TCPConn)
+				if lerr := liveness(kc, timeout); lerr != nil {
+					log.Warn("forward-out: cannot bound the client's silence", "client", kc.RemoteAddr(), "err", lerr)
+				}
 				if err != nil {
 					targetFailed(err, kc)
 					log.Debug("forward-out: target failed; resetting the client", "target", f.target, "err", err)
@@ -287,14 +344,20 @@ func targetFailed(err error, client tcpEnd) {
 }
 
 // carryEnd passes one direction's end to the other side: EOF (err nil)
-// as a half-close, a reset as a reset; any other error (the other side
-// failed first) needs nothing more.
-func carryEnd(err error, halfClose, reset func()) {
+// as a half-close; a reset, or a peer that vanished (ETIMEDOUT,
+// EHOSTUNREACH…), as a reset of both. A copy that fails because the
+// other direction already reset and closed the sockets (net.ErrClosed)
+// needs nothing more.
+func carryEnd(err error, halfClose, resetBoth func()) {
 	switch {
 	case err == nil:
 		halfClose()
-	case errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, net.ErrClosed):
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 		fwdStats.resets.Add(1)
-		reset()
+		resetBoth()
+	default:
+		fwdStats.lost.Add(1)
+		resetBoth()
 	}
 }

@@ -77,6 +77,7 @@ type options struct {
 	apps          appList
 	forwards      forwardList
 	forwardsOut   forwardOutList
+	forwardWait   time.Duration // -forward-timeout
 	// Resource limits (stack.Config and tcp.Config; 0: the default).
 	maxConns, maxOrphans, maxTimeWait int
 	orphanRetries                     int
@@ -160,6 +161,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.Var(&forwards, "forward", "`LISTEN=TARGET`: forward connections to tund's port LISTEN to TARGET (HOST:PORT), dialed from the kernel side (inside -netns when given): a real application behind tund's TCP (repeatable), e.g. -forward 22=127.0.0.1:22")
 	var forwardsOut forwardOutList
 	fs.Var(&forwardsOut, "forward-out", "`LISTEN=TARGET`: listen on LISTEN (HOST:PORT on the host, port 0: any, logged) and have tund dial each connection through its stack to TARGET, a server on the kernel side: a real client on tund's active-open path (repeatable), e.g. -forward-out 127.0.0.1:2222=198.18.0.1:22")
+	forwardTimeout := fs.Duration("forward-timeout", defaultForwardTimeout, "with -forward or -forward-out: a kernel-side peer that answers nothing, not even keepalive probes, for this long in the middle of a connection is given up and the other side reset (TCP_USER_TIMEOUT and keepalive on its socket)")
 	var apps appList
 	fs.Var(&apps, "app", "`PORT=KIND[,backlog=N][,rate=SIZE]`: a misbehaving application on PORT, for labs (repeatable): never-close (CLOSE-WAIT leak), never-accept (full accept and SYN queues), slow-read (rate=2K: zero windows, persist probes), reset (SO_LINGER 0: RST instead of FIN), half-close (FIN first, then reads to EOF)")
 	queues := fs.Int("queues", defaultQueues(), "TUN queues (IFF_MULTI_QUEUE), each read by its own goroutine, flows spread over them by 4-tuple; default: the number of CPUs, at most 8; -pcap and -impair-* use one")
@@ -187,13 +189,16 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *forwardTimeout < time.Second {
+		return options{}, fmt.Errorf("-forward-timeout %v: must be at least 1s (keepalive probes count in seconds)", *forwardTimeout)
+	}
 	if *sampleInterval <= 0 {
 		return options{}, fmt.Errorf("-sample-interval %v: must be positive", *sampleInterval)
 	}
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards, forwardsOut: forwardsOut}
+		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards, forwardsOut: forwardsOut, forwardWait: *forwardTimeout}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -507,13 +512,13 @@ func run(o options) error {
 		go serve(l, svc.name, log, svc.start)
 	}
 	for _, f := range o.forwards {
-		if err := startForward(st, f, o.netns, o.backlog, log); err != nil {
+		if err := startForward(st, f, o.netns, o.backlog, o.forwardWait, log); err != nil {
 			return err
 		}
 		log.Info("forwarding", "from", fmt.Sprintf("%s:%d", o.addr, f.port), "to", f.target, "dialed_in", cmp.Or(o.netns, "the host's namespace"))
 	}
 	for _, f := range o.forwardsOut {
-		if err := startForwardOut(st, f, log); err != nil {
+		if err := startForwardOut(st, f, o.forwardWait, log); err != nil {
 			return err
 		}
 	}

@@ -250,7 +250,7 @@ var (
 	fwdBytesDesc = prometheus.NewDesc("tund_forward_bytes_total",
 		"Bytes forwarded, to the targets (to_target) and back to the clients (to_client).", []string{"direction"}, nil)
 	fwdFailDesc = prometheus.NewDesc("tund_forward_failures_total",
-		"Forwarded connections reset because the target refused or could not be reached in time, and resets carried across.", []string{"reason"}, nil)
+		"Forwarded connections reset: the target refused or could not be reached in time (refused, unreachable), a reset carried across (reset), a peer gone silent mid-connection (lost).", []string{"reason"}, nil)
 )
 
 func (forwardCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -269,4 +269,5 @@ func (forwardCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.refused.Load()), "refused")
 	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.failed.Load()), "unreachable")
 	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.resets.Load()), "reset")
+	ch <- prometheus.MustNewConstMetric(fwdFailDesc, prometheus.CounterValue, float64(s.lost.Load()), "lost")
 }

@@ -101,6 +101,7 @@ func statsCommand(args []string, out, errOut io.Writer) error {
 			{"connections joined", fw.Conns}, {"open now", fw.Active},
 			{"bytes to targets", fw.ToTarget}, {"bytes to clients", fw.ToClient},
 			{"targets refused", fw.Refused}, {"targets unreachable", fw.Failed}, {"resets carried", fw.Resets},
+			{"peers gone silent", fw.Lost},
 		} {
 			fmt.Fprintf(out, "  %-24s %12v\n", c.name, c.v)
 		}
