@@ -645,12 +645,8 @@ func (c *Conn) Peek(p []byte) (int, error) {
 // the send buffer is full: the caller waits for EvWritable). It fails with
 // EPIPE after CloseWrite or the error that ended the connection.
 func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
-	c.clock = now
-	if c.err != nil {
-		return 0, c.err
-	}
-	if !c.state.canSendData() || c.finQueued {
-		return 0, syscall.EPIPE
+	if err := c.canWrite(now); err != nil {
+		return 0, err
 	}
 	n := c.snd.Write(p)
 	if n > 0 {
@@ -663,21 +659,29 @@ func (c *Conn) Write(p []byte, now time.Duration) (int, error) {
 // the send buffer's free room (window.SendBuffer.WriteFunc): a socket
 // read lands in the ring without a copy of its own. fill is called at
 // most once, with the connection's state unchanged around it; it returns
-// how many bytes it wrote. Like Write, it fails with EPIPE once the
-// sending side is closed.
+// how many bytes it wrote. It fails as Write does.
 func (c *Conn) WriteFunc(fill func(room []byte) int, now time.Duration) (int, error) {
-	c.clock = now
-	if c.err != nil {
-		return 0, c.err
-	}
-	if !c.state.canSendData() || c.finQueued {
-		return 0, syscall.EPIPE
+	if err := c.canWrite(now); err != nil {
+		return 0, err
 	}
 	n := c.snd.WriteFunc(fill)
 	if n > 0 {
 		c.output(now)
 	}
 	return n, nil
+}
+
+// canWrite is why the application may not queue bytes now: the error
+// that ended the connection, or EPIPE once the sending side is closed.
+func (c *Conn) canWrite(now time.Duration) error {
+	c.clock = now
+	if c.err != nil {
+		return c.err
+	}
+	if !c.state.canSendData() || c.finQueued {
+		return syscall.EPIPE
+	}
+	return nil
 }
 
 // SetNoDelay turns Nagle's algorithm off (true: small writes go out at
