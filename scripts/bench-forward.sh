@@ -19,39 +19,15 @@ while getopts s:n: opt; do
 done
 shift $((OPTIND - 1))
 need_root
-[ -x /usr/sbin/nginx ] || { echo "$0: needs /usr/sbin/nginx (apt install nginx)" >&2; exit 1; }
 case $SIZE_MIB in ''|*[!0-9]*) echo "$0: -s $SIZE_MIB: want a whole number of MiB" >&2; exit 2 ;; esac
 case $RUNS in ''|*[!0-9]*|0) echo "$0: -n $RUNS: want a positive number of runs" >&2; exit 2 ;; esac
 
 # The file lives in memory: the figure is the network's, not the disk's.
 SHM=$(mktemp -d /dev/shm/tund-bench-forward.XXXXXX)
-NGINX_PID=
-finish() {
-  [ -z "$NGINX_PID" ] || kill "$NGINX_PID" 2>/dev/null || true
-  rm -rf "$SHM"
-  cleanup
-}
-trap finish EXIT
-mkdir "$SHM/www"
-head -c "$((SIZE_MIB << 20))" /dev/urandom >"$SHM/www/file"
-
+trap 'rm -rf "$SHM"; cleanup' EXIT
+head -c "$((SIZE_MIB << 20))" /dev/urandom >"$SHM/file"
 start_tund -forward "8080=198.18.0.1:8081" "$@"
-in_ns ip link set lo up # curl reaches nginx directly over it
-cat >"$SHM/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1;
-pid $SHM/nginx.pid; error_log stderr warn;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; tcp_nopush on;
-  client_body_temp_path $SHM/b; proxy_temp_path $SHM/p; fastcgi_temp_path $SHM/f;
-  uwsgi_temp_path $SHM/u; scgi_temp_path $SHM/s;
-  server { listen 198.18.0.1:8081; root $SHM/www; }
-}
-CONF
-# ip netns exec execs nginx: $! is nginx's own pid.
-ip netns exec "$NS" /usr/sbin/nginx -e stderr -p "$SHM" -c "$SHM/nginx.conf" >"$WORK/nginx.log" 2>&1 &
-NGINX_PID=$!
-for _ in $(seq 50); do in_ns curl -s --max-time 1 -o /dev/null "http://198.18.0.1:8081/" && break; sleep 0.1; done
+start_nginx "$SHM"
 
 # run URL: one download, its rate in Gbit/s; the byte count must match.
 run() {

@@ -9,9 +9,11 @@ STACK=198.18.0.2
 HOSTCIDR=198.18.0.1/24
 WORK=$(mktemp -d)
 TUND_PID=
+NGINX_PID=
 EXTRA_NS= # more namespaces (space-separated) a script made, deleted on exit too
 
 cleanup() {
+  [ -z "$NGINX_PID" ] || kill "$NGINX_PID" 2>/dev/null || true
   if [ -n "$TUND_PID" ] && kill -0 "$TUND_PID" 2>/dev/null; then
     kill -INT "$TUND_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$TUND_PID" 2>/dev/null || break; sleep 0.1; done
@@ -63,3 +65,36 @@ start_tund() {
 
 # in_ns CMD...: run a command inside the namespace.
 in_ns() { ip netns exec "$NS" "$@"; }
+
+# start_nginx DIR: the distribution's nginx, in $NS on 198.18.0.1:8081,
+# serving DIR (sendfile), its configuration, pid and temp files under
+# $WORK/nginx; killed by cleanup. The namespace's loopback is brought up
+# (nginx and its clients in the namespace talk over it).
+start_nginx() {
+  [ -x /usr/sbin/nginx ] || { echo "$0: needs /usr/sbin/nginx (apt install nginx)" >&2; exit 1; }
+  local d=$WORK/nginx
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $d/nginx.pid; error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path $d/b; proxy_temp_path $d/p; fastcgi_temp_path $d/f;
+  uwsgi_temp_path $d/u; scgi_temp_path $d/s;
+  server { listen 198.18.0.1:8081; root $1; }
+}
+CONF
+  in_ns ip link set lo up
+  # ip netns exec execs nginx: $! is nginx's own pid; its output goes to
+  # a file, not to whatever reads the script's.
+  ip netns exec "$NS" /usr/sbin/nginx -e stderr -p "$d" -c "$d/nginx.conf" >"$d/log" 2>&1 &
+  NGINX_PID=$!
+  for _ in $(seq 50); do
+    in_ns curl -s --max-time 1 -o /dev/null "http://198.18.0.1:8081/" && return 0
+    sleep 0.1
+  done
+  echo "$0: nginx did not start:" >&2
+  cat "$d/log" >&2
+  exit 1
+}
