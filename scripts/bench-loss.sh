@@ -12,16 +12,20 @@
 #     server, sendfile from a file in memory) across a veth pair between
 #     two namespaces, the same nftables rules on the veth and GSO limited
 #     to one segment so that every segment meets the dice; its timeouts
-#     and retransmissions are the namespace's TcpExt TCPTimeouts and Tcp
-#     RetransSegs.
-# Both senders use their defaults (the kernel: CUBIC, 200 ms minimum RTO).
+#     and D-SACKs are the namespace's TcpExt TCPTimeouts and
+#     TCPDSACKRecv.
+# Both senders use their defaults (the kernel: CUBIC, 200 ms minimum RTO);
+# flags after -- go to tund (e.g. -- -rto-min 20ms). Beside goodput it
+# reports, per MiB, retransmission timeouts and D-SACKs received: the
+# segments the receiver got twice, most often sent again needlessly (a
+# timeout that was too quick shows here).
 # A run that does not finish within -t seconds is reported, not averaged.
 # For reference it prints the Mathis bound, MSS/RTT · 1.22/√p, with the
 # round trip tund measured without loss.
 #
 # Everything runs in throwaway namespaces; every transfer is bounded in
 # size and time.
-# Usage: sudo scripts/bench-loss.sh [-n RUNS] [-l "2 5 10"] [-s MiB] [-t SECONDS]
+# Usage: sudo scripts/bench-loss.sh [-n RUNS] [-l "2 5 10"] [-s MiB] [-t SECONDS] [-- tund flags]
 #   -s sets one size for every rate; by default 32 MiB at 2 % and less,
 #   16 MiB at 5 % and less, 8 MiB above.
 source "$(dirname "$0")/lib.sh"
@@ -29,9 +33,11 @@ RUNS=3 RATES="2 5 10" SIZE_MIB= LIMIT=120
 while getopts n:l:s:t: opt; do
   case $opt in
     n) RUNS=$OPTARG ;; l) RATES=$OPTARG ;; s) SIZE_MIB=$OPTARG ;; t) LIMIT=$OPTARG ;;
-    *) echo "usage: $0 [-n RUNS] [-l \"2 5 10\"] [-s MiB] [-t SECONDS]" >&2; exit 2 ;;
+    *) echo "usage: $0 [-n RUNS] [-l \"2 5 10\"] [-s MiB] [-t SECONDS] [-- tund flags]" >&2; exit 2 ;;
   esac
 done
+shift $((OPTIND - 1))
+TUND_FLAGS=("$@")
 case $RUNS in ''|*[!0-9]*|0) echo "$0: -n $RUNS: want a positive number of runs" >&2; exit 2 ;; esac
 case $SIZE_MIB$LIMIT in *[!0-9]*) echo "$0: -s and -t take whole numbers" >&2; exit 2 ;; esac
 for pct in $RATES; do
@@ -90,11 +96,11 @@ kernel_counter() {
     $1 == g && h { print $col[n]; exit }'
 }
 
-# summary: median, spread and failures of "mbps rtos retrans" lines on stdin.
+# summary MIB: median, spread and failures of "mbps rtos dsacks" lines on stdin.
 summary() {
   awk -v mib="$1" '
     $1 == "timeout" { fail++; next }
-    { n++; v[n] = $1; r[n] = $2 / mib; s[n] = $3 }
+    { n++; v[n] = $1; r[n] = $2 / mib; d[n] = $3 / mib }
     function med(a, n,   i, j, t) {
       for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
       return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
@@ -102,8 +108,8 @@ summary() {
     END {
       if (n == 0) { printf "%-34s", "all " fail " runs timed out"; exit }
       lo = hi = v[1]; for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
-      m = med(v, n); rt = med(r, n)
-      printf "%-34s", sprintf("%.1f [%.1f–%.1f]%s, %.2f RTO/MiB", m, lo, hi, fail ? " +" fail " timed out" : "", rt)
+      m = med(v, n); rt = med(r, n); ds = med(d, n)
+      printf "%-40s", sprintf("%.1f [%.1f–%.1f]%s %.2f/%.2f", m, lo, hi, fail ? " +" fail " timed out" : "", rt, ds)
     }'
 }
 
@@ -116,8 +122,9 @@ kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
 ip netns del "$NS" 2>/dev/null || true
 
 echo "loss bench, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $RUNS runs each, loss both ways"
-echo "goodput in Mbit/s: median [min–max], retransmission timeouts per MiB (median); RTT without loss ${RTT_MS} ms"
-printf '%-5s %-6s %-12s %-34s %-34s %-34s\n' loss MiB "Mathis" "tund newreno" "tund cubic" "kernel (nginx, veth)"
+echo "goodput in Mbit/s: median [min–max], then per MiB (medians): retransmission timeouts / D-SACKs received"
+echo "RTT without loss ${RTT_MS} ms; tund flags: ${TUND_FLAGS[*]:-(defaults)}"
+printf '%-5s %-4s %-7s %-40s %-40s %-40s\n' loss MiB "Mathis" "tund newreno" "tund cubic" "kernel (nginx, veth)"
 for pct in $RATES; do
   mib=$(size_for "$pct")
   bytes=$((mib << 20))
@@ -125,12 +132,12 @@ for pct in $RATES; do
   declare -A col=()
   for cc in newreno cubic; do
     NS=tund-bl-$$-$cc-$pct
-    start_tund -cc "$cc" -control "$WORK/ctl.sock"
+    start_tund -cc "$cc" -control "$WORK/ctl.sock" "${TUND_FLAGS[@]}"
     loss "$NS" tund0 "$pct"
     col[$cc]=$(for _ in $(seq "$RUNS"); do
-      t0=$(tund_counter "retransmission timeouts") r0=$(tund_counter "retransmitted segments")
+      t0=$(tund_counter "retransmission timeouts") d0=$(tund_counter "D-SACKs received")
       mbps=$(download "http://$STACK/bytes/$bytes" "$bytes")
-      echo "$mbps $(( $(tund_counter "retransmission timeouts") - t0 )) $(( $(tund_counter "retransmitted segments") - r0 ))"
+      echo "$mbps $(( $(tund_counter "retransmission timeouts") - t0 )) $(( $(tund_counter "D-SACKs received") - d0 ))"
     done | summary "$mib")
     kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
     ip netns del "$NS" 2>/dev/null || true
@@ -162,10 +169,10 @@ CONF
   for _ in $(seq 50); do ip netns exec "$VA" curl -s --max-time 1 -o /dev/null http://10.77.0.2:8080/ && break; sleep 0.1; done
   loss "$VB" vb "$pct"
   col[kernel]=$(for _ in $(seq "$RUNS"); do
-    t0=$(kernel_counter TcpExt TCPTimeouts) r0=$(kernel_counter Tcp RetransSegs)
+    t0=$(kernel_counter TcpExt TCPTimeouts) d0=$(kernel_counter TcpExt TCPDSACKRecv)
     mbps=$(NS=$VA download "http://10.77.0.2:8080/file" "$bytes")
-    echo "$mbps $(( $(kernel_counter TcpExt TCPTimeouts) - t0 )) $(( $(kernel_counter Tcp RetransSegs) - r0 ))"
+    echo "$mbps $(( $(kernel_counter TcpExt TCPTimeouts) - t0 )) $(( $(kernel_counter TcpExt TCPDSACKRecv) - d0 ))"
   done | summary "$mib")
   cleanup_veth
-  printf '%-5s %-6s %-12s %-34s %-34s %-34s\n' "$pct%" "$mib" "$mathis" "${col[newreno]}" "${col[cubic]}" "${col[kernel]}"
+  printf '%-5s %-4s %-7s %-40s %-40s %-40s\n' "$pct%" "$mib" "$mathis" "${col[newreno]}" "${col[cubic]}" "${col[kernel]}"
 done

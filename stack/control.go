@@ -60,6 +60,7 @@ type ControlConn struct {
 	Timeouts      uint64 `json:"timeouts,omitempty"`
 	Recoveries    uint64 `json:"recoveries,omitempty"`
 	Probes        uint64 `json:"probes,omitempty"`
+	DSACKs        uint64 `json:"dsacks,omitempty"`
 	BytesInFlight int    `json:"in_flight,omitempty"`
 	SynQueue      int    `json:"syn_q,omitempty"` // a listener's half-open connections
 	Note          string `json:"note,omitempty"`  // Conn.SetNote
@@ -263,7 +264,7 @@ func (s *Stack) controlConnections() []ControlConn {
 			RcvBuf: ci.RcvBuf, SndBuf: ci.SndBuf, CC: ci.CC, SACK: ci.SACK, TS: ci.TS,
 			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
 			Retransmits: ci.Retransmits, Timeouts: ci.Timeouts, Recoveries: ci.Recoveries, Probes: ci.Probes,
-			BytesInFlight: ci.SndNxt.Sub(ci.SndUna), SynQueue: ci.SynQueue, Note: ci.Note,
+			DSACKs: ci.DSACKs, BytesInFlight: ci.SndNxt.Sub(ci.SndUna), SynQueue: ci.SynQueue, Note: ci.Note,
 		}
 		if ci.State == tcp.TimeWait || ci.State == tcp.Listen {
 			out[i].BytesInFlight = 0

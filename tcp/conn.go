@@ -353,6 +353,10 @@ type Conn struct {
 	Timeouts    uint64 // retransmission timeouts
 	Recoveries  uint64 // fast recoveries entered
 	Probes      uint64 // tail loss probes sent
+	// DSACKs counts D-SACK blocks received (RFC 2883): the peer got a
+	// segment twice, most often because we sent it again needlessly (a
+	// spurious timeout or fast retransmit), or the network duplicated it.
+	DSACKs uint64
 	// OutOfWindow counts segments dropped by the RFC 9293 §3.10.7.4
 	// sequence number test (each answered with an ACK unless a reset).
 	OutOfWindow uint64
@@ -556,6 +560,7 @@ type Info struct {
 	Timeouts       uint64
 	Recoveries     uint64
 	Probes         uint64
+	DSACKs         uint64
 	Timer          string        // the timer that fires next ("" if none)
 	TimerAt        time.Duration // when, on the caller's clock
 }
@@ -567,7 +572,7 @@ func (c *Conn) Info() Info {
 		SndWnd: c.sndWnd, RcvWnd: c.rcvWindow(), SendQ: c.snd.Len(), RecvQ: c.rcv.Len(),
 		RcvBuf: c.rcvBufSize, SndBuf: c.snd.Limit(),
 		MSS: c.segMSS(), SRTT: c.rto.SRTT(), RTO: c.rto.Timeout(), Retransmits: c.Retransmits,
-		Timeouts: c.Timeouts, Recoveries: c.Recoveries, Probes: c.Probes,
+		Timeouts: c.Timeouts, Recoveries: c.Recoveries, Probes: c.Probes, DSACKs: c.DSACKs,
 	}
 	if c.cc != nil {
 		in.Cwnd, in.SSThresh, in.CC = c.cc.Window(), c.cc.SSThresh(), c.cc.Name()

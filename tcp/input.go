@@ -331,6 +331,9 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 
 	// RFC 2018: record what the peer reports holding beyond SND.UNA.
 	sackNews := false
+	if c.sackOK && isDSACK(seg) {
+		c.DSACKs++
+	}
 	if c.sackOK {
 		for i := 0; i < seg.Options.NumSACK; i++ {
 			b := seg.Options.SACK[i]
@@ -468,6 +471,24 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 	}
 	c.tlpOut = false
 	c.armTLP(now)
+}
+
+// isDSACK reports whether seg's first SACK block is a D-SACK (RFC 2883
+// §4): one reporting bytes received twice, which it shows by lying below
+// the cumulative ACK, or inside the second block.
+func isDSACK(seg *Segment) bool {
+	if seg.Options.NumSACK == 0 {
+		return false
+	}
+	first := seg.Options.SACK[0]
+	if first.End.LessThanEq(seg.Ack) {
+		return true
+	}
+	if seg.Options.NumSACK > 1 {
+		second := seg.Options.SACK[1]
+		return second.Start.LessThanEq(first.Start) && first.End.LessThanEq(second.End)
+	}
+	return false
 }
 
 // dupAck counts duplicate ACKs. Loss recovery starts on the third

@@ -59,6 +59,8 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 				func(s *stack.Stats) uint64 { return s.Recoveries }),
 			counter("tail_loss_probes_total", "Tail loss probes sent (RFC 8985).",
 				func(s *stack.Stats) uint64 { return s.Probes }),
+			counter("dsacks_received_total", "D-SACK blocks received (RFC 2883): segments the peer got twice, most often sent again needlessly.",
+				func(s *stack.Stats) uint64 { return s.DSACKs }),
 			counter("resets_sent_total", "RSTs sent for segments no connection wanted (RFC 9293 §3.10.7.1).",
 				func(s *stack.Stats) uint64 { return s.ResetsSent }),
 			counter("echo_replies_total", "ICMP echo replies sent.",

@@ -111,10 +111,10 @@ func printConns(out io.Writer, conns []stack.ControlConn, info bool) {
 			if c.TS {
 				opts += " ts"
 			}
-			fmt.Fprintf(tw, "\t%s%s mss:%d cwnd:%d ssthresh:%d snd_wnd:%d rcv_wnd:%d rcv_buf:%d snd_buf:%d in_flight:%d srtt:%v rto:%v retrans:%d timeouts:%d recoveries:%d probes:%d",
+			fmt.Fprintf(tw, "\t%s%s mss:%d cwnd:%d ssthresh:%d snd_wnd:%d rcv_wnd:%d rcv_buf:%d snd_buf:%d in_flight:%d srtt:%v rto:%v retrans:%d timeouts:%d recoveries:%d probes:%d dsacks:%d",
 				c.CC, opts, c.MSS, c.Cwnd, c.SSThresh, c.SndWnd, c.RcvWnd, c.RcvBuf, c.SndBuf, c.BytesInFlight,
 				time.Duration(c.SRTTMicros)*time.Microsecond, time.Duration(c.RTOMicros)*time.Microsecond, c.Retransmits,
-				c.Timeouts, c.Recoveries, c.Probes)
+				c.Timeouts, c.Recoveries, c.Probes, c.DSACKs)
 		}
 		fmt.Fprintln(tw)
 	}

@@ -128,6 +128,7 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"retransmission timeouts", st.Timeouts},
 		{"fast recoveries", st.Recoveries},
 		{"tail loss probes", st.Probes},
+		{"D-SACKs received", st.DSACKs},
 		{"resets sent", st.ResetsSent},
 		{"echo replies", st.EchoReplies},
 		{"active opens", st.ActiveOpens},
