@@ -18,6 +18,8 @@ type Sample struct {
 	SndWnd        int // the peer's receive window
 	SRTT, RTO     time.Duration
 	Retransmits   uint64
+	Timeouts      uint64 // retransmission timeouts so far
+	DSACKs        uint64 // D-SACKs received so far (RFC 2883)
 }
 
 // Sampler configures periodic per-connection samples: every Interval,
@@ -60,7 +62,7 @@ func (s *Stack) sampleLoop() {
 			sp.Func(Sample{
 				Time: now, Local: s.localOf(c.key), Remote: c.key.remote(), State: in.State.String(),
 				Cwnd: in.Cwnd, SSThresh: in.SSThresh, InFlight: in.SndNxt.Sub(in.SndUna), SndWnd: in.SndWnd,
-				SRTT: in.SRTT, RTO: in.RTO, Retransmits: in.Retransmits,
+				SRTT: in.SRTT, RTO: in.RTO, Retransmits: in.Retransmits, Timeouts: in.Timeouts, DSACKs: in.DSACKs,
 			})
 		}
 	}

@@ -13,7 +13,7 @@ import (
 // line, for scripts (scripts/plot turns them into an SVG plot):
 //
 //	{"t":0.0123,"kind":"transition","local":"198.18.0.2:80","remote":"198.18.0.1:40312","from":"ESTABLISHED","to":"CLOSE-WAIT","on":"rcv FIN","seq":1,"ack":2}
-//	{"t":0.0200,"kind":"sample","local":"...","remote":"...","state":"ESTABLISHED","cwnd":14480,"ssthresh":1073741824,"inflight":2896,"snd_wnd":65535,"srtt_us":310,"rto_us":200000,"retrans":0}
+//	{"t":0.0200,"kind":"sample","local":"...","remote":"...","state":"ESTABLISHED","cwnd":14480,"ssthresh":1073741824,"inflight":2896,"snd_wnd":65535,"srtt_us":310,"rto_us":200000,"retrans":3,"timeouts":1,"dsacks":1}
 type jsonTrace struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
@@ -47,6 +47,8 @@ type jsonEvent struct {
 	SRTTus   int64  `json:"srtt_us,omitempty"`
 	RTOus    int64  `json:"rto_us,omitempty"`
 	Retrans  uint64 `json:"retrans,omitempty"`
+	Timeouts uint64 `json:"timeouts,omitempty"`
+	DSACKs   uint64 `json:"dsacks,omitempty"`
 }
 
 func (j *jsonTrace) transition(ev stack.TraceEvent) {
@@ -64,7 +66,8 @@ func (j *jsonTrace) transition(ev stack.TraceEvent) {
 func (j *jsonTrace) sample(s stack.Sample) {
 	j.write(&jsonEvent{T: s.Time.Seconds(), Kind: "sample", Local: s.Local.String(), Remote: s.Remote.String(),
 		State: s.State, Cwnd: s.Cwnd, SSThresh: s.SSThresh, InFlight: s.InFlight, SndWnd: s.SndWnd,
-		SRTTus: s.SRTT.Microseconds(), RTOus: s.RTO.Microseconds(), Retrans: s.Retransmits})
+		SRTTus: s.SRTT.Microseconds(), RTOus: s.RTO.Microseconds(), Retrans: s.Retransmits,
+		Timeouts: s.Timeouts, DSACKs: s.DSACKs})
 }
 
 func (j *jsonTrace) write(e *jsonEvent) {
