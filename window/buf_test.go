@@ -50,7 +50,7 @@ func TestSendBufferWrapAndGrow(t *testing.T) {
 
 // TestSendBufferWriteFunc: bytes written in place by WriteFunc read
 // back like Write's, across the ring's wrap and growth; the room offered
-// never passes the limit; a fill that writes nothing into an empty
+// never passes the limit, nor fillMax; a fill that writes nothing into an empty
 // buffer leaves no ring held.
 func TestSendBufferWriteFunc(t *testing.T) {
 	const limit = 300000
@@ -64,7 +64,7 @@ func TestSendBufferWriteFunc(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		want := r.IntN(100000)
 		n := b.WriteFunc(func(room []byte) int {
-			if len(room) == 0 || len(model)+len(room) > limit {
+			if len(room) == 0 || len(room) > fillMax || len(model)+len(room) > limit {
 				t.Fatalf("step %d: room %d with %d held, limit %d", i, len(room), len(model), limit)
 			}
 			k := min(want, len(room))

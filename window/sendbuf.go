@@ -85,18 +85,23 @@ func (b *SendBuffer) Write(p []byte) int {
 
 // fillStep is how much room WriteFunc offers beyond the ring already
 // allocated: a read of unknown size grows the ring one step at a time,
-// by doubling, instead of to the limit at once.
-const fillStep = 64 << 10
+// by doubling, instead of to the limit at once. fillMax bounds one
+// fill, whatever room there is: the caller holds the connection's lock
+// through it (a socket read of 256 KiB is tens of microseconds).
+const (
+	fillStep = 64 << 10
+	fillMax  = 256 << 10
+)
 
 // WriteFunc appends bytes written in place by fill, which is handed the
 // free room at the tail of the ring (contiguous, so possibly less than
 // Free when the room wraps) and returns how many bytes it put there.
 // It saves a copy when the bytes come from a read: a socket's read can
 // land straight in the ring. The room offered is what the ring already
-// has, or fillStep more if it is full, never more than Free. It returns
-// fill's count.
+// has, or fillStep more if it is full, never more than Free or fillMax.
+// It returns fill's count.
 func (b *SendBuffer) WriteFunc(fill func(room []byte) int) int {
-	k := min(b.Free(), max(len(b.buf)-b.n, fillStep))
+	k := min(b.Free(), max(len(b.buf)-b.n, fillStep), fillMax)
 	if k <= 0 {
 		return 0
 	}
