@@ -267,15 +267,19 @@ type Conn struct {
 	ackSegs    int // in-order data segments not yet acknowledged
 
 	// Loss recovery.
-	rto       retransmit.RTO
-	cc        retransmit.Controller
-	retries   int
-	rttTiming bool
-	rttSeq    Seq
-	rttStart  time.Duration
-	dupAcks   int
-	recover   Seq // NewReno: sndMax when fast recovery began
-	inRecover bool
+	rto     retransmit.RTO
+	cc      retransmit.Controller
+	retries int
+	// firstTimeoutAt is when the current run of timeouts began (retries
+	// went from 0 to 1); lastDataAt when new data last left. With a low
+	// RTO floor they time the give-up and the delayed-ACK allowance.
+	firstTimeoutAt, lastDataAt time.Duration
+	rttTiming                  bool
+	rttSeq                     Seq
+	rttStart                   time.Duration
+	dupAcks                    int
+	recover                    Seq // NewReno: sndMax when fast recovery began
+	inRecover                  bool
 
 	// Timers, as absolute times; 0 means not armed.
 	rtxAt     time.Duration

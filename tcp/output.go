@@ -220,6 +220,7 @@ func (c *Conn) transmit(seg Segment, now time.Duration) {
 			c.rttTiming, c.rttSeq, c.rttStart = true, seg.Seq, now
 		}
 		c.sndMax = end
+		c.lastDataAt = now
 	}
 	c.sndNxt = end
 	if c.rtxAt == 0 {

@@ -72,11 +72,65 @@ func (c *Conn) Tick(now time.Duration) {
 	c.output(now)
 }
 
+// wcDelAckT is RFC 8985 §7.2's worst-case delayed ACK: how long a
+// receiver may hold its ACK for a lone in-order segment (RFC 1122
+// §4.2.3.2 allows up to 500 ms; Linux waits 40 to 200 ms). It is also the
+// classic minimum RTO, the base Linux computes its retry limits from.
+const wcDelAckT = 200 * time.Millisecond
+
+// lowFloor reports whether the minimum RTO is under wcDelAckT: then the
+// timer can beat a receiver's delayed ACK, and a count of timeouts no
+// longer measures time. retransmitTimeout corrects for both.
+func (c *Conn) lowFloor() bool { return c.cfg.MinRTO < wcDelAckT }
+
+// delayedAckWait is when, with a low floor, a timeout that fired at now
+// should fire instead, or 0 if it should go ahead. While all that is in
+// flight is one in-order segment and no loss is being repaired, the
+// receiver may be holding its ACK (it acknowledges at once only data
+// that is out of order or fills a hole, RFC 5681 §4.2): wait SRTT plus
+// the allowance from when that segment left, as RFC 8985 §7.2 does for
+// the loss probe, before calling it lost.
+func (c *Conn) delayedAckWait(now time.Duration) time.Duration {
+	if !c.lowFloor() || !c.synAcked || c.retries > 0 || c.inRecover || !c.sb.Empty() ||
+		c.sndWnd == 0 || c.sndMax.Sub(c.sndUna) > c.segMSS() {
+		return 0
+	}
+	if at := c.lastDataAt + c.rto.SRTT() + wcDelAckT; now < at {
+		return at
+	}
+	return 0
+}
+
+// retriesExhausted reports whether a connection that has timed out
+// c.retries times in a row, against limit, is to be given up. By count,
+// as RFC 9293 §3.8.3 describes R2; with a low floor also by time: not
+// before limit timeouts from the classic 200 ms floor would have taken
+// (Linux's tcp_retries2 is such a time), so that a small RTO does not
+// shrink R2 below the 100 s RFC 9293 §3.8.3 asks for (MUST-20).
+func (c *Conn) retriesExhausted(limit int, now time.Duration) bool {
+	if c.retries < limit {
+		return false
+	}
+	if !c.lowFloor() || !c.synAcked {
+		return true
+	}
+	var span time.Duration
+	for i, d := 0, wcDelAckT; i < limit; i++ {
+		span += min(d, c.cfg.MaxRTO)
+		d *= 2
+	}
+	return now-c.firstTimeoutAt >= span
+}
+
 // retransmitTimeout is RFC 6298 §5.4-5.7: resend from the first
 // unacknowledged segment, back the timer off, and give up after the retry
 // limit with ETIMEDOUT.
 func (c *Conn) retransmitTimeout(now time.Duration) {
 	c.rtxAt = 0
+	if at := c.delayedAckWait(now); at != 0 {
+		c.rtxAt = at
+		return
+	}
 	limit := c.cfg.MaxRetries
 	switch {
 	case c.state == SynSent:
@@ -95,9 +149,12 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	// §4.2.2.17). A peer that answers is alive and is not timed out for
 	// its window: then only probes it left unanswered count.
 	probing := c.synAcked && c.sndWnd == 0
-	if c.retries >= limit && (!probing || c.probesUnanswered >= limit) {
+	if c.retriesExhausted(limit, now) && (!probing || c.probesUnanswered >= limit) {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
 		return
+	}
+	if c.retries == 0 {
+		c.firstTimeoutAt = now
 	}
 	c.retries++
 	c.Retransmits++
@@ -193,7 +250,7 @@ func (c *Conn) armTLP(now time.Duration) {
 	}
 	pto := max(2*srtt, 10*time.Millisecond)
 	if c.sndMax.Sub(c.sndUna) <= c.segMSS() {
-		pto += 200 * time.Millisecond // RFC 8985 §7.2: WCDelAckT
+		pto += wcDelAckT // RFC 8985 §7.2
 	}
 	if c.rtxAt != 0 && now+pto >= c.rtxAt {
 		return

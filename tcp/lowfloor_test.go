@@ -1,0 +1,101 @@
+package tcp
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLowFloorWaitsOutDelayedAck: with a minimum RTO under 200 ms, the
+// timer may beat a receiver that holds its ACK for a lone in-order
+// segment. Worked numbers on the 100 ms round trip of slowPair: one
+// segment sent at t0, unanswered; the RTO (SRTT + 4·RTTVAR, about 110 ms)
+// fires, and is moved to t0 + SRTT + 200 ms (RFC 8985 §7.2's WCDelAckT)
+// with nothing resent and no timeout counted; then it goes. With two
+// segments in flight the receiver ACKs the second at once (RFC 5681
+// §4.2), so there is no wait; and with the default floor of 200 ms
+// nothing changes.
+func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
+	lone := func(t *testing.T, minRTO time.Duration, segs int) (p *pair, t0, rto time.Duration) {
+		p, _ = slowPair(t, Config{DelayedAck: -1, MinRTO: minRTO})
+		t0 = p.now
+		p.a.Write(pattern(segs*p.a.segMSS()), p.now)
+		p.aOut.queue = nil // lost, or its ACK held
+		return p, t0, p.a.rtxAt - t0
+	}
+
+	t.Run("one segment, floor 5 ms: wait for the delayed ACK", func(t *testing.T) {
+		p, t0, rto := lone(t, 5*time.Millisecond, 1)
+		srtt := p.a.rto.SRTT()
+		if rto >= srtt+wcDelAckT {
+			t.Fatalf("RTO %v: want it under SRTT %v + 200 ms for the test to mean anything", rto, srtt)
+		}
+		p.now = t0 + rto
+		p.a.Tick(p.now)
+		if p.a.Timeouts != 0 || len(p.aOut.queue) != 0 || p.a.rtxAt != t0+srtt+wcDelAckT {
+			t.Fatalf("at the RTO (%v): %d timeouts, %d segments, timer at +%v; want none, none, +%v (SRTT + 200 ms)",
+				rto, p.a.Timeouts, len(p.aOut.queue), p.a.rtxAt-t0, srtt+wcDelAckT)
+		}
+		p.now = p.a.rtxAt
+		p.a.Tick(p.now)
+		if p.a.Timeouts != 1 || len(p.aOut.queue) != 1 {
+			t.Fatalf("at SRTT + 200 ms: %d timeouts, %d segments; want the segment resent", p.a.Timeouts, len(p.aOut.queue))
+		}
+	})
+
+	t.Run("two segments, floor 5 ms: no wait", func(t *testing.T) {
+		p, t0, rto := lone(t, 5*time.Millisecond, 2)
+		p.now = t0 + rto
+		p.a.Tick(p.now)
+		if p.a.Timeouts != 1 {
+			t.Fatalf("at the RTO with two segments out: %d timeouts, want 1", p.a.Timeouts)
+		}
+	})
+
+	t.Run("one segment, default floor: unchanged", func(t *testing.T) {
+		p, t0, rto := lone(t, 0, 1)
+		if rto != 200*time.Millisecond {
+			t.Fatalf("RTO %v, want the 200 ms floor", rto)
+		}
+		p.now = t0 + rto
+		p.a.Tick(p.now)
+		if p.a.Timeouts != 1 {
+			t.Fatalf("at the RTO: %d timeouts, want 1", p.a.Timeouts)
+		}
+	})
+}
+
+// TestLowFloorGivesUpByTime: RFC 9293 §3.8.3 wants R2, the give-up, to be
+// at least 100 s, and counts it in retransmissions; with a 1 ms floor, 3
+// retries would be over in about 15 ms. With a low floor the count must
+// also have taken as long as it would from the classic 200 ms floor:
+// 200 + 400 + 800 = 1.4 s after the first timeout for MaxRetries = 3. The
+// default floor gives up at the count, as before.
+func TestLowFloorGivesUpByTime(t *testing.T) {
+	run := func(t *testing.T, minRTO time.Duration) (timeouts uint64, span time.Duration) {
+		p := newPair(t, Config{DelayedAck: -1, MinRTO: minRTO, MaxRetries: 3})
+		p.a.Write(pattern(100), p.now)
+		p.aOut.queue = nil
+		var first time.Duration
+		for i := 0; i < 1000 && p.a.Err() == nil; i++ {
+			p.now = p.a.NextTimer()
+			p.a.Tick(p.now)
+			if p.a.Timeouts == 1 && first == 0 {
+				first = p.now
+			}
+			p.aOut.queue = nil
+		}
+		if !errors.Is(p.a.Err(), syscall.ETIMEDOUT) {
+			t.Fatalf("error %v, want ETIMEDOUT", p.a.Err())
+		}
+		return p.a.Timeouts, p.now - first
+	}
+	n, span := run(t, time.Millisecond)
+	if span < 1400*time.Millisecond || span > 2400*time.Millisecond || n <= 3 {
+		t.Errorf("floor 1 ms: gave up %v after the first timeout, after %d timeouts; want 1.4 s (and up to one more backed-off RTO), more than 3", span, n)
+	}
+	if n, _ := run(t, 0); n != 3 {
+		t.Errorf("default floor: gave up after %d timeouts, want MaxRetries = 3", n)
+	}
+}
