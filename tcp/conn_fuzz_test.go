@@ -82,6 +82,9 @@ func fuzzConfig(r *fuzzInput) Config {
 		cfg.Memory = window.NewMemory(budget)
 	}
 	cfg.OrphanRetries = [...]int{0, 1, 3, -1}[int(snd)/6%4]
+	// A floor under 200 ms takes the low-floor rules (delayed-ACK wait,
+	// give-up by time).
+	cfg.MinRTO = [...]time.Duration{0, 0, 5 * time.Millisecond, time.Millisecond}[int(snd)/24%4]
 	cfg.PMTUExpire = [...]time.Duration{0, 5 * time.Second, -1}[int(mss)/5%3]
 	if int(mss)/15%2 == 1 {
 		cfg.InvalidAckInterval = -1
