@@ -274,6 +274,7 @@ type Conn struct {
 	// went from 0 to 1); lastDataAt when new data last left. With a low
 	// RTO floor they time the give-up and the delayed-ACK allowance.
 	firstTimeoutAt, lastDataAt time.Duration
+	firstProbeAt               time.Duration // the first window probe of the current run (persistN 0 → 1)
 	rttTiming                  bool
 	rttSeq                     Seq
 	rttStart                   time.Duration
@@ -885,9 +886,16 @@ func (c *Conn) checkOrphan(now time.Duration) {
 func (c *Conn) orphaned() bool { return c.readClosed && c.finQueued }
 
 // orphanGaveUp reports whether an orphan has made no progress through n
-// retransmission timeouts or window probes, the most OrphanRetries allows.
-func (c *Conn) orphanGaveUp(n int) bool {
-	return c.orphaned() && c.cfg.OrphanRetries > 0 && n >= c.cfg.OrphanRetries
+// retransmission timeouts or window probes, the first of them at since:
+// the most OrphanRetries allows. With a low RTO floor they must also have
+// taken as long as from the classic 200 ms floor (Linux counts its orphan
+// retries in that time too), or a 5 ms floor would end an orphan in a
+// second instead of the minutes a peer may need.
+func (c *Conn) orphanGaveUp(n int, since, now time.Duration) bool {
+	if !c.orphaned() || c.cfg.OrphanRetries <= 0 || n < c.cfg.OrphanRetries {
+		return false
+	}
+	return !c.lowFloor() || now-since >= classicSpan(c.cfg.OrphanRetries, c.cfg.MaxRTO)
 }
 
 // endOrphan resets an orphan that the peer keeps from finishing, so the

@@ -99,3 +99,58 @@ func TestLowFloorGivesUpByTime(t *testing.T) {
 		t.Errorf("default floor: gave up after %d timeouts, want MaxRetries = 3", n)
 	}
 }
+
+// TestLowFloorOrphanKeepsItsTime: an orphan is given OrphanRetries
+// timeouts, or window probes, without progress; with a 5 ms floor those
+// would be over in about a second. With a low floor they must also span
+// what they would from 200 ms: for OrphanRetries = 8 and MaxRTO 60 s,
+// 0.2 + 0.4 + … + 25.6 = 51 s. Both ways an orphan ends: a peer that
+// never ACKs the FIN (LAST-ACK), and one that holds its window shut and
+// answers every probe (FIN-WAIT-1).
+func TestLowFloorOrphanKeepsItsTime(t *testing.T) {
+	cfg := Config{MinRTO: 5 * time.Millisecond}
+	span := classicSpan(DefaultConfig().OrphanRetries, DefaultConfig().MaxRTO)
+	if span != 51*time.Second {
+		t.Fatalf("classicSpan(8, 60 s) = %v, want 51 s", span)
+	}
+
+	t.Run("LAST-ACK, the FIN never acknowledged", func(t *testing.T) {
+		p := newPair(t, cfg)
+		p.a.CloseWrite(p.now)
+		p.run()
+		p.aOut.drop = func(*Segment) bool { return true }
+		p.b.Close(p.now)
+		closedAt := p.now
+		for i := 0; i < 100000 && p.b.State() != Closed; i++ {
+			p.now = p.b.NextTimer()
+			p.b.Tick(p.now)
+		}
+		held := p.now - closedAt
+		if p.b.State() != Closed || !errors.Is(p.b.Err(), syscall.ETIMEDOUT) {
+			t.Fatalf("state %v, error %v: want the orphan ended with ETIMEDOUT", p.b.State(), p.b.Err())
+		}
+		if held < span || held > 2*span {
+			t.Fatalf("orphan held %v after %d timeouts; want at least %v (and not twice that)", held, p.b.Timeouts, span)
+		}
+		t.Logf("LAST-ACK orphan held %v, %d timeouts", held, p.b.Timeouts)
+	})
+
+	t.Run("FIN-WAIT-1, a shut window whose probes are answered", func(t *testing.T) {
+		p := newPair(t, cfg)
+		fillWindow(t, p, 300<<10)
+		closedAt := p.now
+		p.a.Close(p.now)
+		p.wantState(p.a, FinWait1)
+		for i := 0; i < 24*60*60 && p.a.State() != Closed; i++ {
+			p.advance(time.Second)
+		}
+		held := p.now - closedAt
+		if p.a.State() != Closed || !errors.Is(p.a.Err(), syscall.ETIMEDOUT) {
+			t.Fatalf("state %v, error %v: want the orphan ended with ETIMEDOUT", p.a.State(), p.a.Err())
+		}
+		if held < span || held > 3*span {
+			t.Fatalf("zero-window orphan held %v; want at least %v (and not three times that)", held, span)
+		}
+		t.Logf("zero-window orphan held %v", held)
+	})
+}

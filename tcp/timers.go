@@ -114,12 +114,19 @@ func (c *Conn) retriesExhausted(limit int, now time.Duration) bool {
 	if !c.lowFloor() || !c.synAcked {
 		return true
 	}
+	return now-c.firstTimeoutAt >= classicSpan(limit, c.cfg.MaxRTO)
+}
+
+// classicSpan is how long n timeouts in a row take from the classic
+// 200 ms floor, each twice the last, up to maxRTO: what a count of
+// retries meant before a low floor shortened them.
+func classicSpan(n int, maxRTO time.Duration) time.Duration {
 	var span time.Duration
-	for i, d := 0, wcDelAckT; i < limit; i++ {
-		span += min(d, c.cfg.MaxRTO)
+	for i, d := 0, wcDelAckT; i < n; i++ {
+		span += min(d, maxRTO)
 		d *= 2
 	}
-	return now-c.firstTimeoutAt >= span
+	return span
 }
 
 // retransmitTimeout is RFC 6298 §5.4-5.7: resend from the first
@@ -138,7 +145,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	case !c.synAcked:
 		limit = c.cfg.SynAckRetries
 	}
-	if c.synAcked && c.orphanGaveUp(c.retries) {
+	if c.synAcked && c.orphanGaveUp(c.retries, c.firstTimeoutAt, now) {
 		c.endOrphan()
 		return
 	}
@@ -210,7 +217,7 @@ func (c *Conn) probeWindow(now time.Duration) {
 	// that holds its window shut for ever must not pin the connection and
 	// its send buffer for ever (the probes' backoff, persistN, restarts
 	// only when the window opens).
-	if c.sndWnd == 0 && c.orphanGaveUp(c.persistN) {
+	if c.sndWnd == 0 && c.orphanGaveUp(c.persistN, c.firstProbeAt, now) {
 		c.endOrphan()
 		return
 	}
@@ -227,6 +234,9 @@ func (c *Conn) probeWindow(now time.Duration) {
 	c.send(Segment{Seq: c.sndUna.Add(-1)})
 	if c.cfg.Trace != nil {
 		c.cfg.Trace(Transition{c.state, TimeoutPersist, c.state, "send window probe"}, nil)
+	}
+	if c.persistN == 0 {
+		c.firstProbeAt = now
 	}
 	c.persistN++
 	c.probesUnanswered++
