@@ -40,7 +40,7 @@ if command -v tshark >/dev/null; then
   # tshark calls a segment sent again within about a round trip of the
   # original "out of order" rather than a retransmission.
   ts() { tshark -r "$OUT.pcap" -Y "tcp.srcport == 8080 && $1" 2>/dev/null | wc -l; }
-  echo "tshark: $(ts tcp.analysis.retransmission) retransmissions ($(ts tcp.analysis.fast_retransmission) fast)" \
-    "and $(ts tcp.analysis.out_of_order) segments out of order"
+  echo "tshark: $(ts tcp.analysis.retransmission) retransmissions ($(ts tcp.analysis.fast_retransmission) fast)," \
+    "$(ts tcp.analysis.out_of_order) segments out of order, $(ts tcp.analysis.spurious_retransmission) spurious"
 fi
 echo "wrote $OUT.svg, $OUT-zoom.svg and $OUT.pcap"
