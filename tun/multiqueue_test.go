@@ -32,7 +32,7 @@ func udpPacket(sport, dport uint16, payload []byte) []byte {
 }
 
 // TestMultiqueueSteersFlows opens a TUN with four queues inside a network
-// namespace of its own (newTestNetns, deleted afterwards; the device and
+// namespace of its own (a netns from newTestNetns, deleted afterwards; the device and
 // the kernel sockets live only there) and has the kernel sockets send UDP
 // on sixteen flows through it: every datagram of a flow
 // arrives on one queue, the flows spread over more than one, and once
