@@ -275,6 +275,7 @@ type Conn struct {
 	// RTO floor they time the give-up and the delayed-ACK allowance.
 	firstTimeoutAt, lastDataAt time.Duration
 	firstProbeAt               time.Duration // the first window probe of the current run (persistN 0 → 1)
+	firstUnansweredAt          time.Duration // the first of the probes left unanswered since the last ACK
 	rttTiming                  bool
 	rttSeq                     Seq
 	rttStart                   time.Duration

@@ -154,3 +154,36 @@ func TestLowFloorOrphanKeepsItsTime(t *testing.T) {
 		t.Logf("zero-window orphan held %v", held)
 	})
 }
+
+// TestLowFloorProbesKeepTheirTime: a sender whose peer shut its window
+// and then vanished gives up after MaxRetries unanswered window probes.
+// With a 5 ms floor the probes back off from the (small) RTO, and 5 of
+// them were over in 2.8 s here; with a low floor they must also span what
+// they would from 200 ms: 0.2 + 0.4 + 0.8 + 1.6 + 3.2 = 6.2 s after the
+// first.
+func TestLowFloorProbesKeepTheirTime(t *testing.T) {
+	p := newPair(t, Config{MinRTO: 5 * time.Millisecond, MaxRetries: 5})
+	fillWindow(t, p, 300<<10)
+	p.bOut.drop = func(*Segment) bool { return true } // b is gone
+	var first time.Duration
+	tap(p.aOut, func(seg *Segment) {
+		// A zero-window probe: no payload, one below SND.UNA.
+		if first == 0 && len(seg.Payload) == 0 && seg.Flags == FlagACK && seg.Seq == p.a.sndUna.Add(-1) {
+			first = p.now
+		}
+	})
+	for i := 0; i < 100000 && p.a.State() != Closed; i++ {
+		p.now = p.a.NextTimer()
+		p.a.Tick(p.now)
+		p.aOut.queue = nil
+	}
+	if !errors.Is(p.a.Err(), syscall.ETIMEDOUT) || first == 0 {
+		t.Fatalf("error %v, first probe at %v: want probes, then ETIMEDOUT", p.a.Err(), first)
+	}
+	span := classicSpan(5, DefaultConfig().MaxRTO)
+	if held := p.now - first; held < span || held > 3*span {
+		t.Fatalf("gave up %v after the first unanswered probe; want at least %v (and not three times that)", held, span)
+	} else {
+		t.Logf("gave up %v after the first unanswered probe (span %v)", held, span)
+	}
+}

@@ -188,6 +188,9 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	c.sndNxt = c.sndUna
 	c.rtxAt = now + c.rto.Timeout()
 	if probing {
+		if c.probesUnanswered == 0 {
+			c.firstUnansweredAt = now
+		}
 		c.probesUnanswered++
 		c.resend(c.sndUna, c.segMSS())
 	}
@@ -209,7 +212,8 @@ func (c *Conn) probeWindow(now time.Duration) {
 	if (unsent <= 0 && !finWaits) || c.sndUna != c.sndMax {
 		return
 	}
-	if c.probesUnanswered >= c.cfg.MaxRetries {
+	if c.probesUnanswered >= c.cfg.MaxRetries &&
+		(!c.lowFloor() || now-c.firstUnansweredAt >= classicSpan(c.cfg.MaxRetries, c.cfg.MaxRTO)) {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
 		return
 	}
@@ -237,6 +241,9 @@ func (c *Conn) probeWindow(now time.Duration) {
 	}
 	if c.persistN == 0 {
 		c.firstProbeAt = now
+	}
+	if c.probesUnanswered == 0 {
+		c.firstUnansweredAt = now
 	}
 	c.persistN++
 	c.probesUnanswered++
