@@ -319,8 +319,15 @@ func TestTimeWaitTableCap(t *testing.T) {
 	if ack := p.recv(); ack.Flags != tcp.FlagACK || ack.Ack != rc.sndNxt+1 {
 		t.Fatalf("want the ACK of our FIN, got %v", ack.String())
 	}
+	// The ACK of our FIN leaves before the connection moves on to
+	// TIME-WAIT (the state change follows the segment's processing), so
+	// the count is waited for, not read at once.
 	p.settle()
 	st := p.s.Stats()
+	for deadline := time.Now().Add(5 * time.Second); (st.TimeWaitOverflow == 0 || len(p.s.allConns()) != 0) &&
+		time.Now().Before(deadline); st = p.s.Stats() {
+		time.Sleep(time.Millisecond)
+	}
 	if st.TimeWait != 1 || st.TimeWaitOverflow != 1 {
 		t.Fatalf("TIME-WAIT %d, overflow %d; want 1 and 1", st.TimeWait, st.TimeWaitOverflow)
 	}
