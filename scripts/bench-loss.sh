@@ -49,10 +49,9 @@ command -v nft >/dev/null || { echo "$0: needs nft (nftables)" >&2; exit 1; }
 [ -x /usr/sbin/nginx ] || { echo "$0: needs /usr/sbin/nginx (apt install nginx)" >&2; exit 1; }
 
 VA=tund-veth-a-$$ VB=tund-veth-b-$$
-KNGINX=
 cleanup_veth() {
-  [ -z "$KNGINX" ] || kill "$KNGINX" 2>/dev/null || true
-  KNGINX=
+  [ -z "$NGINX_PID" ] || kill "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=
   ip netns del "$VA" 2>/dev/null || true
   ip netns del "$VB" 2>/dev/null || true
 }
@@ -153,20 +152,7 @@ for pct in $RATES; do
   ip -n "$VA" addr add 10.77.0.1/24 dev va; ip -n "$VA" link set va up; ip -n "$VA" link set lo up
   ip -n "$VB" addr add 10.77.0.2/24 dev vb; ip -n "$VB" link set vb up; ip -n "$VB" link set lo up
   head -c "$bytes" /dev/zero >"$SHM/file"
-  cat >"$SHM/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1;
-pid $SHM/nginx.pid; error_log stderr warn;
-events { worker_connections 64; }
-http {
-  access_log off; sendfile on; tcp_nopush on;
-  client_body_temp_path $SHM/b; proxy_temp_path $SHM/p; fastcgi_temp_path $SHM/f;
-  uwsgi_temp_path $SHM/u; scgi_temp_path $SHM/s;
-  server { listen 10.77.0.2:8080; root $SHM; }
-}
-CONF
-  ip netns exec "$VB" /usr/sbin/nginx -e stderr -p "$SHM" -c "$SHM/nginx.conf" >"$WORK/knginx.log" 2>&1 &
-  KNGINX=$!
-  for _ in $(seq 50); do ip netns exec "$VA" curl -s --max-time 1 -o /dev/null http://10.77.0.2:8080/ && break; sleep 0.1; done
+  start_nginx "$SHM" "$VB" 10.77.0.2:8080
   loss "$VB" vb "$pct"
   col[kernel]=$(for _ in $(seq "$RUNS"); do
     t0=$(kernel_counter TcpExt TCPTimeouts) d0=$(kernel_counter TcpExt TCPDSACKRecv)

@@ -66,13 +66,14 @@ start_tund() {
 # in_ns CMD...: run a command inside the namespace.
 in_ns() { ip netns exec "$NS" "$@"; }
 
-# start_nginx DIR: the distribution's nginx, in $NS on 198.18.0.1:8081,
-# serving DIR (sendfile), its configuration, pid and temp files under
-# $WORK/nginx; killed by cleanup. The namespace's loopback is brought up
-# (nginx and its clients in the namespace talk over it).
+# start_nginx DIR [NAMESPACE ADDR:PORT]: the distribution's nginx serving
+# DIR (sendfile), in NAMESPACE (default $NS) on ADDR:PORT (default
+# 198.18.0.1:8081), its configuration, pid and temp files under
+# $WORK/nginx; NGINX_PID, killed by cleanup. The namespace's loopback is
+# brought up (nginx and its clients in the namespace talk over it).
 start_nginx() {
   [ -x /usr/sbin/nginx ] || { echo "$0: needs /usr/sbin/nginx (apt install nginx)" >&2; exit 1; }
-  local d=$WORK/nginx
+  local d=$WORK/nginx ns=${2:-$NS} addr=${3:-198.18.0.1:8081}
   mkdir -p "$d"
   cat >"$d/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1;
@@ -82,16 +83,16 @@ http {
   access_log off; sendfile on; tcp_nopush on;
   client_body_temp_path $d/b; proxy_temp_path $d/p; fastcgi_temp_path $d/f;
   uwsgi_temp_path $d/u; scgi_temp_path $d/s;
-  server { listen 198.18.0.1:8081; root $1; }
+  server { listen $addr; root $1; }
 }
 CONF
-  in_ns ip link set lo up
+  ip -n "$ns" link set lo up
   # ip netns exec execs nginx: $! is nginx's own pid; its output goes to
   # a file, not to whatever reads the script's.
-  ip netns exec "$NS" /usr/sbin/nginx -e stderr -p "$d" -c "$d/nginx.conf" >"$d/log" 2>&1 &
+  ip netns exec "$ns" /usr/sbin/nginx -e stderr -p "$d" -c "$d/nginx.conf" >"$d/log" 2>&1 &
   NGINX_PID=$!
   for _ in $(seq 50); do
-    in_ns curl -s --max-time 1 -o /dev/null "http://198.18.0.1:8081/" && return 0
+    ip netns exec "$ns" curl -s --max-time 1 -o /dev/null "http://$addr/" && return 0
     sleep 0.1
   done
   echo "$0: nginx did not start:" >&2
