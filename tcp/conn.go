@@ -896,7 +896,7 @@ func (c *Conn) orphanGaveUp(n int, since, now time.Duration) bool {
 	if !c.orphaned() || c.cfg.OrphanRetries <= 0 || n < c.cfg.OrphanRetries {
 		return false
 	}
-	return !c.lowFloor() || now-since >= classicSpan(c.cfg.OrphanRetries, c.cfg.MaxRTO)
+	return c.lastedAsFrom200ms(c.cfg.OrphanRetries, since, now)
 }
 
 // endOrphan resets an orphan that the peer keeps from finishing, so the

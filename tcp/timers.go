@@ -111,10 +111,16 @@ func (c *Conn) retriesExhausted(limit int, now time.Duration) bool {
 	if c.retries < limit {
 		return false
 	}
-	if !c.lowFloor() || !c.synAcked {
-		return true
-	}
-	return now-c.firstTimeoutAt >= classicSpan(limit, c.cfg.MaxRTO)
+	return !c.synAcked || c.lastedAsFrom200ms(limit, c.firstTimeoutAt, now)
+}
+
+// lastedAsFrom200ms is the time half of every give-up that counts
+// timeouts or probes (retries, orphan retries, unanswered window probes):
+// with a low floor, n of them that began at since must also have lasted
+// as long as they would from the classic 200 ms floor. Without one the
+// count alone decides.
+func (c *Conn) lastedAsFrom200ms(n int, since, now time.Duration) bool {
+	return !c.lowFloor() || now-since >= classicSpan(n, c.cfg.MaxRTO)
 }
 
 // classicSpan is how long n timeouts in a row take from the classic
@@ -213,7 +219,7 @@ func (c *Conn) probeWindow(now time.Duration) {
 		return
 	}
 	if c.probesUnanswered >= c.cfg.MaxRetries &&
-		(!c.lowFloor() || now-c.firstUnansweredAt >= classicSpan(c.cfg.MaxRetries, c.cfg.MaxRTO)) {
+		c.lastedAsFrom200ms(c.cfg.MaxRetries, c.firstUnansweredAt, now) {
 		c.fail(TimeoutRetransmit, nil, syscall.ETIMEDOUT)
 		return
 	}
