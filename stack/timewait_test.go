@@ -62,8 +62,9 @@ func TestServerClosingFirstHoldsTimeWait(t *testing.T) {
 		traces []string
 	)
 	// 2MSL long enough that no entry expires before the last of the
-	// twenty is made, on a machine busy with other tests.
-	msl := time.Second
+	// twenty is made, on a machine busy with other tests (at 2 s, CI once
+	// saw all twenty expire first: making them took that long).
+	msl := 5 * time.Second
 	a, b := pipePairCfg(t, Config{}, Config{TCP: tcp.Config{MSL: msl}, Trace: func(ev TraceEvent) {
 		mu.Lock()
 		traces = append(traces, ev.String())
