@@ -26,6 +26,13 @@ type Controller interface {
 	OnRecoveryEnd(now time.Duration)
 	// OnTimeout reports a retransmission timeout (RFC 5681 §3.1, eq. 4).
 	OnTimeout(flight int, now time.Duration)
+	// Undo reverts the reduction of the latest loss episode (the
+	// OnFastRetransmit or OnTimeout that began it), which proved
+	// spurious: every retransmission in it was D-SACKed (RFC 2883 §5), or
+	// the peer's timestamps show the originals arrived (RFC 3522, RFC
+	// 4015). Called a second time, or with nothing to undo, it does
+	// nothing.
+	Undo()
 }
 
 // Ack describes one acknowledgment of new data for Controller.OnAck.
@@ -82,6 +89,9 @@ type NewReno struct {
 	ssthresh   int
 	bytesAcked int // congestion avoidance accumulator (RFC 5681 §3.1 appropriate byte counting)
 	recovery   bool
+	// The window and threshold before the latest reduction, for Undo.
+	priorCwnd, priorSSThresh int
+	canUndo                  bool
 }
 
 // NewNewReno returns a controller for segments of mss bytes with the
@@ -121,6 +131,7 @@ func (c *NewReno) OnAck(a Ack) {
 
 // OnFastRetransmit implements Controller (RFC 5681 §3.2 steps 2-3).
 func (c *NewReno) OnFastRetransmit(flight int, _ time.Duration) {
+	c.save()
 	c.ssthresh = max(flight/2, 2*c.mss)
 	c.cwnd = c.ssthresh + 3*c.mss
 	c.recovery = true
@@ -145,8 +156,28 @@ func (c *NewReno) OnRecoveryEnd(time.Duration) {
 // OnTimeout implements Controller: RFC 5681 §3.1 equation 4, then
 // cwnd = 1 SMSS (loss window).
 func (c *NewReno) OnTimeout(flight int, _ time.Duration) {
+	if c.cwnd > c.mss { // not the retransmission itself timing out again
+		c.save()
+	}
 	c.ssthresh = max(flight/2, 2*c.mss)
 	c.cwnd = c.mss
 	c.recovery = false
 	c.bytesAcked = 0
+}
+
+func (c *NewReno) save() {
+	if !c.recovery {
+		c.priorCwnd, c.priorSSThresh, c.canUndo = c.cwnd, c.ssthresh, true
+	}
+}
+
+// Undo implements Controller: cwnd and ssthresh return to at least what
+// they were before the reduction (as RFC 4015's response restores them).
+func (c *NewReno) Undo() {
+	if !c.canUndo {
+		return
+	}
+	c.cwnd = max(c.cwnd, c.priorCwnd)
+	c.ssthresh = max(c.ssthresh, c.priorSSThresh)
+	c.recovery, c.canUndo, c.bytesAcked = false, false, 0
 }

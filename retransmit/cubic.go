@@ -38,7 +38,17 @@ import (
 // Window() is in bytes; internally W_max, W_est and K are float64 segments
 // and seconds, as the RFC writes them.
 type Cubic struct {
-	mss      int
+	mss int
+	cubicVars
+	// saved is the state before the last reduction, for Undo; canUndo
+	// says it is there to restore.
+	saved   cubicVars
+	canUndo bool
+}
+
+// cubicVars is the state a reduction changes, kept apart so a reduction
+// that proves spurious can be undone whole (RFC 9438 §4.9).
+type cubicVars struct {
 	cwnd     int     // bytes
 	frac     float64 // growth in bytes not yet added to cwnd (less than one byte)
 	ssthresh int     // bytes
@@ -73,7 +83,7 @@ var _ Controller = (*Cubic)(nil)
 // NewCubic returns a CUBIC controller for segments of mss bytes with the
 // RFC 6928 initial window and an unbounded initial ssthresh.
 func NewCubic(mss int) *Cubic {
-	return &Cubic{mss: mss, cwnd: InitialWindow(mss), ssthresh: maxCwnd}
+	return &Cubic{mss: mss, cubicVars: cubicVars{cwnd: InitialWindow(mss), ssthresh: maxCwnd}}
 }
 
 // Name implements Controller.
@@ -222,6 +232,7 @@ func (c *Cubic) OnFastRetransmit(flight int, _ time.Duration) {
 	if c.recovery {
 		return
 	}
+	c.saved, c.canUndo = c.cubicVars, true
 	cwnd := c.segs()
 	// §4.6 Figure 5: cwnd_prior = cwnd.
 	c.cwndPrior = cwnd
@@ -272,6 +283,9 @@ func (c *Cubic) OnRecoveryEnd(time.Duration) {
 // OnTimeout implements Controller: RFC 9438 §4.8.
 func (c *Cubic) OnTimeout(flight int, _ time.Duration) {
 	if !c.rtoAgain {
+		if !c.recovery {
+			c.saved, c.canUndo = c.cubicVars, true
+		}
 		c.rtoAgain = true
 		base := c.cwnd
 		if c.recovery {
@@ -292,4 +306,17 @@ func (c *Cubic) OnTimeout(flight int, _ time.Duration) {
 	c.cwnd = c.mss
 	c.recovery = false
 	c.endEpoch()
+}
+
+// Undo implements Controller: RFC 9438 §4.9, the reduction proved
+// spurious, so cwnd, ssthresh, W_max and the epoch go back to what they
+// were before it (cwnd no lower than it has grown to since).
+func (c *Cubic) Undo() {
+	if !c.canUndo {
+		return
+	}
+	cwnd := c.cwnd
+	c.cubicVars, c.canUndo = c.saved, false
+	c.cwnd = max(c.cwnd, cwnd)
+	c.recovery, c.rtoAgain = false, false
 }
