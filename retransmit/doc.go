@@ -4,8 +4,9 @@
 // flight (RFC 5681 slow start and congestion avoidance, fast retransmit and
 // fast recovery, RFC 6928 initial window).
 //
-// It knows nothing about sequence numbers, segments, goroutines or clocks:
-// callers pass byte counts and durations, so every rule here can be tested
-// with plain numbers. It does not decide what to send (that is the tcp
-// core) nor how large the peer's window is (package window).
+// It knows nothing about segments, goroutines or clocks: callers pass byte
+// counts, durations and, to the SACK scoreboard, sequence numbers of the
+// shared type seqnum.Seq, so every rule here can be tested with plain
+// numbers. It does not decide what to send (that is the tcp core) nor how
+// large the peer's window is (package window).
 package retransmit

@@ -1,14 +1,18 @@
 package retransmit
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/tund-project/tund/tcp/seqnum"
+)
 
 // Scoreboard is the SACK sender's record of which bytes beyond SND.UNA
 // the peer has told us it holds (RFC 2018, RFC 6675 §3). Sequence numbers
-// are raw 32-bit values compared with serial arithmetic (RFC 1982), so the
-// package does not depend on the tcp core. It keeps at most MaxRanges
-// disjoint ranges, sorted, in a fixed array taken from a pool with the
-// first range and given back when the last goes: a connection holds one
-// only while the peer reports holes, and updating it never allocates.
+// are seqnum.Seq, the type the tcp core uses, compared with serial
+// arithmetic (RFC 1982). It keeps at most MaxRanges disjoint ranges,
+// sorted, in a fixed array taken from a pool with the first range and
+// given back when the last goes: a connection holds one only while the
+// peer reports holes, and updating it never allocates.
 type Scoreboard struct {
 	r *[MaxRanges]span // nil while n == 0
 	n int
@@ -34,22 +38,7 @@ const MaxRanges = 32
 // evidence beyond a hole mark it lost.
 const DupThresh = 3
 
-type span struct{ start, end uint32 }
-
-func lt(a, b uint32) bool  { return int32(a-b) < 0 }
-func leq(a, b uint32) bool { return int32(a-b) <= 0 }
-func maxSeq(a, b uint32) uint32 {
-	if lt(a, b) {
-		return b
-	}
-	return a
-}
-func minSeq(a, b uint32) uint32 {
-	if lt(a, b) {
-		return a
-	}
-	return b
-}
+type span struct{ start, end seqnum.Seq }
 
 // Reset forgets everything (after a retransmission timeout the sender
 // starts over from SND.UNA, and the peer may have reneged: RFC 2018 §8).
@@ -62,24 +51,24 @@ func (s *Scoreboard) Empty() bool { return s.n == 0 }
 // plausible: inside (una, max], where max is the highest sequence number
 // sent (RFC 2018 §3 lets a receiver report only what it holds). It
 // reports whether the block told us anything new.
-func (s *Scoreboard) Add(start, end, una, max uint32) bool {
-	if !lt(start, end) || lt(max, end) {
+func (s *Scoreboard) Add(start, end, una, max seqnum.Seq) bool {
+	if !start.LessThan(end) || max.LessThan(end) {
 		return false
 	}
-	start = maxSeq(start, una)
-	if !lt(start, end) {
+	start = start.Max(una)
+	if !start.LessThan(end) {
 		return false
 	}
 	// Find where it goes, merging every range it overlaps or touches.
 	i := 0
-	for i < s.n && lt(s.r[i].end, start) {
+	for i < s.n && s.r[i].end.LessThan(start) {
 		i++
 	}
 	j := i
 	merged := span{start, end}
-	for j < s.n && leq(s.r[j].start, end) {
-		merged.start = minSeq(merged.start, s.r[j].start)
-		merged.end = maxSeq(merged.end, s.r[j].end)
+	for j < s.n && s.r[j].start.LessThanEq(end) {
+		merged.start = merged.start.Min(s.r[j].start)
+		merged.end = merged.end.Max(s.r[j].end)
 		j++
 	}
 	if j-i == 1 && s.r[i] == merged {
@@ -104,14 +93,14 @@ func (s *Scoreboard) Add(start, end, una, max uint32) bool {
 }
 
 // Ack drops everything below una, the new SND.UNA.
-func (s *Scoreboard) Ack(una uint32) {
+func (s *Scoreboard) Ack(una seqnum.Seq) {
 	k := 0
 	for i := 0; i < s.n; i++ {
 		r := s.r[i]
-		if leq(r.end, una) {
+		if r.end.LessThanEq(una) {
 			continue
 		}
-		r.start = maxSeq(r.start, una)
+		r.start = r.start.Max(una)
 		s.r[k] = r
 		k++
 	}
@@ -119,22 +108,22 @@ func (s *Scoreboard) Ack(una uint32) {
 }
 
 // Highest is the end of the highest SACKed range, or una if none.
-func (s *Scoreboard) Highest(una uint32) uint32 {
+func (s *Scoreboard) Highest(una seqnum.Seq) seqnum.Seq {
 	if s.n == 0 {
 		return una
 	}
-	return maxSeq(una, s.r[s.n-1].end)
+	return una.Max(s.r[s.n-1].end)
 }
 
 // SackedAbove is the number of SACKed bytes above seq.
-func (s *Scoreboard) SackedAbove(seq uint32) int {
+func (s *Scoreboard) SackedAbove(seq seqnum.Seq) int {
 	total := 0
 	for i := s.n - 1; i >= 0; i-- {
 		r := s.r[i]
-		if leq(r.end, seq) {
+		if r.end.LessThanEq(seq) {
 			break
 		}
-		total += int(r.end - maxSeq(r.start, seq))
+		total += r.end.Sub(r.start.Max(seq))
 	}
 	return total
 }
@@ -143,9 +132,9 @@ func (s *Scoreboard) SackedAbove(seq uint32) int {
 // (DupThresh normally, less for RFC 5827 early retransmit): the byte at
 // seq is deemed lost when thresh separate SACKed ranges lie above it, or
 // more than (thresh-1)*mss SACKed bytes do.
-func (s *Scoreboard) IsLost(seq uint32, mss, thresh int) bool {
+func (s *Scoreboard) IsLost(seq seqnum.Seq, mss, thresh int) bool {
 	ranges := 0
-	for i := s.n - 1; i >= 0 && lt(seq, s.r[i].end); i-- {
+	for i := s.n - 1; i >= 0 && seq.LessThan(s.r[i].end); i-- {
 		ranges++
 	}
 	return ranges >= thresh || s.SackedAbove(seq) > (thresh-1)*mss
@@ -153,40 +142,40 @@ func (s *Scoreboard) IsLost(seq uint32, mss, thresh int) bool {
 
 // NextHole returns the first range of un-SACKed bytes at or after from
 // and below limit.
-func (s *Scoreboard) NextHole(from, limit uint32) (start, end uint32, ok bool) {
+func (s *Scoreboard) NextHole(from, limit seqnum.Seq) (start, end seqnum.Seq, ok bool) {
 	start = from
 	for i := 0; i < s.n; i++ {
 		r := s.r[i]
-		if leq(r.end, start) {
+		if r.end.LessThanEq(start) {
 			continue
 		}
-		if leq(r.start, start) {
+		if r.start.LessThanEq(start) {
 			start = r.end // inside a SACKed range: skip past it
 			continue
 		}
-		end = minSeq(r.start, limit)
-		return start, end, lt(start, end)
+		end = r.start.Min(limit)
+		return start, end, start.LessThan(end)
 	}
-	return start, limit, lt(start, limit)
+	return start, limit, start.LessThan(limit)
 }
 
 // HoleBytes is the number of un-SACKed bytes in [from, to).
-func (s *Scoreboard) HoleBytes(from, to uint32) int {
-	if !lt(from, to) {
+func (s *Scoreboard) HoleBytes(from, to seqnum.Seq) int {
+	if !from.LessThan(to) {
 		return 0
 	}
-	total := int(to - from)
+	total := to.Sub(from)
 	for i := 0; i < s.n; i++ {
-		a, b := maxSeq(s.r[i].start, from), minSeq(s.r[i].end, to)
-		if lt(a, b) {
-			total -= int(b - a)
+		a, b := s.r[i].start.Max(from), s.r[i].end.Min(to)
+		if a.LessThan(b) {
+			total -= b.Sub(a)
 		}
 	}
 	return total
 }
 
 // Ranges calls f for each SACKed range in order, for display and tests.
-func (s *Scoreboard) Ranges(f func(start, end uint32)) {
+func (s *Scoreboard) Ranges(f func(start, end seqnum.Seq)) {
 	for i := 0; i < s.n; i++ {
 		f(s.r[i].start, s.r[i].end)
 	}

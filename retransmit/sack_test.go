@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/tund-project/tund/tcp/seqnum"
 )
 
 func (s *Scoreboard) String() string {
 	var b strings.Builder
-	s.Ranges(func(a, e uint32) { fmt.Fprintf(&b, "[%d,%d)", a, e) })
+	s.Ranges(func(a, e seqnum.Seq) { fmt.Fprintf(&b, "[%d,%d)", a, e) })
 	return b.String()
 }
 
@@ -16,7 +18,7 @@ func TestScoreboardUpdates(t *testing.T) {
 	const una, max = 1000, 20000
 	var s Scoreboard
 	steps := []struct {
-		start, end uint32
+		start, end seqnum.Seq
 		new        bool
 		want       string
 	}{
@@ -86,14 +88,15 @@ func TestScoreboardIsLost(t *testing.T) {
 
 func TestScoreboardWraparoundAndCapacity(t *testing.T) {
 	var s Scoreboard
-	una := uint32(0xfffff000)
+	una := seqnum.Seq(0xfffff000)
 	s.Add(una+0x800, una+0x1800, una, una+0x10000) // crosses 2^32
 	if s.SackedAbove(una) != 0x1000 || s.Highest(una) != una+0x1800 {
 		t.Errorf("wrapped range: %s", s.String())
 	}
 	var f Scoreboard
-	for i := uint32(0); i < MaxRanges+10; i++ {
-		f.Add(10000+i*100, 10000+i*100+50, 0, 1<<20)
+	for i := 0; i < MaxRanges+10; i++ {
+		start := seqnum.Seq(10000).Add(i * 100)
+		f.Add(start, start.Add(50), 0, 1<<20)
 	}
 	if f.n != MaxRanges {
 		t.Errorf("%d ranges kept, want the cap %d", f.n, MaxRanges)

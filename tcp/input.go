@@ -337,7 +337,7 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 	if c.sackOK {
 		for i := 0; i < seg.Options.NumSACK; i++ {
 			b := seg.Options.SACK[i]
-			if c.sb.Add(uint32(b.Start), uint32(b.End), uint32(ack.Max(c.sndUna)), uint32(c.sndMax)) {
+			if c.sb.Add(b.Start, b.End, ack.Max(c.sndUna), c.sndMax) {
 				sackNews = true
 			}
 		}
@@ -358,7 +358,7 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 	c.probesUnanswered = 0
 	// RFC 9293 §3.10.7.4: update the send window from the newest segment
 	// (SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK).
-	if window.UpdateSendWindow(uint32(c.sndWL1), uint32(c.sndWL2), uint32(seg.Seq), uint32(ack)) {
+	if window.UpdateSendWindow(c.sndWL1, c.sndWL2, seg.Seq, ack) {
 		wnd := int(seg.Window) << c.sndWScale
 		if wnd > c.sndWnd {
 			c.events |= EvWritable
@@ -428,7 +428,7 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 			c.rto.Sample(time.Duration(ms)*time.Millisecond + time.Millisecond/2)
 		}
 	}
-	c.sb.Ack(uint32(ack))
+	c.sb.Ack(ack)
 	c.retries = 0
 
 	if c.inRecover {
@@ -440,7 +440,7 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 			// What the reorder timer declared lost is repaired; holes
 			// beyond the old recovery point are judged afresh.
 			c.lostBelow = c.sndUna
-			if c.sackOK && c.sndUna != c.sndMax && c.sb.IsLost(uint32(c.sndUna), c.segMSS(), c.dupThresh()) {
+			if c.sackOK && c.sndUna != c.sndMax && c.sb.IsLost(c.sndUna, c.segMSS(), c.dupThresh()) {
 				c.enterRecovery(now) // losses beyond the old recovery point
 			}
 			c.noteSACK(now)
@@ -507,7 +507,7 @@ func (c *Conn) dupAck(now time.Duration) {
 	if c.cc == nil {
 		return
 	}
-	if c.dupAcks >= c.dupThresh() || (c.sackOK && c.holeLost(uint32(c.sndUna))) {
+	if c.dupAcks >= c.dupThresh() || (c.sackOK && c.holeLost(c.sndUna)) {
 		c.enterRecovery(now)
 	}
 }
@@ -531,8 +531,8 @@ func (c *Conn) enterRecovery(now time.Duration) {
 // the duplicate threshold (RFC 6675 IsLost, RFC 5827), or because a
 // later-sent segment was delivered and the reordering window has passed
 // since (lostBelow, set by the reorder timer: RACK's idea, RFC 8985 §6).
-func (c *Conn) holeLost(seq uint32) bool {
-	return Seq(seq).LessThan(c.lostBelow) || c.sb.IsLost(seq, c.segMSS(), c.dupThresh())
+func (c *Conn) holeLost(seq Seq) bool {
+	return seq.LessThan(c.lostBelow) || c.sb.IsLost(seq, c.segMSS(), c.dupThresh())
 }
 
 // noteSACK runs after the scoreboard changed: holes below the highest
@@ -540,7 +540,7 @@ func (c *Conn) holeLost(seq uint32) bool {
 // it expires they are (RFC 8985 §6.2: a segment is lost once one sent
 // after it was delivered and a reordering window has passed).
 func (c *Conn) noteSACK(now time.Duration) {
-	highest := Seq(c.sb.Highest(uint32(c.sndUna)))
+	highest := c.sb.Highest(c.sndUna)
 	if !highest.GreaterThan(c.lostBelow.Max(c.sndUna)) || c.rackAt != 0 {
 		return
 	}
@@ -569,7 +569,7 @@ func (c *Conn) reorderTimeout(now time.Duration) {
 			c.highRxt = c.sndUna
 		}
 		c.sackRecover(now)
-	} else if c.holeLost(uint32(c.sndUna)) {
+	} else if c.holeLost(c.sndUna) {
 		c.enterRecovery(now)
 	}
 	c.noteSACK(now)
@@ -593,9 +593,8 @@ func (c *Conn) dupThresh() int {
 // lies beyond the highest SACKed byte, plus the holes below it that we
 // have retransmitted; holes not yet retransmitted are presumed lost.
 func (c *Conn) pipe() int {
-	una := uint32(c.sndUna)
-	highest := Seq(c.sb.Highest(una))
-	return c.sndMax.Sub(highest) + c.sb.HoleBytes(una, uint32(c.highRxt.Min(highest)))
+	highest := c.sb.Highest(c.sndUna)
+	return c.sndMax.Sub(highest) + c.sb.HoleBytes(c.sndUna, c.highRxt.Min(highest))
 }
 
 // sackRecover is the sending half of RFC 6675 §5 (steps C): while the
@@ -607,7 +606,7 @@ func (c *Conn) sackRecover(now time.Duration) {
 	// we resent are still missing: those retransmissions were lost too.
 	// Start another round from SND.UNA (RFC 6675 cannot see this; RACK,
 	// RFC 8985, does it by time, this by order).
-	if c.highRxt.GreaterThan(c.sndUna) && Seq(c.sb.Highest(uint32(c.sndUna))).GreaterThan(c.rxtRoundMax) {
+	if c.highRxt.GreaterThan(c.sndUna) && c.sb.Highest(c.sndUna).GreaterThan(c.rxtRoundMax) {
 		c.highRxt = c.sndUna
 	}
 	for i := 0; i < 64; i++ {
@@ -615,22 +614,20 @@ func (c *Conn) sackRecover(now time.Duration) {
 		// round, goes even when the pipe is full: otherwise a window whose
 		// other segments were lost too waits for the RTO (the guarantee
 		// of progress RFC 6937's PRR gives, one segment per round).
-		forced := !c.highRxt.GreaterThan(c.sndUna) && c.holeLost(uint32(c.sndUna))
+		forced := !c.highRxt.GreaterThan(c.sndUna) && c.holeLost(c.sndUna)
 		if !forced && c.cc.Window()-c.pipe() < mss {
 			return
 		}
-		una := uint32(c.sndUna)
-		highest := c.sb.Highest(una)
+		highest := c.sb.Highest(c.sndUna)
 		from := c.highRxt.Max(c.sndUna)
 		// Rule 1: the first un-SACKed range below the highest SACK, not
 		// yet retransmitted, that the scoreboard deems lost.
-		if start, end, ok := c.sb.NextHole(uint32(from), highest); ok && c.holeLost(start) {
-			s := Seq(start)
-			sent := c.resend(s, min(int(end-start), mss))
+		if start, end, ok := c.sb.NextHole(from, highest); ok && c.holeLost(start) {
+			sent := c.resend(start, min(end.Sub(start), mss))
 			if sent == 0 {
 				return
 			}
-			c.highRxt = s.Add(sent)
+			c.highRxt = start.Add(sent)
 			c.rxtRoundMax = c.sndMax
 			c.lastRxt = now
 			// RACK's timer for retransmissions (RFC 8985 §6.3): check it

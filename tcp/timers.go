@@ -293,7 +293,7 @@ func (c *Conn) tailLossProbe(now time.Duration) {
 	off := c.sndMax.Sub(c.sndBufSeq)
 	fresh := min(c.snd.Len()-off, c.segMSS(), c.sndUna.Add(c.sndWnd).Sub(c.sndMax))
 	last := min(c.segMSS(), c.sndMax.Sub(c.sndUna))
-	if (fresh <= 0 || c.sndNxt != c.sndMax) && c.sb.HoleBytes(uint32(c.sndMax.Add(-last)), uint32(c.sndMax)) == 0 {
+	if (fresh <= 0 || c.sndNxt != c.sndMax) && c.sb.HoleBytes(c.sndMax.Add(-last), c.sndMax) == 0 {
 		// The peer holds the tail (SACKed since the probe was armed):
 		// there is no lost tail to expose, and resending it would waste
 		// a segment (RFC 8985 §7.2 probes only with nothing SACKed).

@@ -6,6 +6,8 @@
 // Both buffers are byte rings that grow on demand up to a limit, taken
 // from process-wide pools when bytes arrive and given back the moment
 // they are empty (ringpool.go), so an idle connection holds no ring and a
-// busy one copies each byte exactly once in and once out. Nothing here knows about sequence numbers,
-// segments or clocks: the tcp core converts sequence numbers to offsets.
+// busy one copies each byte exactly once in and once out. The buffers know
+// nothing about sequence numbers, segments or clocks: the tcp core converts
+// sequence numbers to offsets. Only the send-window update rule compares
+// sequence numbers, as seqnum.Seq, the type the tcp core uses.
 package window

@@ -1,6 +1,10 @@
 package window
 
-import "time"
+import (
+	"time"
+
+	"github.com/tund-project/tund/tcp/seqnum"
+)
 
 // This file holds the flow-control decisions the tcp core asks about: when
 // the send window may be updated, how much to send now (sender silly
@@ -9,16 +13,13 @@ import "time"
 // grow. They are pure functions of numbers the core passes in, so each rule
 // can be read, and tested, on its own.
 
-// seqLess is RFC 1982 serial comparison of two 32-bit sequence numbers.
-func seqLess(a, b uint32) bool { return int32(a-b) < 0 }
-
 // UpdateSendWindow reports whether a segment may set the send window (RFC
 // 9293 §3.10.7.4, fifth step): only one newer than the segment that last
 // set it, SND.WL1 < SEG.SEQ, or as new and acknowledging at least as much,
 // SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK. An old, reordered segment thus
 // never shrinks or reopens the window behind a newer one's back.
-func UpdateSendWindow(wl1, wl2, seq, ack uint32) bool {
-	return seqLess(wl1, seq) || (wl1 == seq && !seqLess(ack, wl2))
+func UpdateSendWindow(wl1, wl2, seq, ack seqnum.Seq) bool {
+	return wl1.LessThan(seq) || (wl1 == seq && ack.GreaterThanEq(wl2))
 }
 
 // SendState is what the sender knows when it decides whether to send.

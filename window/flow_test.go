@@ -3,12 +3,14 @@ package window
 import (
 	"testing"
 	"time"
+
+	"github.com/tund-project/tund/tcp/seqnum"
 )
 
 func TestUpdateSendWindow(t *testing.T) {
 	for _, tc := range []struct {
 		name               string
-		wl1, wl2, seq, ack uint32
+		wl1, wl2, seq, ack seqnum.Seq
 		want               bool
 	}{
 		{"newer seq updates", 100, 500, 101, 500, true},
