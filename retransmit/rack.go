@@ -1,6 +1,8 @@
 package retransmit
 
 import (
+	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/tund-project/tund/tcp/seqnum"
@@ -23,6 +25,9 @@ type Flight struct {
 
 	sacked int // bytes in SACKed records
 	lost   int // bytes in records marked lost and not yet sent again
+	// next numbers transmissions, so that two that left within the same
+	// clock tick are still ordered.
+	next uint32
 	// highRetrans is the end of the highest record ever sent again: above
 	// it records left in sequence order, which lets the loss scan stop
 	// early.
@@ -33,6 +38,7 @@ type Flight struct {
 type segment struct {
 	start, end seqnum.Seq
 	at         time.Duration // when it last left
+	order      uint32        // and in which transmission (Flight.next)
 	flags      uint8
 }
 
@@ -64,22 +70,59 @@ func (f *Flight) Sent(start, end seqnum.Seq, now time.Duration) {
 	if f.n == len(f.ring) {
 		f.grow()
 	}
-	*f.rec(f.n) = segment{start: start, end: end, at: now}
+	*f.rec(f.n) = segment{start: start, end: end, at: now, order: f.next}
 	f.n++
+	f.next++
 }
 
+// ringPools hold released rings by size class: 16 << i records.
+var ringPools [16]sync.Pool
+
+func ringClass(size int) int { return bits.Len(uint(size>>4)) - 1 }
+
 func (f *Flight) grow() {
-	size := max(16, 2*len(f.ring))
-	ring := make([]segment, size)
+	size := max(minRing, 2*len(f.ring))
+	var ring []segment
+	if k := ringClass(size); k < len(ringPools) {
+		if r, ok := ringPools[k].Get().(*[]segment); ok {
+			ring = *r
+		}
+	}
+	if ring == nil {
+		ring = make([]segment, size)
+	}
 	for i := 0; i < f.n; i++ {
 		ring[i] = *f.rec(i)
 	}
+	old := f.ring
 	f.ring, f.head = ring, 0
+	f.put(old)
 }
 
-// Release gives the ring back; call it only with nothing in flight.
+func (f *Flight) put(ring []segment) {
+	if len(ring) == 0 {
+		return
+	}
+	if k := ringClass(len(ring)); k < len(ringPools) {
+		ringPools[k].Put(&ring)
+	}
+}
+
+// minRing is the smallest ring. A ring larger than bigRing goes back to
+// the pools as soon as the flight empties: an idle connection keeps at
+// most a small one.
+const (
+	minRing = 16
+	bigRing = 1024
+)
+
+// Release gives the ring back to the pools; call it with nothing in
+// flight. Ack does it itself when the flight empties from a ring larger
+// than bigRing, so that a connection gone idle after a bulk transfer
+// does not keep one.
 func (f *Flight) Release() {
 	if f.n == 0 {
+		f.put(f.ring)
 		f.ring, f.head = nil, 0
 	}
 }
@@ -111,9 +154,10 @@ func (f *Flight) Resent(start, end seqnum.Seq, now time.Duration) {
 			f.lost -= s.len()
 		}
 		s.flags = s.flags&^segLost | segRetrans
-		s.at = now
+		s.at, s.order = now, f.next
 		f.highRetrans = f.highRetrans.Max(s.end)
 	}
+	f.next++
 }
 
 // Delivered describes what one ACK delivered, for RACK and PRR.
@@ -149,7 +193,7 @@ func (f *Flight) Ack(una seqnum.Seq, now time.Duration, r *RACK, d *Delivered) {
 		}
 		if s.flags&segSACKed == 0 {
 			d.Bytes += s.len()
-			r.delivered(s, now, d)
+			r.delivered(s, now, d, true)
 		} else {
 			f.sacked -= s.len()
 		}
@@ -161,6 +205,9 @@ func (f *Flight) Ack(una seqnum.Seq, now time.Duration, r *RACK, d *Delivered) {
 	}
 	if f.n == 0 {
 		f.head = 0
+		if len(f.ring) > bigRing {
+			f.Release()
+		}
 	}
 }
 
@@ -181,7 +228,7 @@ func (f *Flight) SACK(start, end seqnum.Seq, now time.Duration, r *RACK, d *Deli
 		s.flags = s.flags&^segLost | segSACKed
 		f.sacked += s.len()
 		d.Bytes += s.len()
-		r.delivered(s, now, d)
+		r.delivered(s, now, d, false)
 	}
 }
 
@@ -234,12 +281,23 @@ func (f *Flight) HeadSACKed() bool { return f.n > 0 && f.rec(0).flags&segSACKed 
 // RACK is RFC 8985's state: the most recently sent segment that has been
 // delivered, the RTT it measured, and the reordering window.
 type RACK struct {
-	xmitAt  time.Duration // RACK.xmit_ts: when the segment left
-	endSeq  seqnum.Seq    // RACK.end_seq
-	RTT     time.Duration // RACK.rtt: measured by that segment
-	MinRTT  time.Duration // the smallest RTT seen (RFC 8985's min_RTT)
-	fack    seqnum.Seq    // RACK.fack: the highest sequence delivered
-	started bool          // xmitAt and endSeq hold a segment
+	xmitAt time.Duration // RACK.xmit_ts: when the segment left
+	order  uint32        // and in which transmission
+	endSeq seqnum.Seq    // RACK.end_seq
+	RTT    time.Duration // RACK.rtt: measured by that segment
+	MinRTT time.Duration // the smallest RTT seen (RFC 8985's min_RTT)
+	fack   seqnum.Seq    // RACK.fack: the highest sequence delivered
+	// priorFack is fack before the ACK being processed: a segment it
+	// delivers below that arrived out of order; one below what the same
+	// ACK SACKs did not.
+	priorFack seqnum.Seq
+	hasFack   bool
+	// echoMs is the ACK's echoed timestamp as a time in milliseconds on
+	// the sender's clock (TSecr less the timestamp offset); hasEcho says
+	// the ACK carried one.
+	echoMs  uint32
+	hasEcho bool
+	started bool // xmitAt and endSeq hold a segment
 
 	// ReorderingSeen reports that reordering was observed (RFC 8985
 	// §6.2 step 2), which keeps the reordering window open.
@@ -257,36 +315,61 @@ type RACK struct {
 // lasts without another D-SACK before it falls back (RFC 8985 §6.2 step 3).
 const reoWndPersistRounds = 16
 
-// sentAfter is RFC 8985's RACK_sent_after: t1/seq1 left after t2/seq2.
-func sentAfter(t1 time.Duration, seq1 seqnum.Seq, t2 time.Duration, seq2 seqnum.Seq) bool {
-	return t1 > t2 || (t1 == t2 && seq1.GreaterThan(seq2))
+// sentAfter is RFC 8985's RACK_sent_after: the transmission at t1,
+// numbered o1, left after the one at t2, numbered o2. The RFC breaks a
+// tie in time by sequence number, which orders new data but not a resend
+// that left in the same clock tick as new data above it; the
+// transmission number orders both.
+func sentAfter(t1 time.Duration, o1 uint32, t2 time.Duration, o2 uint32) bool {
+	return t1 > t2 || (t1 == t2 && int32(o1-o2) > 0)
 }
 
 // delivered is RFC 8985 §6.2 steps 1 and 2 for one newly delivered segment.
-func (r *RACK) delivered(s *segment, now time.Duration, d *Delivered) {
+func (r *RACK) delivered(s *segment, now time.Duration, d *Delivered, cumulative bool) {
 	// Step 2: a segment never sent again, delivered below the highest
 	// delivered sequence, arrived out of order.
-	if s.flags&segRetrans == 0 && s.end.LessThan(r.fack) {
+	if s.flags&segRetrans == 0 && r.hasFack && s.end.LessThan(r.priorFack) {
 		r.ReorderingSeen = true
 		d.Reordered = true
 	}
-	if !r.started || s.end.GreaterThan(r.fack) {
-		r.fack = s.end
+	if !r.hasFack || s.end.GreaterThan(r.fack) {
+		r.fack, r.hasFack = s.end, true
 	}
 	rtt := now - s.at
-	// Step 1: an ACK of a segment sent more than once may answer its
-	// first transmission; with no timestamp to tell, a sample shorter
-	// than the smallest RTT ever seen cannot be for the latest one.
-	if s.flags&segRetrans != 0 && rtt < r.MinRTT {
-		return
+	// Step 1: an ACK of a segment sent more than once may answer an
+	// earlier transmission. It does if it echoes a timestamp older than
+	// the latest one's; without timestamps, if the sample is shorter than
+	// the smallest RTT ever seen. Taking such a sample would date RACK's
+	// segment to the resend and call lost everything sent before it.
+	if s.flags&segRetrans != 0 {
+		// The echo speaks for a segment only when it was cumulatively
+		// acknowledged: a receiver takes the timestamp to echo from
+		// the segment that filled its next expected byte, never from
+		// one out of order (RFC 7323 §4.3), so a SACKed segment's ACK
+		// echoes an older one whatever copy arrived.
+		if cumulative && r.hasEcho && int32(r.echoMs-uint32(s.at/time.Millisecond)) < 0 {
+			return
+		}
+		if rtt < r.MinRTT {
+			return
+		}
 	}
 	r.RTT = rtt
 	if r.MinRTT == 0 || rtt < r.MinRTT {
 		r.MinRTT = rtt
 	}
-	if !r.started || sentAfter(s.at, s.end, r.xmitAt, r.endSeq) {
-		r.xmitAt, r.endSeq, r.started = s.at, s.end, true
+	if !r.started || sentAfter(s.at, s.order, r.xmitAt, r.order) {
+		r.xmitAt, r.order, r.endSeq, r.started = s.at, s.order, s.end, true
 	}
+}
+
+// BeginAck marks the start of an ACK's processing, before its SACK blocks
+// and cumulative ACK are fed to the Flight. echoMs, if hasEcho, is the
+// time the ACK's timestamp echoes, in whole milliseconds of the sender's
+// clock (RFC 7323 TSecr less the sender's offset).
+func (r *RACK) BeginAck(echoMs uint32, hasEcho bool) {
+	r.priorFack = r.fack
+	r.echoMs, r.hasEcho = echoMs, hasEcho
 }
 
 // OnDSACK is RFC 8985 §6.2 step 3 on an ACK carrying a D-SACK: the window
@@ -296,6 +379,9 @@ func (r *RACK) OnDSACK(una, sndNxt seqnum.Seq) {
 	if r.dsackRoundOn && una.LessThan(r.dsackRound) {
 		return
 	}
+	// A resend the peer already had means the original was late, not
+	// lost: the path reorders (Linux counts a D-SACK as reordering too).
+	r.ReorderingSeen = true
 	r.dsackRound, r.dsackRoundOn = sndNxt, true
 	r.ReoWndMult = max(r.ReoWndMult, 1) + 1
 	r.reoWndPersist = reoWndPersistRounds
@@ -315,13 +401,20 @@ func (r *RACK) OnRecoveryEnd() {
 // ReoWnd is RFC 8985 §6.2 step 4: the reordering window. Until reordering
 // is seen it is zero while recovering, and once DupThresh segments are
 // SACKed (the classic rule, kept for fast detection where no reordering
-// happens); otherwise min_RTT/4 per unit of ReoWndMult, at most SRTT.
+// happens); otherwise min_RTT/4 per unit of ReoWndMult, at most SRTT,
+// and at least ReoWndFloor.
 func (r *RACK) ReoWnd(recovering bool, sackedSegs int, srtt time.Duration) time.Duration {
 	if !r.ReorderingSeen && (recovering || sackedSegs >= DupThresh) {
 		return 0
 	}
-	return min(time.Duration(max(r.ReoWndMult, 1))*r.MinRTT/4, srtt)
+	return max(min(time.Duration(max(r.ReoWndMult, 1))*r.MinRTT/4, srtt), ReoWndFloor)
 }
+
+// ReoWndFloor is the shortest reordering window that is not zero: the
+// clock granularity (RFC 6298's G), the finest a timer is kept to. On a
+// path whose RTT is a few tens of microseconds a quarter of it could not
+// be timed, and a window of zero would call every reordering a loss.
+const ReoWndFloor = time.Millisecond
 
 // DetectLoss is RFC 8985 §6.2 step 5: every record not delivered that left
 // before RACK's segment by more than RACK.rtt + reoWnd is marked lost. It
@@ -334,13 +427,13 @@ func (f *Flight) DetectLoss(r *RACK, reoWnd, now time.Duration) (timeout time.Du
 	}
 	for i := 0; i < f.n; i++ {
 		s := f.rec(i)
-		if s.at > r.xmitAt && s.flags&segRetrans == 0 && !s.start.LessThan(f.highRetrans) {
+		if sentAfter(s.at, s.order, r.xmitAt, r.order) && s.flags&segRetrans == 0 && !s.start.LessThan(f.highRetrans) {
 			// Sent once, after RACK's segment, and above everything sent
 			// again: so is every record after it (first transmissions
 			// leave in sequence order). None of them is judged yet.
 			break
 		}
-		if s.flags&(segSACKed|segLost) != 0 || !sentAfter(r.xmitAt, r.endSeq, s.at, s.end) {
+		if s.flags&(segSACKed|segLost) != 0 || !sentAfter(r.xmitAt, r.order, s.at, s.order) {
 			continue
 		}
 		if remaining := s.at + r.RTT + reoWnd - now; remaining > 0 {
@@ -402,7 +495,49 @@ func (p *PRR) OnAck(deliveredData, pipe, mss int) int {
 		}
 		sndcnt = min(p.ssthresh-pipe, limit)
 	}
+	if p.out == 0 {
+		// The fast retransmit always goes, whatever the arithmetic says
+		// (RFC 5681 §3.2 step 2; Linux does the same), or a recovery
+		// that began with the pipe at ssthresh would wait for the
+		// timeout.
+		sndcnt = max(sndcnt, mss)
+	}
 	return max(sndcnt, 0)
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// MarkLostIf marks lost every record below limit that was sent once, is
+// not SACKed and for whose start lost reports true: RFC 6675's detector
+// (IsLost on each hole, each hole once), kept for comparison with RACK.
+func (f *Flight) MarkLostIf(lost func(start seqnum.Seq) bool, limit seqnum.Seq) {
+	for i := 0; i < f.n; i++ {
+		s := f.rec(i)
+		if !s.start.LessThan(limit) {
+			return
+		}
+		if s.flags&(segSACKed|segLost|segRetrans) == 0 && lost(s.start) {
+			s.flags |= segLost
+			f.lost += s.len()
+		}
+	}
+}
+
+// UnmarkLost takes back every loss judgment: the episode that made them
+// proved spurious, and what was judged lost is in flight after all.
+func (f *Flight) UnmarkLost() {
+	if f.lost == 0 {
+		return
+	}
+	for i := 0; i < f.n; i++ {
+		f.rec(i).flags &^= segLost
+	}
+	f.lost = 0
+}
+
+// Clear forgets every record and gives the ring back: the connection
+// will send nothing more.
+func (f *Flight) Clear() {
+	f.n, f.head, f.sacked, f.lost = 0, 0, 0, 0
+	f.Release()
+}

@@ -134,11 +134,15 @@ func TestRACKReorderingSeen(t *testing.T) {
 	var r RACK
 	sendN(&f, 3)
 	var d Delivered
+	r.BeginAck(0, false)
 	s, e := seg(2)
 	f.SACK(s, e, 12*ms, &r, &d)
+	// The same ACK acknowledging the first segment is no reordering.
+	f.Ack(2000, 12*ms, &r, &d)
 	if r.ReorderingSeen {
-		t.Fatal("reordering seen too early")
+		t.Fatal("reordering seen in an ACK that SACKs above its own cumulative ACK")
 	}
+	r.BeginAck(0, false)
 	s, e = seg(1)
 	f.SACK(s, e, 13*ms, &r, &d)
 	if !r.ReorderingSeen || !d.Reordered {
@@ -277,10 +281,42 @@ func TestPRRReductionBounds(t *testing.T) {
 	if n := p.OnAck(1, 9, 1); n != 1 {
 		t.Fatalf("sndcnt %d at pipe 9, want 1", n)
 	}
-	// Nothing delivered, nothing sent, pipe above ssthresh: nothing.
+	// The fast retransmit goes even with nothing delivered yet (a
+	// recovery the reordering timer started); after it, nothing more
+	// until something is delivered.
 	var q PRR
 	q.Start(20, 10)
+	if n := q.OnAck(0, 15, 1); n != 1 {
+		t.Fatalf("first sndcnt %d with nothing delivered, want the fast retransmit's 1", n)
+	}
+	q.Sent(1)
 	if n := q.OnAck(0, 15, 1); n != 0 {
-		t.Fatalf("sndcnt %d with nothing delivered", n)
+		t.Fatalf("sndcnt %d with nothing delivered after the fast retransmit", n)
+	}
+}
+
+// RFC 8985 §6.2 step 1: the ACK of a resent segment that echoes the
+// original's timestamp answers the original, and must not date RACK's
+// segment to the resend (which would call lost everything sent before
+// it). The original left at 0 ms, the resend at 5 ms, the ACK echoes 0.
+func TestRACKIgnoresAckOfOriginal(t *testing.T) {
+	var f Flight
+	var r RACK
+	sendN(&f, 3) // at 0, 1, 2 ms
+	var d Delivered
+	s, e := seg(1)
+	f.SACK(s, e, 3*ms, &r, &d) // RTT 2 ms, min 2 ms
+	f.Resent(1000, 2000, 5*ms)
+	r.BeginAck(0, true)
+	f.Ack(2000, 8*ms, &r, &d)
+	if r.xmitAt != 1*ms || r.RTT != 2*ms {
+		t.Fatalf("RACK took the ambiguous sample: xmit %v rtt %v", r.xmitAt, r.RTT)
+	}
+	// Echoing the resend's time (5 ms), it is the resend's own sample.
+	f.Resent(3000, 4000, 9*ms)
+	r.BeginAck(9, true)
+	f.Ack(4000, 12*ms, &r, &d)
+	if r.xmitAt != 9*ms || r.RTT != 3*ms {
+		t.Fatalf("RACK ignored the resend's sample: xmit %v rtt %v", r.xmitAt, r.RTT)
 	}
 }

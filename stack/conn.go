@@ -46,6 +46,9 @@ type Conn struct {
 	bl    []byte  // length-prefixed TCP segments (and ICMP notes)
 	blBuf *[]byte // where bl came from (backlogBufs)
 	blN   atomic.Int32
+	// blLimit is the backlog's bound in bytes, kept by lock holders for
+	// the reader (which cannot read the control block): see backlogCap.
+	blLimit atomic.Int32
 
 	// est is closed when a dial's handshake completes or fails (nil for
 	// a passive open: nobody waits on it).

@@ -22,11 +22,23 @@ import (
 // ICMP errors for the connection take the same way. The backlog costs
 // nothing when the lock is free (the segment is
 // handled in place, as before) and one copy per segment when it is not;
-// it holds at most backlogLimit bytes, beyond which segments are dropped
-// and counted (drop reason "conn_backlog"): the peer resends them.
+// it holds at most what the connection's buffers do (backlogCap), beyond
+// which segments are dropped and counted (drop reason "conn_backlog"):
+// the peer resends them.
 
-// backlogLimit bounds the bytes queued for one busy connection.
+// backlogLimit is the least the backlog of one busy connection may hold.
 const backlogLimit = 256 << 10
+
+// backlogCap is the backlog's bound for a connection whose buffers are
+// rcvBuf and sndBuf bytes: what the two buffers hold, as Linux bounds its
+// socket backlog (sk_rcvbuf + sk_sndbuf), and at least backlogLimit. A
+// smaller bound than the receive window drops, at a receiver whose
+// application holds the lock while a window's worth arrives, segments
+// the window let in: a loss the stack inflicted on itself, which the
+// sender takes for congestion.
+func backlogCap(rcvBuf, sndBuf int) int32 {
+	return int32(min(max(backlogLimit, rcvBuf+sndBuf), 1<<30))
+}
 
 // lock takes the connection, waiting for it.
 func (c *Conn) lock() { c.mu.Lock() }
@@ -34,6 +46,11 @@ func (c *Conn) lock() { c.mu.Lock() }
 // unlock runs the segments the reader queued while c.mu was held, then
 // lets the connection go.
 func (c *Conn) unlock() {
+	if c.tcb != nil {
+		if limit := backlogCap(c.tcb.RcvBuf(), c.tcb.SndBuf()); c.blLimit.Load() != limit {
+			c.blLimit.Store(limit)
+		}
+	}
 	for {
 		if c.blN.Load() != 0 {
 			c.runBacklog()
@@ -125,7 +142,7 @@ func (c *Conn) enqueue(raw []byte, e *icmpNote) {
 	if e != nil {
 		n = icmpNoteLen
 	}
-	if len(c.bl)+4+n > backlogLimit {
+	if len(c.bl)+4+n > max(int(c.blLimit.Load()), backlogLimit) {
 		c.s.stats.backlogDrops.Add(1)
 		return
 	}

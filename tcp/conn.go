@@ -66,6 +66,14 @@ type Config struct {
 	// CongestionControl names the algorithm: "newreno" (default) or any
 	// other name retransmit.New knows.
 	CongestionControl string
+	// LossDetection names the loss detector: "rack" (RFC 8985, by send
+	// time; the default) or "rfc6675" (three SACKed segments above a
+	// hole), kept to compare the two.
+	LossDetection string
+	// PRRConservative makes Proportional Rate Reduction use its
+	// Conservative Reduction Bound (strict packet conservation) rather
+	// than the Slow Start Reduction Bound RFC 6937 recommends.
+	PRRConservative bool
 	// KeepAlive, if positive, turns TCP keepalives on (RFC 1122
 	// §4.2.3.6): after this long without hearing from the peer, probe it
 	// every KeepAlive; after KeepAliveProbes unanswered probes the
@@ -279,9 +287,6 @@ type Conn struct {
 	rttTiming                  bool
 	rttSeq                     Seq
 	rttStart                   time.Duration
-	dupAcks                    int
-	recover                    Seq // NewReno: sndMax when fast recovery began
-	inRecover                  bool
 
 	// Timers, as absolute times; 0 means not armed.
 	rtxAt     time.Duration
@@ -315,26 +320,10 @@ type Conn struct {
 	// sent a window: what its reads have opened (windowUpdateAfterRead).
 	readSinceAck int
 	// RFC 2018 / RFC 6675 selective acknowledgment.
-	sackOK  bool
-	sb      retransmit.Scoreboard // what the peer holds beyond SND.UNA
-	highRxt Seq                   // highest sequence retransmitted in this recovery
-	// rxtRoundMax is SND.MAX when the latest hole was retransmitted: once
-	// data sent after it is SACKed, holes still missing below highRxt were
-	// lost again and the next round resends them.
-	rxtRoundMax Seq
-	// Tail loss probe (RFC 8985 §7): when it fires, one segment goes out
-	// to draw a SACK that exposes a lost tail, instead of waiting for the
-	// RTO. tlpOut: a probe is outstanding (one per ACK).
-	tlpAt  time.Duration
-	tlpOut bool
-	// Reorder timer: holes below rackMark are declared lost at rackAt;
-	// lostBelow is where that has happened.
-	rackAt    time.Duration
-	rackMark  Seq
-	lostBelow Seq
-	// lastRxt is when the latest hole was retransmitted: if no ACK covers
-	// it a round trip and a reordering window later, it was lost again.
-	lastRxt time.Duration
+	sackOK bool
+	sb     retransmit.Scoreboard // what the peer holds beyond SND.UNA (RFC 6675's detector, the delayed-ACK rule)
+	// Loss detection and recovery (recovery.go).
+	recovery
 	// Keepalive: when the next probe is due, and probes sent unanswered.
 	kaAt     time.Duration
 	kaProbes int
@@ -363,6 +352,10 @@ type Conn struct {
 	// segment twice, most often because we sent it again needlessly (a
 	// spurious timeout or fast retransmit), or the network duplicated it.
 	DSACKs uint64
+	// SpuriousUndone counts loss episodes whose window reduction was
+	// undone: every resend was D-SACKed, or a timestamp showed the
+	// original had arrived (recovery.go).
+	SpuriousUndone uint64
 	// OutOfWindow counts segments dropped by the RFC 9293 §3.10.7.4
 	// sequence number test (each answered with an ACK unless a reset).
 	OutOfWindow uint64
@@ -384,6 +377,7 @@ func newConn(cfg Config, out Sender, lport, rport uint16) *Conn {
 		sndMSS:     536, // RFC 9293 §3.7.1: default send MSS without the option
 		noDelay:    cfg.NoDelay,
 	}
+	c.prr.Conservative = cfg.PRRConservative
 	c.snd.SetMemory(cfg.Memory)
 	c.rcv.SetMemory(cfg.Memory)
 	if !cfg.NoAutoTune {
@@ -410,20 +404,12 @@ func rcvShift(cfg Config) uint8 {
 	return shift
 }
 
-// lossMarks starts the loss-recovery marks at the first sequence number:
-// compared modulo 2^32, a mark left at 0 lies ahead of half of all ISNs,
-// and holes below lostBelow count as lost at the first SACK.
-func (c *Conn) lossMarks(seq Seq) {
-	c.lostBelow, c.rackMark, c.highRxt, c.rxtRoundMax = seq, seq, seq, seq
-}
-
 // NewActive starts an active open (RFC 9293 §3.10.1, OPEN call in CLOSED
 // state with active mode): it chooses iss, sends a SYN and enters SYN-SENT.
 func NewActive(cfg Config, out Sender, lport, rport uint16, iss Seq, now time.Duration) *Conn {
 	c := newConn(cfg, out, lport, rport)
 	c.clock = now
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
-	c.lossMarks(iss)
 	c.sndBufSeq = iss + 1
 	c.tsOffset = uint32(iss) * 2654435761 // RFC 7323 §5.4: a per-connection random offset
 	c.transition(AppConnect, nil)
@@ -439,7 +425,6 @@ func NewPassive(cfg Config, out Sender, syn *Segment, iss Seq, now time.Duration
 	c.clock = now
 	c.state = Listen
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
-	c.lossMarks(iss)
 	c.sndBufSeq = iss + 1
 	c.irs = syn.Seq
 	c.rcvNxt = syn.Seq + 1
@@ -759,6 +744,9 @@ func (c *Conn) SetCongestionControl(name string) error {
 // RcvBuf is the current receive buffer size (it grows with autotuning).
 func (c *Conn) RcvBuf() int { return c.rcvBufSize }
 
+// SndBuf is the send buffer's size now.
+func (c *Conn) SndBuf() int { return c.snd.Limit() }
+
 // CloseWrite closes the sending direction: a FIN follows the queued data
 // (RFC 9293 §3.10.4, CLOSE call). Reading continues until the peer's FIN.
 func (c *Conn) CloseWrite(now time.Duration) {
@@ -840,6 +828,7 @@ func (c *Conn) transition(on Trigger, seg *Segment) {
 		// budget now. Unread received data stays for the application.
 		c.snd.Reset()
 		c.rcv.Release()
+		c.flight.Clear()
 	}
 	if c.cfg.Trace != nil {
 		c.cfg.Trace(t, seg)

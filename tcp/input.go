@@ -329,29 +329,32 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 		return false
 	}
 
-	// RFC 2018: record what the peer reports holding beyond SND.UNA.
+	// RFC 2018: record what the peer reports holding beyond SND.UNA,
+	// and what this ACK delivered (recovery.go reads both).
+	var d retransmit.Delivered
+	c.rack.BeginAck(seg.Options.TSEcr-c.tsOffset, c.tsOK && seg.Options.HasTS && seg.Options.TSEcr != 0)
 	sackNews := false
 	if c.sackOK && isDSACK(seg) {
-		c.DSACKs++
+		c.onDSACK(seg)
 	}
 	if c.sackOK {
 		for i := 0; i < seg.Options.NumSACK; i++ {
 			b := seg.Options.SACK[i]
 			if c.sb.Add(b.Start, b.End, ack.Max(c.sndUna), c.sndMax) {
 				sackNews = true
+				c.flight.SACK(b.Start, b.End, now, &c.rack, &d)
 			}
 		}
 	}
 	finSeq, finSent := c.finSeq()
-	if sackNews {
-		c.noteSACK(now)
-	}
-	if c.sndUna.LessThan(ack) {
-		c.newAck(seg, now)
+	advanced := c.sndUna.LessThan(ack)
+	if advanced {
+		c.newAck(seg, now, &d)
 	} else if ack == c.sndUna && len(seg.Payload) == 0 && !seg.Flags.Has(FlagFIN) &&
 		(sackNews || int(seg.Window)<<c.sndWScale == c.sndWnd) && c.sndUna != c.sndMax {
 		c.dupAck(now)
 	}
+	c.onAckRecovery(seg, advanced, &d, now)
 
 	// The peer answered: whatever window probes were outstanding were not
 	// sent into the void (RFC 1122 §4.2.2.17).
@@ -394,7 +397,7 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 }
 
 // newAck handles an ACK that acknowledges new data (SND.UNA < SEG.ACK).
-func (c *Conn) newAck(seg *Segment, now time.Duration) {
+func (c *Conn) newAck(seg *Segment, now time.Duration, d *retransmit.Delivered) {
 	ack := seg.Ack
 	acked := ack.Sub(c.sndUna)
 	flight := c.sndMax.Sub(c.sndUna)
@@ -429,28 +432,12 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 		}
 	}
 	c.sb.Ack(ack)
+	c.flight.Ack(ack, now, &c.rack, d)
 	c.retries = 0
 
-	if c.inRecover {
-		if c.recover.LessThanEq(ack) {
-			// RFC 6582 §3.2 step 3 / RFC 6675 §5: full acknowledgment
-			// ends recovery.
-			c.inRecover = false
-			c.cc.OnRecoveryEnd(now)
-			// What the reorder timer declared lost is repaired; holes
-			// beyond the old recovery point are judged afresh.
-			c.lostBelow = c.sndUna
-			if c.sackOK && c.sndUna != c.sndMax && c.sb.IsLost(c.sndUna, c.segMSS(), c.dupThresh()) {
-				c.enterRecovery(now) // losses beyond the old recovery point
-			}
-			c.noteSACK(now)
-		} else if c.sackOK {
-			c.sackRecover(now)
-		} else {
-			// Partial ACK: retransmit the next hole at once.
-			c.retransmitFirst(now)
-		}
-	} else if c.cc != nil {
+	// Slow start and congestion avoidance run outside fast recovery
+	// (after a timeout too: that is how the window regrows).
+	if c.cc != nil && c.loss != lossFast {
 		// RFC 7661: grow only a window the sender was actually filling
 		// (within one MSS of it), or an idle or application-limited
 		// connection would grow cwnd without bound.
@@ -468,186 +455,6 @@ func (c *Conn) newAck(seg *Segment, now time.Duration) {
 		c.rtxAt = 0
 	} else {
 		c.rtxAt = now + c.rto.Timeout()
-	}
-	c.tlpOut = false
-	c.armTLP(now)
-}
-
-// isDSACK reports whether seg's first SACK block is a D-SACK (RFC 2883
-// §4): one reporting bytes received twice, which it shows by lying below
-// the cumulative ACK, or inside the second block.
-func isDSACK(seg *Segment) bool {
-	if seg.Options.NumSACK == 0 {
-		return false
-	}
-	first := seg.Options.SACK[0]
-	if first.End.LessThanEq(seg.Ack) {
-		return true
-	}
-	if seg.Options.NumSACK > 1 {
-		second := seg.Options.SACK[1]
-		return second.Start.LessThanEq(first.Start) && first.End.LessThanEq(second.End)
-	}
-	return false
-}
-
-// dupAck counts duplicate ACKs. Loss recovery starts on the third
-// (RFC 5681 §3.2, RFC 6582) or, with SACK, as soon as the scoreboard shows
-// enough data beyond the first hole to call it lost (RFC 6675 §5).
-func (c *Conn) dupAck(now time.Duration) {
-	c.dupAcks++
-	if c.inRecover {
-		if c.sackOK {
-			c.sackRecover(now)
-		} else {
-			c.cc.OnDupAck()
-		}
-		return
-	}
-	if c.cc == nil {
-		return
-	}
-	if c.dupAcks >= c.dupThresh() || (c.sackOK && c.holeLost(c.sndUna)) {
-		c.enterRecovery(now)
-	}
-}
-
-// enterRecovery starts fast recovery: one congestion response per
-// episode, then the first retransmission.
-func (c *Conn) enterRecovery(now time.Duration) {
-	c.inRecover = true
-	c.recover = c.sndMax
-	c.Recoveries++
-	c.highRxt, c.rxtRoundMax = c.sndUna, c.sndMax
-	c.cc.OnFastRetransmit(c.sndMax.Sub(c.sndUna), now)
-	if c.sackOK {
-		c.sackRecover(now)
-	} else {
-		c.retransmitFirst(now)
-	}
-}
-
-// holeLost reports whether the un-SACKed byte at seq counts as lost: by
-// the duplicate threshold (RFC 6675 IsLost, RFC 5827), or because a
-// later-sent segment was delivered and the reordering window has passed
-// since (lostBelow, set by the reorder timer: RACK's idea, RFC 8985 §6).
-func (c *Conn) holeLost(seq Seq) bool {
-	return seq.LessThan(c.lostBelow) || c.sb.IsLost(seq, c.segMSS(), c.dupThresh())
-}
-
-// noteSACK runs after the scoreboard changed: holes below the highest
-// SACKed byte that are not yet known lost start the reorder timer; when
-// it expires they are (RFC 8985 §6.2: a segment is lost once one sent
-// after it was delivered and a reordering window has passed).
-func (c *Conn) noteSACK(now time.Duration) {
-	highest := c.sb.Highest(c.sndUna)
-	if !highest.GreaterThan(c.lostBelow.Max(c.sndUna)) || c.rackAt != 0 {
-		return
-	}
-	c.rackMark = highest
-	c.rackAt = now + c.reorderWindow()
-}
-
-// reorderWindow is how long a hole may wait for a reordered segment
-// before it is declared lost: a quarter of the smoothed RTT (RFC 8985
-// §6.2 uses min_RTT/4), at least 1 ms.
-func (c *Conn) reorderWindow() time.Duration {
-	return max(c.rto.SRTT()/4, time.Millisecond)
-}
-
-// reorderTimeout marks the holes below rackMark lost and recovers them.
-func (c *Conn) reorderTimeout(now time.Duration) {
-	c.rackAt = 0
-	c.lostBelow = c.lostBelow.Max(c.rackMark)
-	if c.sndUna == c.sndMax || c.cc == nil {
-		return
-	}
-	if c.inRecover {
-		// Retransmissions that should have been acknowledged by now were
-		// lost too: start another round from SND.UNA.
-		if c.highRxt.GreaterThan(c.sndUna) && now >= c.lastRxt+c.rto.SRTT()+c.reorderWindow() {
-			c.highRxt = c.sndUna
-		}
-		c.sackRecover(now)
-	} else if c.holeLost(c.sndUna) {
-		c.enterRecovery(now)
-	}
-	c.noteSACK(now)
-}
-
-// dupThresh is the number of duplicate ACKs (or SACKed segments) that
-// mark a loss: three (RFC 5681), or fewer when fewer segments are
-// outstanding and nothing new can be sent, since no more duplicates can
-// ever come (RFC 5827 early retransmit).
-func (c *Conn) dupThresh() int {
-	unsent := c.snd.Len() - c.sndMax.Sub(c.sndBufSeq)
-	if unsent > 0 && c.sndUna.Add(c.sndWnd).GreaterThan(c.sndMax) {
-		return retransmit.DupThresh
-	}
-	mss := c.segMSS()
-	segs := (c.sndMax.Sub(c.sndUna) + mss - 1) / mss
-	return max(1, min(retransmit.DupThresh, segs-1))
-}
-
-// pipe is RFC 6675's estimate of the bytes still in the network: what
-// lies beyond the highest SACKed byte, plus the holes below it that we
-// have retransmitted; holes not yet retransmitted are presumed lost.
-func (c *Conn) pipe() int {
-	highest := c.sb.Highest(c.sndUna)
-	return c.sndMax.Sub(highest) + c.sb.HoleBytes(c.sndUna, c.highRxt.Min(highest))
-}
-
-// sackRecover is the sending half of RFC 6675 §5 (steps C): while the
-// congestion window has room beyond the pipe, retransmit the next lost
-// hole, else send new data.
-func (c *Conn) sackRecover(now time.Duration) {
-	mss := c.segMSS()
-	// Data sent after our latest retransmission has been SACKed, yet holes
-	// we resent are still missing: those retransmissions were lost too.
-	// Start another round from SND.UNA (RFC 6675 cannot see this; RACK,
-	// RFC 8985, does it by time, this by order).
-	if c.highRxt.GreaterThan(c.sndUna) && c.sb.Highest(c.sndUna).GreaterThan(c.rxtRoundMax) {
-		c.highRxt = c.sndUna
-	}
-	for i := 0; i < 64; i++ {
-		// The first hole at SND.UNA, once lost and not yet resent in this
-		// round, goes even when the pipe is full: otherwise a window whose
-		// other segments were lost too waits for the RTO (the guarantee
-		// of progress RFC 6937's PRR gives, one segment per round).
-		forced := !c.highRxt.GreaterThan(c.sndUna) && c.holeLost(c.sndUna)
-		if !forced && c.cc.Window()-c.pipe() < mss {
-			return
-		}
-		highest := c.sb.Highest(c.sndUna)
-		from := c.highRxt.Max(c.sndUna)
-		// Rule 1: the first un-SACKed range below the highest SACK, not
-		// yet retransmitted, that the scoreboard deems lost.
-		if start, end, ok := c.sb.NextHole(from, highest); ok && c.holeLost(start) {
-			sent := c.resend(start, min(end.Sub(start), mss))
-			if sent == 0 {
-				return
-			}
-			c.highRxt = start.Add(sent)
-			c.rxtRoundMax = c.sndMax
-			c.lastRxt = now
-			// RACK's timer for retransmissions (RFC 8985 §6.3): check it
-			// arrived one RTT and a reordering window from now.
-			if at := now + c.rto.SRTT() + c.reorderWindow(); c.rackAt == 0 || at < c.rackAt {
-				c.rackAt = at
-				c.rackMark = c.rackMark.Max(c.sndUna)
-			}
-			if c.rtxAt == 0 {
-				c.rtxAt = now + c.rto.Timeout()
-			}
-			continue
-		}
-		// Rule 2: new data, as the peer's window allows.
-		off := c.sndMax.Sub(c.sndBufSeq)
-		n := min(c.snd.Len()-off, mss, c.sndUna.Add(c.sndWnd).Sub(c.sndMax))
-		if n <= 0 || c.sndNxt != c.sndMax {
-			return
-		}
-		c.transmit(c.newData(off, n), now)
 	}
 }
 

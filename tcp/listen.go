@@ -77,7 +77,6 @@ func NewPassiveCookie(cfg Config, out Sender, ack *Segment, opts CookieOptions, 
 	c.state = Listen
 	c.iss = ack.Ack - 1
 	c.sndUna, c.sndNxt, c.sndMax, c.sndBufSeq = ack.Ack, ack.Ack, ack.Ack, ack.Ack
-	c.lossMarks(ack.Ack)
 	c.synAcked = true
 	c.irs = ack.Seq - 1
 	c.rcvNxt = ack.Seq

@@ -225,7 +225,7 @@ func TestTailLossProbe(t *testing.T) {
 		t.Fatal("data differs")
 	}
 	if p.a.Probes == 0 || p.a.Timeouts != 0 {
-		t.Errorf("probes %d, timeouts %d: want the tail repaired by a probe, not a timeout\n%s", p.a.Probes, p.a.Timeouts, logTail(p, 20))
+		t.Errorf("probes %d, timeouts %d: want the tail repaired by a probe, not a timeout\n%s", p.a.Probes, p.a.Timeouts, logTail(p, 40))
 	}
 }
 

@@ -120,6 +120,9 @@ func (c *Conn) output(now time.Duration) {
 	if c.synAcked {
 		switch c.state {
 		case Established, CloseWait, FinWait1, Closing, LastAck, SynReceived:
+			if c.sackOK {
+				c.retransmitLost(now) // lost data before new (recovery.go)
+			}
 			c.sendData(now)
 		}
 	}
@@ -134,11 +137,8 @@ func (c *Conn) sendData(now time.Duration) {
 	for {
 		off := c.sndNxt.Sub(c.sndBufSeq)
 		unsent := c.snd.Len() - off
-		wnd := c.sndWnd
-		if c.cc != nil {
-			wnd = min(wnd, c.cc.Window())
-		}
-		room := c.sndUna.Add(wnd).Sub(c.sndNxt)
+		// The peer's window, and what the congestion state allows.
+		room := min(c.sndUna.Add(c.sndWnd).Sub(c.sndNxt), c.sendRoom())
 		if unsent > 0 {
 			var n int
 			if c.sndNxt.LessThan(c.sndMax) {
@@ -215,27 +215,36 @@ func (c *Conn) transmit(seg Segment, now time.Duration) {
 	l := seg.Len()
 	c.send(seg)
 	end := seg.Seq.Add(l)
+	if seg.Seq.LessThan(c.sndMax) {
+		// Going back over sent data (after a timeout without SACK, or
+		// a smaller path MTU): those records now date from now.
+		c.flight.Resent(seg.Seq, end.Min(c.sndMax), now)
+	}
 	if end.GreaterThan(c.sndMax) {
 		if !c.rttTiming && seg.Seq == c.sndMax {
 			c.rttTiming, c.rttSeq, c.rttStart = true, seg.Seq, now
+		}
+		// One record per segment, also for each segment of a
+		// super-segment: loss is judged and repaired a segment at a time.
+		start, step := seg.Seq.Max(c.sndMax), c.segMSS()
+		if seg.GSOSize > 0 {
+			step = seg.GSOSize
+		}
+		for start.LessThan(end) {
+			next := start.Add(step).Min(end)
+			c.flight.Sent(start, next, now)
+			start = next
 		}
 		c.sndMax = end
 		c.lastDataAt = now
 	}
 	c.sndNxt = end
+	c.sentInRecovery(l)
 	if c.rtxAt == 0 {
 		c.rtxAt = now + c.rto.Timeout()
 	}
 	if c.tlpAt == 0 {
 		c.armTLP(now)
-	}
-}
-
-// retransmitFirst resends the first unacknowledged segment without moving
-// SND.NXT (fast retransmit, RFC 5681 §3.2 step 2).
-func (c *Conn) retransmitFirst(now time.Duration) {
-	if c.resend(c.sndUna, c.segMSS()) > 0 {
-		c.rtxAt = now + c.rto.Timeout()
 	}
 }
 
@@ -264,6 +273,17 @@ func (c *Conn) resend(start Seq, n int) int {
 	c.Retransmits++
 	c.rttTiming = false
 	c.send(seg)
+	now := c.clock
+	c.flight.Resent(start, start.Add(l), now)
+	c.sentInRecovery(l)
+	if c.loss != lossOpen && c.undoable {
+		// Undo bookkeeping: one more resend that a D-SACK must cover,
+		// and the first one's timestamp for Eifel.
+		c.undoRetrans++
+		if !c.rxtTSSet && c.undoRetrans == 1 && c.tsOK {
+			c.rxtTS, c.rxtEnd, c.rxtTSSet = c.tsVal(now), start.Add(l), true
+		}
+	}
 	return l
 }
 

@@ -171,8 +171,13 @@ type ImpairCounts struct {
 	Overflow   uint64 // dropped because Limit packets were already held
 	Duplicated uint64 // delivered twice
 	Reordered  uint64 // held back by Reorder
-	Corrupted  uint64 // had one bit flipped
-	Errors     uint64 // Out only: delayed writes the device refused, too late to tell the caller
+	// HoldTimeouts counts held packets released because ReorderGap later
+	// packets did not overtake them in time (late, but in order): a
+	// delay no reordering window shorter than the hold can tell from a
+	// loss.
+	HoldTimeouts uint64
+	Corrupted    uint64 // had one bit flipped
+	Errors       uint64 // Out only: delayed writes the device refused, too late to tell the caller
 }
 
 // ImpairStats is what Impaired.Stats reports. A direction without
@@ -572,6 +577,7 @@ func (l *lane) next(now int64) (i int32, ok bool, wait int64) {
 			break
 		}
 		l.unhold()
+		l.st.HoldTimeouts++
 		l.slots[j].at = deadline
 		l.push(j)
 	}
