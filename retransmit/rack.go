@@ -410,11 +410,13 @@ func (r *RACK) ReoWnd(recovering bool, sackedSegs int, srtt time.Duration) time.
 	return max(min(time.Duration(max(r.ReoWndMult, 1))*r.MinRTT/4, srtt), ReoWndFloor)
 }
 
-// ReoWndFloor is the shortest reordering window that is not zero: the
-// clock granularity (RFC 6298's G), the finest a timer is kept to. On a
-// path whose RTT is a few tens of microseconds a quarter of it could not
-// be timed, and a window of zero would call every reordering a loss.
-const ReoWndFloor = time.Millisecond
+// ReoWndFloor is the shortest reordering window that is not zero: once
+// reordering has been seen, a min_RTT that rounds to nothing (a virtual
+// clock, a loopback) must not leave a window of zero, which would call
+// every reordering a loss. It is kept far below a TUN link's RTT: a
+// window of a millisecond there delays the repair of every loss by ten
+// round trips.
+const ReoWndFloor = 10 * time.Microsecond
 
 // DetectLoss is RFC 8985 §6.2 step 5: every record not delivered that left
 // before RACK's segment by more than RACK.rtt + reoWnd is marked lost. It

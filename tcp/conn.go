@@ -273,6 +273,7 @@ type Conn struct {
 	ackNow     bool
 	ackPending int // in-order data bytes not yet acknowledged
 	ackSegs    int // in-order data segments not yet acknowledged
+	quickAcks  int // in-order segments still to acknowledge at once after a gap
 
 	// Loss recovery.
 	rto     retransmit.RTO

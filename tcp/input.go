@@ -460,6 +460,10 @@ func (c *Conn) newAck(seg *Segment, now time.Duration, d *retransmit.Delivered) 
 
 // receiveText is the seventh step: deliver in-order data, keep
 // out-of-order data for later, and schedule the acknowledgment.
+// quickAckSegs is how many in-order segments after out-of-order data are
+// acknowledged at once rather than delayed (Linux's TCP_MAX_QUICKACKS).
+const quickAckSegs = 16
+
 func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 	if c.readClosed {
 		// The application will never read this: tell the peer (RFC 9293
@@ -489,6 +493,9 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 		// Out of order or duplicate: ACK at once so the sender sees the
 		// gap (RFC 5681 §4.2).
 		c.ackNow = true
+		if off > 0 {
+			c.quickAcks = quickAckSegs
+		}
 		return
 	}
 	// In-order data while out-of-order data waits fills (part of) the
@@ -502,7 +509,14 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 	// A D-SACK goes at once: it tells a sender that retransmitted
 	// needlessly (RFC 2883), and a partly duplicated segment is a
 	// retransmission.
-	if c.cfg.DelayedAck < 0 || c.dsackPending || window.AckNow(window.AckState{
+	// After a loss the sender's window is small and its RTT estimate
+	// matters: the next segments are acknowledged at once (Linux's quick
+	// ACK mode), so no delayed ACK stalls a recovery or inflates its RTT.
+	quick := c.quickAcks > 0
+	if quick {
+		c.quickAcks--
+	}
+	if quick || c.cfg.DelayedAck < 0 || c.dsackPending || window.AckNow(window.AckState{
 		UnackedBytes: c.ackPending, UnackedSegments: c.ackSegs, MSS: c.rcvMSS(),
 		OutOfOrder: c.rcv.HasOutOfOrder(), FilledGap: filledGap,
 	}) {

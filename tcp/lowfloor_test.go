@@ -14,8 +14,8 @@ import (
 // fires, and is moved to t0 + SRTT + 200 ms (RFC 8985 §7.2's WCDelAckT)
 // with nothing resent and no timeout counted; then it goes. With two
 // segments in flight the receiver ACKs the second at once (RFC 5681
-// §4.2), so there is no wait; and with the default floor of 200 ms
-// nothing changes.
+// §4.2), so there is no wait (the loss probe goes at the RTO); and with
+// the default floor of 200 ms nothing changes.
 func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
 	lone := func(t *testing.T, minRTO time.Duration, segs int) (p *pair, t0, rto time.Duration) {
 		p, _ = slowPair(t, Config{DelayedAck: -1, MinRTO: minRTO})
@@ -48,8 +48,11 @@ func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
 		p, t0, rto := lone(t, 5*time.Millisecond, 2)
 		p.now = t0 + rto
 		p.a.Tick(p.now)
-		if p.a.Timeouts != 1 {
-			t.Fatalf("at the RTO with two segments out: %d timeouts, want 1", p.a.Timeouts)
+		// The loss probe, due no later than the RTO, goes in its place
+		// (RFC 8985 §7.2): a resend at the RTO, not a wait.
+		if p.a.Timeouts+p.a.Probes != 1 || len(p.aOut.queue) != 1 {
+			t.Fatalf("at the RTO with two segments out: %d timeouts, %d probes, %d segments sent; want one resend",
+				p.a.Timeouts, p.a.Probes, len(p.aOut.queue))
 		}
 	})
 

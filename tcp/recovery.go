@@ -293,23 +293,35 @@ func (c *Conn) undo() {
 // or an ACK advanced SND.UNA, unless recovery is under way or segments
 // were SACKed (RACK's reordering timer covers those): PTO = 2*SRTT, plus
 // the worst-case delayed ACK when only one segment is out, and only if
-// it comes before the RTO. It needs SACK, which is how the probe's answer
+// no later than the RTO. It needs SACK, which is how the probe's answer
 // exposes the loss, and an RTT.
 func (c *Conn) armTLP(now time.Duration) {
 	c.tlpAt = 0
 	srtt := c.rto.SRTT()
 	if !c.sackOK || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked ||
-		c.loss != lossOpen || c.flight.SACKed() > 0 {
+		c.loss == lossRTO || (c.loss == lossOpen && c.flight.SACKed() > 0) {
 		return
 	}
-	pto := max(2*srtt, 10*time.Millisecond)
+	// PTO = 2*SRTT (RFC 8985 §7.2), plus the worst-case delayed ACK with
+	// one segment out, or else one clock granule (as Linux adds), so
+	// that an ACK on its way is not beaten by a hair.
 	if c.sndMax.Sub(c.sndUna) <= c.segMSS() {
-		pto += wcDelAckT // RFC 8985 §7.2
-	}
-	if c.rtxAt != 0 && now+pto >= c.rtxAt {
+		// One segment out: the peer may be holding its ACK, so allow
+		// for that; if the RTO comes first, it is in charge (and with a
+		// low floor it waits out the delayed ACK, delayedAckWait).
+		if pto := 2*srtt + wcDelAckT; c.rtxAt == 0 || now+pto < c.rtxAt {
+			c.tlpAt = now + pto
+		}
 		return
 	}
-	c.tlpAt = now + pto
+	c.tlpAt = now + 2*srtt + time.Millisecond
+	if c.rtxAt != 0 && c.rtxAt < c.tlpAt {
+		// Never later than the RTO: where the timeout would fire first
+		// the probe goes in its place (Tick runs it first), sparing the
+		// window its collapse to one segment; the RTO, re-armed by the
+		// probe, stays the backstop (RFC 8985 §7.2, as Linux does).
+		c.tlpAt = c.rtxAt
+	}
 }
 
 // tailLossProbe sends the probe (RFC 8985 §7.3): new data if the windows
@@ -318,7 +330,7 @@ func (c *Conn) armTLP(now time.Duration) {
 // stays the backstop.
 func (c *Conn) tailLossProbe(now time.Duration) {
 	c.tlpAt = 0
-	if c.sndUna == c.sndMax || c.tlpOut || c.loss != lossOpen {
+	if c.sndUna == c.sndMax || c.tlpOut || c.loss == lossRTO {
 		return
 	}
 	off := c.sndMax.Sub(c.sndBufSeq)

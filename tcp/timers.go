@@ -41,6 +41,11 @@ func (c *Conn) Tick(now time.Duration) {
 		c.fail(TimeoutFinWait2, nil, syscall.ETIMEDOUT)
 		return
 	}
+	// A loss probe due with the retransmission timer goes first: it
+	// re-arms the timer, and the window is spared (armTLP).
+	if c.tlpAt != 0 && now >= c.tlpAt {
+		c.tailLossProbe(now)
+	}
 	if c.rtxAt != 0 && now >= c.rtxAt {
 		c.retransmitTimeout(now)
 		if c.state == Closed {
@@ -55,9 +60,6 @@ func (c *Conn) Tick(now time.Duration) {
 	}
 	if c.rackAt != 0 && now >= c.rackAt {
 		c.reorderTimeout(now)
-	}
-	if c.tlpAt != 0 && now >= c.tlpAt {
-		c.tailLossProbe(now)
 	}
 	if c.persistAt != 0 && now >= c.persistAt {
 		c.probeWindow(now)
