@@ -37,33 +37,45 @@ import (
 
 // ControlConn is one line of `tund ss`, as the control socket sends it.
 type ControlConn struct {
-	State         string `json:"state"` // RFC 9293 name, e.g. "TIME-WAIT"
-	Local         string `json:"local"`
-	Remote        string `json:"remote"` // "*:*" for a listener
-	SendQ         int    `json:"send_q"`
-	RecvQ         int    `json:"recv_q"`
-	Timer         string `json:"timer,omitempty"`    // retransmit, delack, persist, timewait, finwait2
-	TimerLeftMs   int64  `json:"timer_ms,omitempty"` // until it fires
-	MSS           int    `json:"mss,omitempty"`
-	Cwnd          int    `json:"cwnd,omitempty"`
-	SSThresh      int    `json:"ssthresh,omitempty"`
-	SndWnd        int    `json:"snd_wnd,omitempty"`
-	RcvWnd        int    `json:"rcv_wnd,omitempty"`
-	RcvBuf        int    `json:"rcv_buf,omitempty"`
-	CC            string `json:"cc,omitempty"`
-	SACK          bool   `json:"sack,omitempty"`
-	TS            bool   `json:"ts,omitempty"`
-	SndBuf        int    `json:"snd_buf,omitempty"`
-	SRTTMicros    int64  `json:"srtt_us,omitempty"`
-	RTOMicros     int64  `json:"rto_us,omitempty"`
-	Retransmits   uint64 `json:"retransmits,omitempty"`
-	Timeouts      uint64 `json:"timeouts,omitempty"`
-	Recoveries    uint64 `json:"recoveries,omitempty"`
-	Probes        uint64 `json:"probes,omitempty"`
-	DSACKs        uint64 `json:"dsacks,omitempty"`
-	BytesInFlight int    `json:"in_flight,omitempty"`
-	SynQueue      int    `json:"syn_q,omitempty"` // a listener's half-open connections
-	Note          string `json:"note,omitempty"`  // Conn.SetNote
+	State       string `json:"state"` // RFC 9293 name, e.g. "TIME-WAIT"
+	Local       string `json:"local"`
+	Remote      string `json:"remote"` // "*:*" for a listener
+	SendQ       int    `json:"send_q"`
+	RecvQ       int    `json:"recv_q"`
+	Timer       string `json:"timer,omitempty"`    // retransmit, delack, persist, timewait, finwait2
+	TimerLeftMs int64  `json:"timer_ms,omitempty"` // until it fires
+	MSS         int    `json:"mss,omitempty"`
+	Cwnd        int    `json:"cwnd,omitempty"`
+	SSThresh    int    `json:"ssthresh,omitempty"`
+	SndWnd      int    `json:"snd_wnd,omitempty"`
+	RcvWnd      int    `json:"rcv_wnd,omitempty"`
+	RcvBuf      int    `json:"rcv_buf,omitempty"`
+	CC          string `json:"cc,omitempty"`
+	SACK        bool   `json:"sack,omitempty"`
+	TS          bool   `json:"ts,omitempty"`
+	SndBuf      int    `json:"snd_buf,omitempty"`
+	SRTTMicros  int64  `json:"srtt_us,omitempty"`
+	RTOMicros   int64  `json:"rto_us,omitempty"`
+	Retransmits uint64 `json:"retransmits,omitempty"`
+	Timeouts    uint64 `json:"timeouts,omitempty"`
+	Recoveries  uint64 `json:"recoveries,omitempty"`
+	Probes      uint64 `json:"probes,omitempty"`
+	DSACKs      uint64 `json:"dsacks,omitempty"`
+	// Loss recovery: state ("open", "recovery", "loss"), RACK's
+	// reordering window, RTT and min RTT, PRR's delivered and sent
+	// bytes, bytes SACKed and judged lost, episodes undone as spurious.
+	LossState      string `json:"loss,omitempty"`
+	ReoWndMicros   int64  `json:"reo_wnd_us,omitempty"`
+	RACKRTTMicros  int64  `json:"rack_rtt_us,omitempty"`
+	MinRTTMicros   int64  `json:"min_rtt_us,omitempty"`
+	PRRDelivered   int    `json:"prr_delivered,omitempty"`
+	PRROut         int    `json:"prr_out,omitempty"`
+	SACKed         int    `json:"sacked,omitempty"`
+	Lost           int    `json:"lost,omitempty"`
+	SpuriousUndone uint64 `json:"spurious_undone,omitempty"`
+	BytesInFlight  int    `json:"in_flight,omitempty"`
+	SynQueue       int    `json:"syn_q,omitempty"` // a listener's half-open connections
+	Note           string `json:"note,omitempty"`  // Conn.SetNote
 }
 
 // ListenControl opens the control socket at path. For as long as the
@@ -265,6 +277,9 @@ func (s *Stack) controlConnections() []ControlConn {
 			SRTTMicros: ci.SRTT.Microseconds(), RTOMicros: ci.RTO.Microseconds(),
 			Retransmits: ci.Retransmits, Timeouts: ci.Timeouts, Recoveries: ci.Recoveries, Probes: ci.Probes,
 			DSACKs: ci.DSACKs, BytesInFlight: ci.SndNxt.Sub(ci.SndUna), SynQueue: ci.SynQueue, Note: ci.Note,
+			LossState: ci.LossState, ReoWndMicros: ci.ReoWnd.Microseconds(), RACKRTTMicros: ci.RACKRTT.Microseconds(),
+			MinRTTMicros: ci.MinRTT.Microseconds(), PRRDelivered: ci.PRRDelivered, PRROut: ci.PRROut,
+			SACKed: ci.SACKed, Lost: ci.Lost, SpuriousUndone: ci.SpuriousUndone,
 		}
 		if ci.State == tcp.TimeWait || ci.State == tcp.Listen {
 			out[i].BytesInFlight = 0

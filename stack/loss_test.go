@@ -39,7 +39,6 @@ func TestTransfersThroughLossReorderingAndDuplication(t *testing.T) {
 	}{{0.01, "newreno"}, {0.05, "cubic"}, {0.10, "newreno"}} {
 		t.Run(fmt.Sprintf("%s/%g%%", tc.cc, tc.loss*100), func(t *testing.T) {
 			m := tun.Impairment{Loss: tc.loss, Reorder: 0.02, ReorderGap: 2, Duplicate: 0.01}
-
 			a, b, imp := impairedPair(t, m, tc.cc)
 			l, err := b.Listen("tcp", ":7000")
 			if err != nil {

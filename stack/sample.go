@@ -20,6 +20,15 @@ type Sample struct {
 	Retransmits   uint64
 	Timeouts      uint64 // retransmission timeouts so far
 	DSACKs        uint64 // D-SACKs received so far (RFC 2883)
+	// Loss recovery: the state ("open", "recovery", "loss"), RACK's
+	// reordering window and RTT (RFC 8985), PRR's delivered and sent
+	// bytes (RFC 6937), and loss episodes undone as spurious so far.
+	LossState    string
+	ReoWnd       time.Duration
+	RACKRTT      time.Duration
+	PRRDelivered int
+	PRROut       int
+	Spurious     uint64
 }
 
 // Sampler configures periodic per-connection samples: every Interval,
@@ -63,6 +72,8 @@ func (s *Stack) sampleLoop() {
 				Time: now, Local: s.localOf(c.key), Remote: c.key.remote(), State: in.State.String(),
 				Cwnd: in.Cwnd, SSThresh: in.SSThresh, InFlight: in.SndNxt.Sub(in.SndUna), SndWnd: in.SndWnd,
 				SRTT: in.SRTT, RTO: in.RTO, Retransmits: in.Retransmits, Timeouts: in.Timeouts, DSACKs: in.DSACKs,
+				LossState: in.LossState, ReoWnd: in.ReoWnd, RACKRTT: in.RACKRTT,
+				PRRDelivered: in.PRRDelivered, PRROut: in.PRROut, Spurious: in.SpuriousUndone,
 			})
 		}
 	}

@@ -180,6 +180,7 @@ type Stats struct {
 	Recoveries  uint64 // fast recoveries entered
 	Probes      uint64 // tail loss probes sent
 	DSACKs      uint64 // D-SACKs received: segments the peer got twice (RFC 2883)
+	Spurious    uint64 // loss episodes undone: every resend D-SACKed, or timestamps showed the originals arrived
 	// Drops by reason: the IP layer's reasons by their names, plus
 	// "tcp_options", "no_listener", "backlog_full" (a SYN, or a cookie's
 	// ACK, that found the accept queue full), "syn_queue_full" (a SYN
@@ -207,7 +208,7 @@ type Limits struct {
 // coreCounters are the tcp core's per-connection counters, summed.
 type coreCounters struct {
 	retransmits, timeouts, recoveries, probes, outOfWindow, acksLimited uint64
-	dsacks                                                              uint64
+	dsacks, spurious                                                    uint64
 	rcvNoRoom                                                           uint64
 }
 
@@ -218,6 +219,7 @@ func (cc *coreCounters) add(t *tcp.Conn) {
 	cc.recoveries += t.Recoveries
 	cc.probes += t.Probes
 	cc.dsacks += t.DSACKs
+	cc.spurious += t.SpuriousUndone
 	cc.outOfWindow += t.OutOfWindow
 	cc.acksLimited += t.AcksLimited
 	cc.rcvNoRoom += t.RcvNoRoom()
@@ -235,6 +237,7 @@ func (s *Stack) retire(c *Conn) {
 	s.retiredSum.recoveries += cc.recoveries
 	s.retiredSum.probes += cc.probes
 	s.retiredSum.dsacks += cc.dsacks
+	s.retiredSum.spurious += cc.spurious
 	s.retiredSum.outOfWindow += cc.outOfWindow
 	s.retiredSum.acksLimited += cc.acksLimited
 	s.retiredSum.rcvNoRoom += cc.rcvNoRoom
@@ -319,7 +322,7 @@ func (s *Stack) Stats() Stats {
 	}
 	cc := s.connCounters()
 	st.Retransmits, st.Timeouts, st.Recoveries, st.Probes = cc.retransmits, cc.timeouts, cc.recoveries, cc.probes
-	st.DSACKs = cc.dsacks
+	st.DSACKs, st.Spurious = cc.dsacks, cc.spurious
 	st.AcksRateLimited = cc.acksLimited + s.stats.acksLimited.Load()
 	st.Drops["out_of_window"] = cc.outOfWindow
 	st.Drops["rcv_no_room"] = cc.rcvNoRoom

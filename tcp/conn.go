@@ -553,8 +553,21 @@ type Info struct {
 	Recoveries     uint64
 	Probes         uint64
 	DSACKs         uint64
-	Timer          string        // the timer that fires next ("" if none)
-	TimerAt        time.Duration // when, on the caller's clock
+	// Loss recovery (recovery.go): where the sender stands ("open",
+	// "recovery", "loss"), RACK's reordering window, RTT and smallest RTT
+	// (RFC 8985), PRR's counters in the current or last recovery (RFC
+	// 6937), the bytes SACKed and judged lost, and the loss episodes
+	// undone as spurious.
+	LossState       string
+	ReoWnd          time.Duration
+	RACKRTT, MinRTT time.Duration
+	PRRDelivered    int
+	PRROut          int
+	SACKed, Lost    int
+	ReorderingSeen  bool
+	SpuriousUndone  uint64
+	Timer           string        // the timer that fires next ("" if none)
+	TimerAt         time.Duration // when, on the caller's clock
 }
 
 // Info returns a snapshot of the connection for display.
@@ -570,6 +583,12 @@ func (c *Conn) Info() Info {
 		in.Cwnd, in.SSThresh, in.CC = c.cc.Window(), c.cc.SSThresh(), c.cc.Name()
 	}
 	in.SACK, in.TS = c.sackOK, c.tsOK
+	in.LossState = c.loss.String()
+	in.ReoWnd = c.rack.ReoWnd(c.loss != lossOpen, c.sackedSegs(), c.rto.SRTT())
+	in.RACKRTT, in.MinRTT, in.ReorderingSeen = c.rack.RTT, c.rack.MinRTT, c.rack.ReorderingSeen
+	in.PRRDelivered, in.PRROut = c.prr.Counters()
+	in.SACKed, in.Lost = c.flight.SACKed(), c.flight.Lost()
+	in.SpuriousUndone = c.SpuriousUndone
 	in.Timer, in.TimerAt = c.nextTimer()
 	return in
 }

@@ -133,7 +133,15 @@ func (c *Conn) onAckRecovery(seg *Segment, advanced bool, d *retransmit.Delivere
 	if c.loss == lossFast {
 		c.sndcnt = c.prr.OnAck(d.Bytes, c.pipe(), c.segMSS())
 	}
-	c.armTLP(now)
+	// RFC 8985 §7.2: the probe timer restarts on an ACK of new data
+	// only. Restarted by every duplicate ACK, a probe the peer answers
+	// with a D-SACK would go again and again, each time pushing the
+	// retransmission timer back, while a hole below stays unrepaired.
+	if advanced {
+		c.armTLP(now)
+	} else if c.loss != lossOpen || c.flight.SACKed() > 0 {
+		c.tlpAt = 0
+	}
 }
 
 // detectLoss marks lost what the detector says is lost and arms the
@@ -299,7 +307,7 @@ func (c *Conn) armTLP(now time.Duration) {
 	c.tlpAt = 0
 	srtt := c.rto.SRTT()
 	if !c.sackOK || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked ||
-		c.loss == lossRTO || (c.loss == lossOpen && c.flight.SACKed() > 0) {
+		c.loss != lossOpen || c.flight.SACKed() > 0 {
 		return
 	}
 	// PTO = 2*SRTT (RFC 8985 §7.2), plus the worst-case delayed ACK with
@@ -330,7 +338,7 @@ func (c *Conn) armTLP(now time.Duration) {
 // stays the backstop.
 func (c *Conn) tailLossProbe(now time.Duration) {
 	c.tlpAt = 0
-	if c.sndUna == c.sndMax || c.tlpOut || c.loss == lossRTO {
+	if c.sndUna == c.sndMax || c.tlpOut || c.loss != lossOpen {
 		return
 	}
 	off := c.sndMax.Sub(c.sndBufSeq)

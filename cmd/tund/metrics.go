@@ -61,6 +61,8 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 				func(s *stack.Stats) uint64 { return s.Probes }),
 			counter("dsacks_received_total", "D-SACK blocks received (RFC 2883): segments the peer got twice, most often sent again needlessly.",
 				func(s *stack.Stats) uint64 { return s.DSACKs }),
+			counter("spurious_recoveries_undone_total", "Loss episodes whose window reduction was undone: every resend D-SACKed (RFC 2883), or timestamps showed the originals arrived (RFC 3522).",
+				func(s *stack.Stats) uint64 { return s.Spurious }),
 			counter("resets_sent_total", "RSTs sent for segments no connection wanted (RFC 9293 §3.10.7.1).",
 				func(s *stack.Stats) uint64 { return s.ResetsSent }),
 			counter("echo_replies_total", "ICMP echo replies sent.",

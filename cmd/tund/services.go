@@ -168,8 +168,8 @@ func httpHandler(st *stack.Stack) http.Handler {
 			s.PacketsIn, s.PacketsOut, s.SegmentsIn, s.SegmentsOut)
 		fmt.Fprintf(w, "resets_sent %d\necho_replies %d\nactive_opens %d\npassive_opens %d\n",
 			s.ResetsSent, s.EchoReplies, s.ActiveOpens, s.PassiveOpens)
-		fmt.Fprintf(w, "retransmitted_segments %d\nretransmission_timeouts %d\nfast_recoveries %d\ntail_loss_probes %d\ndsacks_received %d\n",
-			s.Retransmits, s.Timeouts, s.Recoveries, s.Probes, s.DSACKs)
+		fmt.Fprintf(w, "retransmitted_segments %d\nretransmission_timeouts %d\nfast_recoveries %d\ntail_loss_probes %d\ndsacks_received %d\nspurious_recoveries_undone %d\n",
+			s.Retransmits, s.Timeouts, s.Recoveries, s.Probes, s.DSACKs, s.Spurious)
 		reasons := make([]string, 0, len(s.Drops))
 		for r := range s.Drops {
 			reasons = append(reasons, r)

@@ -115,6 +115,13 @@ func printConns(out io.Writer, conns []stack.ControlConn, info bool) {
 				c.CC, opts, c.MSS, c.Cwnd, c.SSThresh, c.SndWnd, c.RcvWnd, c.RcvBuf, c.SndBuf, c.BytesInFlight,
 				time.Duration(c.SRTTMicros)*time.Microsecond, time.Duration(c.RTOMicros)*time.Microsecond, c.Retransmits,
 				c.Timeouts, c.Recoveries, c.Probes, c.DSACKs)
+			if c.LossState != "" {
+				// Loss recovery (RFC 8985 RACK, RFC 6937 PRR).
+				fmt.Fprintf(tw, " loss:%s reo_wnd:%v rack_rtt:%v min_rtt:%v prr:%d/%d sacked:%d lost:%d undone:%d",
+					c.LossState, time.Duration(c.ReoWndMicros)*time.Microsecond,
+					time.Duration(c.RACKRTTMicros)*time.Microsecond, time.Duration(c.MinRTTMicros)*time.Microsecond,
+					c.PRRDelivered, c.PRROut, c.SACKed, c.Lost, c.SpuriousUndone)
+			}
 		}
 		fmt.Fprintln(tw)
 	}

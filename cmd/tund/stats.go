@@ -129,6 +129,7 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"fast recoveries", st.Recoveries},
 		{"tail loss probes", st.Probes},
 		{"D-SACKs received", st.DSACKs},
+		{"spurious recoveries undone", st.Spurious},
 		{"resets sent", st.ResetsSent},
 		{"echo replies", st.EchoReplies},
 		{"active opens", st.ActiveOpens},

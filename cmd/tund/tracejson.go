@@ -13,7 +13,7 @@ import (
 // line, for scripts (scripts/plot turns them into an SVG plot):
 //
 //	{"t":0.0123,"kind":"transition","local":"198.18.0.2:80","remote":"198.18.0.1:40312","from":"ESTABLISHED","to":"CLOSE-WAIT","on":"rcv FIN","seq":1,"ack":2}
-//	{"t":0.0200,"kind":"sample","local":"...","remote":"...","state":"ESTABLISHED","cwnd":14480,"ssthresh":1073741824,"inflight":2896,"snd_wnd":65535,"srtt_us":310,"rto_us":200000,"retrans":3,"timeouts":1,"dsacks":1}
+//	{"t":0.0200,"kind":"sample","local":"...","remote":"...","state":"ESTABLISHED","cwnd":14480,"ssthresh":1073741824,"inflight":2896,"snd_wnd":65535,"srtt_us":310,"rto_us":200000,"retrans":3,"timeouts":1,"dsacks":1,"loss":"open","reo_wnd_us":25,"rack_rtt_us":305,"prr_delivered":14480,"prr_out":8688,"spurious_undone":1}
 type jsonTrace struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
@@ -49,6 +49,13 @@ type jsonEvent struct {
 	Retrans  uint64 `json:"retrans,omitempty"`
 	Timeouts uint64 `json:"timeouts,omitempty"`
 	DSACKs   uint64 `json:"dsacks,omitempty"`
+	// Loss recovery (RFC 8985, RFC 6937).
+	Loss         string `json:"loss,omitempty"`
+	ReoWndus     int64  `json:"reo_wnd_us,omitempty"`
+	RACKRTTus    int64  `json:"rack_rtt_us,omitempty"`
+	PRRDelivered int    `json:"prr_delivered,omitempty"`
+	PRROut       int    `json:"prr_out,omitempty"`
+	Spurious     uint64 `json:"spurious_undone,omitempty"`
 }
 
 func (j *jsonTrace) transition(ev stack.TraceEvent) {
@@ -67,7 +74,8 @@ func (j *jsonTrace) sample(s stack.Sample) {
 	j.write(&jsonEvent{T: s.Time.Seconds(), Kind: "sample", Local: s.Local.String(), Remote: s.Remote.String(),
 		State: s.State, Cwnd: s.Cwnd, SSThresh: s.SSThresh, InFlight: s.InFlight, SndWnd: s.SndWnd,
 		SRTTus: s.SRTT.Microseconds(), RTOus: s.RTO.Microseconds(), Retrans: s.Retransmits,
-		Timeouts: s.Timeouts, DSACKs: s.DSACKs})
+		Timeouts: s.Timeouts, DSACKs: s.DSACKs, Loss: s.LossState, ReoWndus: s.ReoWnd.Microseconds(),
+		RACKRTTus: s.RACKRTT.Microseconds(), PRRDelivered: s.PRRDelivered, PRROut: s.PRROut, Spurious: s.Spurious})
 }
 
 func (j *jsonTrace) write(e *jsonEvent) {
