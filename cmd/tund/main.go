@@ -69,6 +69,8 @@ type options struct {
 	rtoMin        time.Duration
 	rtoMax        time.Duration
 	noSACK        bool
+	lossDetection string // tcp.LossRACK or tcp.LossRFC6675
+	prrBound      string // "ssrb" or "crb"
 	noTimestamps  bool
 	impair        tun.ImpairConfig
 	pcap          string // -pcap file ("": no capture)
@@ -153,6 +155,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	rtoMin := fs.Duration("rto-min", def.MinRTO, "lower bound of the retransmission timeout")
 	rtoMax := fs.Duration("rto-max", def.MaxRTO, "upper bound of the retransmission timeout (and of its backoff)")
 	noSACK := fs.Bool("no-sack", false, "do not offer selective acknowledgments (RFC 2018)")
+	lossDetection := fs.String("loss-detection", tcp.LossRACK, "loss `detector`: rack (RFC 8985, by send time) or rfc6675 (three SACKed segments above a hole), to compare the two")
+	prrBound := fs.String("prr-bound", "ssrb", "PRR's `bound` below ssthresh (RFC 6937): ssrb (slow start reduction bound) or crb (conservative, strict packet conservation)")
 	noTimestamps := fs.Bool("no-timestamps", false, "do not offer TCP timestamps (RFC 7323)")
 	impairIn := fs.String("impair-in", "", "impair packets from the kernel to the stack, e.g. `loss=1%,dup=0.5%,reorder=2%,delay=10ms,jitter=2ms,corrupt=0.1%,rate=100mbit`")
 	impairOut := fs.String("impair-out", "", "impair packets from the stack to the kernel (same syntax as -impair-in)")
@@ -198,7 +202,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o := options{traceJSON: *traceJSON, sampleInterval: *sampleInterval, tunName: *tunName, mtu: *mtu, netns: *netns, trace: *trace, backlog: *backlog, msl: *msl,
 		finTimeout: *finTimeout, synAckRetries: *synAckRetries, synCookies: *synCookies, control: *control,
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
-		noSACK: *noSACK, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards, forwardsOut: forwardsOut, forwardWait: *forwardTimeout}
+		noSACK: *noSACK, lossDetection: *lossDetection, prrBound: *prrBound, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards, forwardsOut: forwardsOut, forwardWait: *forwardTimeout}
 	var err error
 	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
 		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
@@ -243,6 +247,12 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	o.pcap = *pcap
 	if _, err := retransmit.New(o.cc, 1460); err != nil {
 		return o, fmt.Errorf("-cc %q: want newreno or cubic", o.cc)
+	}
+	if o.lossDetection != tcp.LossRACK && o.lossDetection != tcp.LossRFC6675 {
+		return o, fmt.Errorf("-loss-detection %q: want rack or rfc6675", o.lossDetection)
+	}
+	if o.prrBound != "ssrb" && o.prrBound != "crb" {
+		return o, fmt.Errorf("-prr-bound %q: want ssrb or crb", o.prrBound)
 	}
 	if o.rtoMin <= 0 || o.rtoMin > o.rtoMax {
 		return o, fmt.Errorf("-rto-min %v: must be positive and at most -rto-max %v", o.rtoMin, o.rtoMax)
@@ -390,7 +400,8 @@ func run(o options) error {
 		TCP: tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries,
 			RcvBuf: o.rcvBuf, NoAutoTune: o.rcvBuf != 0, RcvBufMax: o.rcvBufMax, SndBuf: o.sndBuf, NoDelay: o.noDelay,
 			CongestionControl: o.cc, InitialRTO: o.rtoInitial, MinRTO: o.rtoMin, MaxRTO: o.rtoMax,
-			NoSACK: o.noSACK, NoTimestamps: o.noTimestamps, OrphanRetries: o.orphanRetries},
+			NoSACK: o.noSACK, NoTimestamps: o.noTimestamps, OrphanRetries: o.orphanRetries,
+			LossDetection: o.lossDetection, PRRConservative: o.prrBound == "crb"},
 		Backlog:        o.backlog,
 		MaxConnections: o.maxConns,
 		MaxOrphans:     o.maxOrphans,

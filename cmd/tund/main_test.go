@@ -120,6 +120,8 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-fin-timeout", "0s"}, "-fin-timeout 0s"},
 		{[]string{"-rcvbuf", "lots"}, `-rcvbuf "lots"`},
 		{[]string{"-cc", "bbr"}, `-cc "bbr"`},
+		{[]string{"-loss-detection", "dupack"}, `-loss-detection "dupack"`},
+		{[]string{"-prr-bound", "none"}, `-prr-bound "none"`},
 		{[]string{"-sample-interval", "0s"}, "-sample-interval 0s"},
 		{[]string{"-impair-in", "loss=150%"}, `loss="150%"`},
 		{[]string{"-impair-out", "wobble=3"}, `wobble`},
