@@ -72,6 +72,9 @@ func (r *RTO) Backoff() {
 	}
 }
 
+// Min is the timeout's floor now.
+func (r *RTO) Min() time.Duration { return r.min }
+
 // ResetBackoff drops the backoff.
 func (r *RTO) ResetBackoff() { r.backoffs = 0 }
 

@@ -73,6 +73,7 @@ type ControlConn struct {
 	SACKed         int    `json:"sacked,omitempty"`
 	Lost           int    `json:"lost,omitempty"`
 	SpuriousUndone uint64 `json:"spurious_undone,omitempty"`
+	RTOMinMicros   int64  `json:"rto_min_us,omitempty"` // the RTO's floor
 	BytesInFlight  int    `json:"in_flight,omitempty"`
 	SynQueue       int    `json:"syn_q,omitempty"` // a listener's half-open connections
 	Note           string `json:"note,omitempty"`  // Conn.SetNote
@@ -279,7 +280,7 @@ func (s *Stack) controlConnections() []ControlConn {
 			DSACKs: ci.DSACKs, BytesInFlight: ci.SndNxt.Sub(ci.SndUna), SynQueue: ci.SynQueue, Note: ci.Note,
 			LossState: ci.LossState, ReoWndMicros: ci.ReoWnd.Microseconds(), RACKRTTMicros: ci.RACKRTT.Microseconds(),
 			MinRTTMicros: ci.MinRTT.Microseconds(), PRRDelivered: ci.PRRDelivered, PRROut: ci.PRROut,
-			SACKed: ci.SACKed, Lost: ci.Lost, SpuriousUndone: ci.SpuriousUndone,
+			SACKed: ci.SACKed, Lost: ci.Lost, SpuriousUndone: ci.SpuriousUndone, RTOMinMicros: ci.RTOMin.Microseconds(),
 		}
 		if ci.State == tcp.TimeWait || ci.State == tcp.Listen {
 			out[i].BytesInFlight = 0

@@ -40,6 +40,7 @@ func TestTransfersThroughLossReorderingAndDuplication(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/%g%%", tc.cc, tc.loss*100), func(t *testing.T) {
 			m := tun.Impairment{Loss: tc.loss, Reorder: 0.02, ReorderGap: 2, Duplicate: 0.01}
 			a, b, imp := impairedPair(t, m, tc.cc)
+
 			l, err := b.Listen("tcp", ":7000")
 			if err != nil {
 				t.Fatal(err)
@@ -90,9 +91,9 @@ func TestTransfersThroughLossReorderingAndDuplication(t *testing.T) {
 				t.Fatalf("received %d bytes, want %d identical", r.n, size)
 			}
 			st := imp.Stats()
-			t.Logf("50 MiB in %v (%.0f Mbit/s): %d retransmissions, %d recoveries, %d probes, %d timeouts; link lost %d, duplicated %d, reordered %d",
+			t.Logf("50 MiB in %v (%.0f Mbit/s): %d retransmissions, %d recoveries, %d probes, %d timeouts, %d undone, RTO floor %v; link lost %d, duplicated %d, reordered %d",
 				time.Since(start).Round(time.Millisecond), size*8/time.Since(start).Seconds()/1e6,
-				ci.Retransmits, ci.Recoveries, ci.Probes, ci.Timeouts,
+				ci.Retransmits, ci.Recoveries, ci.Probes, ci.Timeouts, ci.SpuriousUndone, ci.RTOMin,
 				st.In.Lost+st.Out.Lost, st.In.Duplicated+st.Out.Duplicated, st.In.Reordered+st.Out.Reordered)
 			c.Close()
 		})

@@ -34,6 +34,18 @@ type Config struct {
 	// this way: retransmissions and probes stay one segment.
 	GSOMax     int
 	InitialRTO time.Duration // RFC 6298 §2.1
+	// MinRTO is the retransmission timeout's floor: 5 ms by default,
+	// where Linux fixes 200 ms. On a TUN link whose round trip is a few
+	// hundred microseconds a 200 ms floor makes every timeout cost a
+	// thousand round trips, and decides goodput under loss. What makes a
+	// low floor safe (recovery.go): a lone in-order segment still waits
+	// SRTT + 200 ms for a delayed ACK (delayedAckWait); every give-up
+	// lasts as long as from a 200 ms floor (lastedAsFrom200ms), so R2
+	// stays RFC 9293's 100 s; a timeout that proves spurious is undone
+	// (D-SACK, timestamps); the RTO is still SRTT + 4·RTTVAR with
+	// exponential backoff, so a slower or jittery path gets a longer
+	// one. RFC 6298 §2.4's 1 s minimum is a SHOULD, and RFC 8961 §4 asks
+	// only that the RTO follow measured feedback and back off.
 	MinRTO     time.Duration
 	MaxRTO     time.Duration
 	SynRetries int // SYN retransmissions before an active open fails
@@ -120,7 +132,7 @@ func DefaultConfig() Config {
 		RcvBufMax:     6 << 20,   // Linux's tcp_rmem maximum
 		SndBuf:        1 << 20,
 		InitialRTO:    time.Second,
-		MinRTO:        200 * time.Millisecond,
+		MinRTO:        5 * time.Millisecond, // adaptive: see Config.MinRTO
 		MaxRTO:        60 * time.Second,
 		SynRetries:    7, // 183 s: RFC 9293 §3.8.3 (MUST-23) wants 3 minutes
 		SynAckRetries: 5,
@@ -566,6 +578,7 @@ type Info struct {
 	SACKed, Lost    int
 	ReorderingSeen  bool
 	SpuriousUndone  uint64
+	RTOMin          time.Duration // the RTO's floor
 	Timer           string        // the timer that fires next ("" if none)
 	TimerAt         time.Duration // when, on the caller's clock
 }
@@ -589,6 +602,7 @@ func (c *Conn) Info() Info {
 	in.PRRDelivered, in.PRROut = c.prr.Counters()
 	in.SACKed, in.Lost = c.flight.SACKed(), c.flight.Lost()
 	in.SpuriousUndone = c.SpuriousUndone
+	in.RTOMin = c.rto.Min()
 	in.Timer, in.TimerAt = c.nextTimer()
 	return in
 }

@@ -38,7 +38,7 @@ func TestIsDSACK(t *testing.T) {
 // sender counts it: the evidence that the timeout was spurious, which a
 // too-short minimum RTO would show as D-SACKs per retransmission.
 func TestSpuriousTimeoutDrawsDSACK(t *testing.T) {
-	p, _ := slowPair(t, Config{DelayedAck: -1})
+	p, _ := slowPair(t, Config{DelayedAck: -1, MinRTO: classicMinRTO})
 	mss := p.a.segMSS()
 	p.a.Write(pattern(mss), p.now)
 	orig := p.take(p.aOut)

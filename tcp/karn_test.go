@@ -14,7 +14,7 @@ import (
 // the backoff dropped on that ACK, a path whose RTT grew past the RTO
 // would time out every segment and never yield a sample again.
 func TestBackoffKeptUntilValidSample(t *testing.T) {
-	p := newWarmPair(t, Config{NoTimestamps: true, NoSACK: true, DelayedAck: -1})
+	p := newWarmPair(t, Config{NoTimestamps: true, NoSACK: true, DelayedAck: -1, MinRTO: classicMinRTO})
 	base := p.a.rto.Timeout()
 	lose := 0
 	p.aOut.drop = func(seg *Segment) bool {

@@ -56,8 +56,8 @@ func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
 		}
 	})
 
-	t.Run("one segment, default floor: unchanged", func(t *testing.T) {
-		p, t0, rto := lone(t, 0, 1)
+	t.Run("one segment, classic 200 ms floor: unchanged", func(t *testing.T) {
+		p, t0, rto := lone(t, classicMinRTO, 1)
 		if rto != 200*time.Millisecond {
 			t.Fatalf("RTO %v, want the 200 ms floor", rto)
 		}
@@ -74,7 +74,7 @@ func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
 // retries would be over in about 15 ms. With a low floor the count must
 // also have taken as long as it would from the classic 200 ms floor:
 // 200 + 400 + 800 = 1.4 s after the first timeout for MaxRetries = 3. The
-// default floor gives up at the count, as before.
+// classic 200 ms floor gives up at the count, as before.
 func TestLowFloorGivesUpByTime(t *testing.T) {
 	run := func(t *testing.T, minRTO time.Duration) (timeouts uint64, span time.Duration) {
 		p := newPair(t, Config{DelayedAck: -1, MinRTO: minRTO, MaxRetries: 3})
@@ -98,8 +98,8 @@ func TestLowFloorGivesUpByTime(t *testing.T) {
 	if span < 1400*time.Millisecond || span > 2400*time.Millisecond || n <= 3 {
 		t.Errorf("floor 1 ms: gave up %v after the first timeout, after %d timeouts; want 1.4 s (and up to one more backed-off RTO), more than 3", span, n)
 	}
-	if n, _ := run(t, 0); n != 3 {
-		t.Errorf("default floor: gave up after %d timeouts, want MaxRetries = 3", n)
+	if n, _ := run(t, classicMinRTO); n != 3 {
+		t.Errorf("200 ms floor: gave up after %d timeouts, want MaxRetries = 3", n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 // seen records every transition the tests drive, for TestMain's check.
@@ -39,3 +40,7 @@ func flagUnset(name string) bool {
 	f := flag.Lookup(name)
 	return f == nil || f.Value.String() == ""
 }
+
+// classicMinRTO is the 200 ms floor Linux uses and tund used by default
+// before the adaptive floor: tests written around its timing ask for it.
+const classicMinRTO = 200 * time.Millisecond

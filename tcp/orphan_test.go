@@ -11,7 +11,7 @@ import (
 // must not be held for ever by a peer that keeps it from finishing.
 func TestOrphanBounded(t *testing.T) {
 	t.Run("a zero window whose probes are all answered ends an orphan in FIN-WAIT-1", func(t *testing.T) {
-		p := newPair(t, Config{})
+		p := newPair(t, Config{MinRTO: classicMinRTO})
 		fillWindow(t, p, 300<<10) // b never reads: its window stays shut
 		closedAt := p.now
 		p.a.Close(p.now)
@@ -59,7 +59,7 @@ func TestOrphanBounded(t *testing.T) {
 	})
 
 	t.Run("a peer that never ACKs the FIN ends an orphan in LAST-ACK after OrphanRetries", func(t *testing.T) {
-		p := newPair(t, Config{})
+		p := newPair(t, Config{MinRTO: classicMinRTO})
 		p.a.CloseWrite(p.now)
 		p.run()
 		p.wantState(p.b, CloseWait)
@@ -79,7 +79,7 @@ func TestOrphanBounded(t *testing.T) {
 	})
 
 	t.Run("a simultaneous close whose last ACK never comes ends an orphan in CLOSING", func(t *testing.T) {
-		p := newPair(t, Config{})
+		p := newPair(t, Config{MinRTO: classicMinRTO})
 		p.a.Close(p.now)
 		p.b.Close(p.now)                                  // the FINs cross
 		p.bOut.drop = func(*Segment) bool { return true } // b's FIN is queued already; nothing after it arrives
@@ -95,7 +95,7 @@ func TestOrphanBounded(t *testing.T) {
 	})
 
 	t.Run("a connection the application still holds is not an orphan", func(t *testing.T) {
-		p := newPair(t, Config{})
+		p := newPair(t, Config{MinRTO: classicMinRTO})
 		fillWindow(t, p, 300<<10)
 		p.a.CloseWrite(p.now) // half-closed, not released: it may still read
 		p.advance(30 * time.Minute)
@@ -103,7 +103,7 @@ func TestOrphanBounded(t *testing.T) {
 	})
 
 	t.Run("progress restarts the count", func(t *testing.T) {
-		p := newPair(t, Config{})
+		p := newPair(t, Config{MinRTO: classicMinRTO})
 		data, _ := fillWindow(t, p, 300<<10)
 		p.a.Close(p.now)
 		var got []byte

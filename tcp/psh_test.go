@@ -9,7 +9,7 @@ import "testing"
 // buffered segment). The normal output path did; recovery's new data did
 // not.
 func TestPSHOnLastSegmentSentInRecovery(t *testing.T) {
-	p, exchange := slowPair(t, Config{DelayedAck: -1})
+	p, exchange := slowPair(t, Config{DelayedAck: -1, MinRTO: classicMinRTO})
 	mss := p.a.segMSS()
 	// A loss in a window of five halves cwnd.
 	p.a.Write(pattern(5*mss), p.now)

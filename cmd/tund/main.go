@@ -152,7 +152,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	cc := fs.String("cc", "newreno", "congestion control `algorithm`: newreno or cubic")
 	def := tcp.DefaultConfig()
 	rtoInitial := fs.Duration("rto-initial", def.InitialRTO, "initial retransmission timeout (RFC 6298 §2.1)")
-	rtoMin := fs.Duration("rto-min", def.MinRTO, "lower bound of the retransmission timeout")
+	rtoMin := fs.Duration("rto-min", def.MinRTO, "lower bound of the retransmission timeout (Linux: 200ms); under 200 ms a lone segment still waits for a delayed ACK and give-ups last as from 200 ms")
 	rtoMax := fs.Duration("rto-max", def.MaxRTO, "upper bound of the retransmission timeout (and of its backoff)")
 	noSACK := fs.Bool("no-sack", false, "do not offer selective acknowledgments (RFC 2018)")
 	lossDetection := fs.String("loss-detection", tcp.LossRACK, "loss `detector`: rack (RFC 8985, by send time) or rfc6675 (three SACKed segments above a hole), to compare the two")

@@ -127,7 +127,7 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-impair-out", "wobble=3"}, `wobble`},
 		{[]string{"-rto-min", "0s"}, "-rto-min 0s"},
 		{[]string{"-rto-min", "2m"}, "-rto-min 2m0s"},
-		{[]string{"-rto-initial", "10ms"}, "-rto-initial 10ms"},
+		{[]string{"-rto-initial", "1ms"}, "-rto-initial 1ms"},
 		{[]string{"-rcvbuf", "12"}, `-rcvbuf "12"`},
 		{[]string{"-rcvbuf-max", "2G"}, `-rcvbuf-max "2G"`},
 		{[]string{"-sndbuf", "-1M"}, `-sndbuf "-1M"`},

@@ -117,10 +117,11 @@ func printConns(out io.Writer, conns []stack.ControlConn, info bool) {
 				c.Timeouts, c.Recoveries, c.Probes, c.DSACKs)
 			if c.LossState != "" {
 				// Loss recovery (RFC 8985 RACK, RFC 6937 PRR).
-				fmt.Fprintf(tw, " loss:%s reo_wnd:%v rack_rtt:%v min_rtt:%v prr:%d/%d sacked:%d lost:%d undone:%d",
+				fmt.Fprintf(tw, " loss:%s reo_wnd:%v rack_rtt:%v min_rtt:%v prr:%d/%d sacked:%d lost:%d undone:%d rto_min:%v",
 					c.LossState, time.Duration(c.ReoWndMicros)*time.Microsecond,
 					time.Duration(c.RACKRTTMicros)*time.Microsecond, time.Duration(c.MinRTTMicros)*time.Microsecond,
-					c.PRRDelivered, c.PRROut, c.SACKed, c.Lost, c.SpuriousUndone)
+					c.PRRDelivered, c.PRROut, c.SACKed, c.Lost, c.SpuriousUndone,
+					time.Duration(c.RTOMinMicros)*time.Microsecond)
 			}
 		}
 		fmt.Fprintln(tw)

@@ -37,9 +37,9 @@ func TestSSInfoShowsLossRecovery(t *testing.T) {
 	printConns(&out, []stack.ControlConn{{
 		State: "ESTABLISHED", Local: "198.18.0.2:80", Remote: "198.18.0.1:40000", MSS: 1448, Cwnd: 14480,
 		LossState: "recovery", ReoWndMicros: 25, RACKRTTMicros: 310, MinRTTMicros: 100,
-		PRRDelivered: 4344, PRROut: 2896, SACKed: 2896, Lost: 1448, SpuriousUndone: 2,
+		PRRDelivered: 4344, PRROut: 2896, SACKed: 2896, Lost: 1448, SpuriousUndone: 2, RTOMinMicros: 10000,
 	}}, true)
-	want := "loss:recovery reo_wnd:25µs rack_rtt:310µs min_rtt:100µs prr:4344/2896 sacked:2896 lost:1448 undone:2"
+	want := "loss:recovery reo_wnd:25µs rack_rtt:310µs min_rtt:100µs prr:4344/2896 sacked:2896 lost:1448 undone:2 rto_min:10ms"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("ss -i line lacks %q:\n%s", want, out.String())
 	}
