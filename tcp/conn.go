@@ -301,14 +301,10 @@ type Conn struct {
 	rttSeq                     Seq
 	rttStart                   time.Duration
 
-	// Timers, as absolute times; 0 means not armed.
-	rtxAt     time.Duration
-	ackAt     time.Duration
-	persistAt time.Duration
-	twAt      time.Duration
-	fw2At     time.Duration // orphaned FIN-WAIT-2 reclaim
-	pmtuAt    time.Duration // a lowered segment size returns to synMSS
-	persistN  int           // window probes sent since the window closed (their backoff)
+	// timers holds every timer of the connection, indexed by timerID
+	// (timers.go), as absolute times; 0 means not armed.
+	timers   timerSet
+	persistN int // window probes sent since the window closed (their backoff)
 	// probesUnanswered counts window probes since the peer last sent an
 	// acceptable segment; too many and the peer is gone.
 	probesUnanswered int
@@ -337,8 +333,7 @@ type Conn struct {
 	sb     retransmit.Scoreboard // what the peer holds beyond SND.UNA (RFC 6675's detector, the delayed-ACK rule)
 	// Loss detection and recovery (recovery.go).
 	recovery
-	// Keepalive: when the next probe is due, and probes sent unanswered.
-	kaAt     time.Duration
+	// Keepalive: probes sent unanswered (the timer is timers[tKeepAlive]).
 	kaProbes int
 	lastOOO  Seq // start of the latest out-of-order segment (first SACK block)
 	// The SACK blocks reported last (RFC 2018 §4 repeats them), and a
@@ -755,7 +750,7 @@ func (c *Conn) SetKeepAlive(period time.Duration, now time.Duration) {
 	c.clock = now
 	c.cfg.KeepAlive = period
 	c.kaProbes = 0
-	c.kaAt = 0
+	c.timers.stop(tKeepAlive)
 	c.armKeepAlive(now)
 }
 
@@ -882,7 +877,7 @@ func (c *Conn) fail(on Trigger, seg *Segment, err error) {
 }
 
 func (c *Conn) stopTimers() {
-	c.rtxAt, c.ackAt, c.persistAt, c.twAt, c.fw2At, c.tlpAt, c.rackAt, c.kaAt, c.pmtuAt = 0, 0, 0, 0, 0, 0, 0, 0, 0
+	c.timers.stopAll()
 }
 
 // TimeWaitInfo returns the compact TIME-WAIT record of a connection in
@@ -899,8 +894,8 @@ func (c *Conn) TimeWaitInfo() (tw TimeWaitEntry, ok bool) {
 // application has closed: nobody will ever read from it, and a peer that
 // never sends its FIN would otherwise hold it forever.
 func (c *Conn) checkOrphan(now time.Duration) {
-	if c.state == FinWait2 && c.readClosed && c.fw2At == 0 && c.cfg.FinTimeout > 0 {
-		c.fw2At = now + c.cfg.FinTimeout
+	if c.state == FinWait2 && c.readClosed && !c.timers.armed(tFinWait2) && c.cfg.FinTimeout > 0 {
+		c.timers.arm(tFinWait2, now+c.cfg.FinTimeout)
 	}
 }
 

@@ -17,6 +17,9 @@
 //   - input.go: RFC 9293 §3.10.7 "SEGMENT ARRIVES", step by step, with the
 //     RFC 5961 blind-attack rules.
 //   - output.go: what to send now (windows, congestion window, FIN).
-//   - timers.go: retransmission (RFC 6298), delayed ACK, persist, TIME-WAIT.
+//   - timers.go: the connection's timers as one named set (timerID,
+//     timerSet) — retransmission (RFC 6298), delayed ACK, persist,
+//     TIME-WAIT, FIN-WAIT-2, loss probe, reorder, keepalive, PMTU — and
+//     Tick, which runs the expired ones in a fixed order.
 //   - isn.go: RFC 6528 initial sequence numbers.
 package tcp

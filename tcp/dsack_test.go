@@ -46,7 +46,7 @@ func TestSpuriousTimeoutDrawsDSACK(t *testing.T) {
 	p.b.Handle(&orig, p.now)
 	held := p.take(p.bOut) // the ACK, held up in the network
 
-	p.now = p.a.rtxAt
+	p.now = p.a.timers.at(tRetransmit)
 	p.a.Tick(p.now)
 	if p.a.Timeouts != 1 || len(p.aOut.queue) != 1 {
 		t.Fatalf("at the RTO: %d timeouts, %d segments queued; want the segment resent\n%s", p.a.Timeouts, len(p.aOut.queue), p.dump())

@@ -252,7 +252,7 @@ func TestDelayedAck(t *testing.T) {
 		if ack := p.take(p.bOut); ack.Ack != s2.Seq.Add(mss) {
 			t.Fatalf("ACK %d, want %d", uint32(ack.Ack), uint32(s2.Seq.Add(mss)))
 		}
-		if p.b.ackAt != 0 {
+		if p.b.timers.armed(tDelAck) {
 			t.Fatalf("delayed-ACK timer still armed after the ACK went")
 		}
 	})
@@ -408,7 +408,7 @@ func TestPersist(t *testing.T) {
 		p := newPair(t, Config{})
 		data, _ := fillWindow(t, p, 300<<10)
 		p.advance(3 * time.Second) // a few probes: the interval is now several RTOs
-		next := p.a.persistAt
+		next := p.a.timers.at(tPersist)
 		interval := next - p.now
 		p.bOut.drop = func(seg *Segment) bool { return true }
 		got := readSome(t, p.b, p.now, nil) // its window update is lost
@@ -864,7 +864,7 @@ func TestSenderSWS(t *testing.T) {
 			var got []byte
 			for i := 0; i < 100000 && len(got) < len(data); i++ {
 				advanceHooked(p, tc.period, func() {
-					persist = p.a.persistAt != 0 && p.now >= p.a.persistAt
+					persist = p.a.timers.due(tPersist, p.now)
 				})
 				persist = false
 				got = readUpTo(t, p.b, p.now, got, tc.chunk)
@@ -1143,7 +1143,7 @@ func TestLostSmallSegmentRetransmitted(t *testing.T) {
 			return false
 		}
 		for i := 0; i < 120 && p.a.State() == Established; i++ {
-			advanceHooked(p, 10*time.Second, func() { persist = p.a.persistAt != 0 && p.now >= p.a.persistAt })
+			advanceHooked(p, 10*time.Second, func() { persist = p.a.timers.due(tPersist, p.now) })
 			persist = false
 		}
 		if !dropped {

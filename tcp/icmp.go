@@ -54,7 +54,7 @@ func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mss int, err error, now time.D
 		if mss > 0 && mss < c.sndMSS {
 			c.sndMSS = max(mss, 64)
 			if c.cfg.PMTUExpire > 0 {
-				c.pmtuAt = now + c.cfg.PMTUExpire
+				c.timers.arm(tPMTU, now+c.cfg.PMTUExpire)
 			}
 			if c.synAcked {
 				c.sndNxt = c.sndUna
@@ -70,6 +70,6 @@ func (c *Conn) HandleICMP(kind ICMPKind, seq Seq, mss int, err error, now time.D
 // lowered path MTU has aged PMTUExpire (RFC 1191 §6.3). If the path is
 // still narrow, the next "fragmentation needed" lowers it again.
 func (c *Conn) pmtuExpired() {
-	c.pmtuAt = 0
+	c.timers.stop(tPMTU)
 	c.sndMSS = c.synMSS
 }

@@ -24,7 +24,8 @@ func (c *Conn) Handle(seg *Segment, now time.Duration) {
 	}
 	// Anything from the peer shows it is alive (RFC 1122 §4.2.3.6): the
 	// keepalive idle time starts over.
-	c.kaProbes, c.kaAt = 0, 0
+	c.kaProbes = 0
+	c.timers.stop(tKeepAlive)
 	c.armKeepAlive(now)
 	c.checkOrphan(now)
 	c.output(now)
@@ -79,7 +80,7 @@ func (c *Conn) handleSynSent(seg *Segment, now time.Duration) {
 	// Simultaneous open: a bare SYN while our SYN is outstanding.
 	c.sndWL2 = c.iss
 	c.transition(RcvSyn, seg)
-	c.rtxAt = 0
+	c.timers.stop(tRetransmit)
 	c.sendSyn(now)
 }
 
@@ -95,7 +96,7 @@ func (c *Conn) ackOfSyn(ack Seq, now time.Duration) {
 		c.rto.SynTimedOut() // RFC 6298 §5.7
 	}
 	c.retries = 0
-	c.rtxAt = 0
+	c.timers.stop(tRetransmit)
 }
 
 // handleSynchronized is RFC 9293 §3.10.7.4 for SYN-RECEIVED and every
@@ -123,7 +124,7 @@ func (c *Conn) handleSynchronized(seg *Segment, now time.Duration) {
 			c.stopTimers()
 			return
 		}
-		c.twAt = c.tw.Expires
+		c.timers.arm(tTimeWait, c.tw.Expires)
 		return
 	}
 	// SYN-RECEIVED: a duplicate of the peer's SYN means our SYN+ACK was
@@ -370,7 +371,8 @@ func (c *Conn) processAck(seg *Segment, now time.Duration) bool {
 		c.maxSndWnd = max(c.maxSndWnd, wnd)
 		c.sndWL1, c.sndWL2 = seg.Seq, ack
 		if wnd > 0 {
-			c.persistAt, c.persistN = 0, 0
+			c.timers.stop(tPersist)
+			c.persistN = 0
 		}
 	}
 
@@ -452,9 +454,9 @@ func (c *Conn) newAck(seg *Segment, now time.Duration, d *retransmit.Delivered) 
 	// RFC 6298 §5.2-5.3: stop the timer when everything is acknowledged,
 	// restart it otherwise.
 	if c.sndUna == c.sndMax {
-		c.rtxAt = 0
+		c.timers.stop(tRetransmit)
 	} else {
-		c.rtxAt = now + c.rto.Timeout()
+		c.timers.arm(tRetransmit, now+c.rto.Timeout())
 	}
 }
 
@@ -521,8 +523,8 @@ func (c *Conn) receiveText(seq Seq, payload []byte, now time.Duration) {
 		OutOfOrder: c.rcv.HasOutOfOrder(), FilledGap: filledGap,
 	}) {
 		c.ackNow = true
-	} else if c.ackAt == 0 {
-		c.ackAt = now + c.cfg.DelayedAck
+	} else if !c.timers.armed(tDelAck) {
+		c.timers.arm(tDelAck, now+c.cfg.DelayedAck)
 	}
 	if c.oooFin && c.oooFinSeq == c.rcvNxt {
 		c.oooFin = false
@@ -586,10 +588,12 @@ func (c *Conn) receiveFin(seg *Segment, now time.Duration) {
 
 // enterTimeWait starts the 2MSL wait; nothing else is pending then.
 func (c *Conn) enterTimeWait(now time.Duration) {
-	c.rtxAt, c.persistAt, c.fw2At = 0, 0, 0
-	c.twAt = now + 2*c.cfg.MSL
+	c.timers.stop(tRetransmit)
+	c.timers.stop(tPersist)
+	c.timers.stop(tFinWait2)
+	c.timers.arm(tTimeWait, now+2*c.cfg.MSL)
 	c.tw = TimeWaitEntry{
-		SndNxt: c.sndMax, RcvNxt: c.rcvNxt, Expires: c.twAt,
+		SndNxt: c.sndMax, RcvNxt: c.rcvNxt, Expires: c.timers.at(tTimeWait),
 		Window: c.advertise(false),
 		TS:     c.tsOK, TSOffset: c.tsOffset, TSRecent: c.tsRecent,
 	}

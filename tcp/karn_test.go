@@ -27,7 +27,7 @@ func TestBackoffKeptUntilValidSample(t *testing.T) {
 
 	lose = 1
 	p.a.Write([]byte("first"), p.now)
-	if got := p.a.rtxAt - p.now; got != base {
+	if got := p.a.timers.at(tRetransmit) - p.now; got != base {
 		t.Fatalf("first segment timed with %v, want the base RTO %v", got, base)
 	}
 	p.advance(base) // the RTO fires; the resend is ACKed (no sample: Karn)
@@ -37,7 +37,7 @@ func TestBackoffKeptUntilValidSample(t *testing.T) {
 
 	lose = 1
 	p.a.Write([]byte("second"), p.now)
-	if got := p.a.rtxAt - p.now; got != 2*base {
+	if got := p.a.timers.at(tRetransmit) - p.now; got != 2*base {
 		t.Errorf("after a timeout and an ambiguous ACK the next segment is timed with %v, want the backed-off %v\n%s", got, 2*base, p.dump())
 	}
 	p.advance(2 * base) // resent, ACKed: still no sample
@@ -72,7 +72,7 @@ func TestSynTimeoutRTOFallback(t *testing.T) {
 		p.run()
 		p.wantState(p.a, Established)
 		p.a.Write([]byte("data"), p.now)
-		if got := p.a.rtxAt - p.now; got != 3*time.Second {
+		if got := p.a.timers.at(tRetransmit) - p.now; got != 3*time.Second {
 			t.Errorf("first data after a SYN timeout is timed with %v, want 3s", got)
 		}
 	})
@@ -89,7 +89,7 @@ func TestSynTimeoutRTOFallback(t *testing.T) {
 		p.run()
 		p.wantState(p.b, Established)
 		p.b.Write([]byte("data"), p.now)
-		if got := p.b.rtxAt - p.now; got != 3*time.Second {
+		if got := p.b.timers.at(tRetransmit) - p.now; got != 3*time.Second {
 			t.Errorf("first data after a SYN+ACK timeout is timed with %v, want 3s", got)
 		}
 	})

@@ -22,7 +22,7 @@ func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
 		t0 = p.now
 		p.a.Write(pattern(segs*p.a.segMSS()), p.now)
 		p.aOut.queue = nil // lost, or its ACK held
-		return p, t0, p.a.rtxAt - t0
+		return p, t0, p.a.timers.at(tRetransmit) - t0
 	}
 
 	t.Run("one segment, floor 5 ms: wait for the delayed ACK", func(t *testing.T) {
@@ -33,11 +33,11 @@ func TestLowFloorWaitsOutDelayedAck(t *testing.T) {
 		}
 		p.now = t0 + rto
 		p.a.Tick(p.now)
-		if p.a.Timeouts != 0 || len(p.aOut.queue) != 0 || p.a.rtxAt != t0+srtt+wcDelAckT {
+		if p.a.Timeouts != 0 || len(p.aOut.queue) != 0 || p.a.timers.at(tRetransmit) != t0+srtt+wcDelAckT {
 			t.Fatalf("at the RTO (%v): %d timeouts, %d segments, timer at +%v; want none, none, +%v (SRTT + 200 ms)",
-				rto, p.a.Timeouts, len(p.aOut.queue), p.a.rtxAt-t0, srtt+wcDelAckT)
+				rto, p.a.Timeouts, len(p.aOut.queue), p.a.timers.at(tRetransmit)-t0, srtt+wcDelAckT)
 		}
-		p.now = p.a.rtxAt
+		p.now = p.a.timers.at(tRetransmit)
 		p.a.Tick(p.now)
 		if p.a.Timeouts != 1 || len(p.aOut.queue) != 1 {
 			t.Fatalf("at SRTT + 200 ms: %d timeouts, %d segments; want the segment resent", p.a.Timeouts, len(p.aOut.queue))

@@ -20,7 +20,8 @@ func (c *Conn) send(seg Segment) {
 	}
 	if seg.Flags&FlagRST == 0 {
 		seg.Window = c.advertise(seg.Flags&FlagSYN != 0)
-		c.ackNow, c.ackPending, c.ackSegs, c.ackAt = false, 0, 0, 0
+		c.ackNow, c.ackPending, c.ackSegs = false, 0, 0
+		c.timers.stop(tDelAck)
 		c.readSinceAck = 0 // the window just shown counts every read
 		if seg.Flags&FlagACK != 0 {
 			c.lastAckSent = seg.Ack
@@ -109,8 +110,8 @@ func (c *Conn) sendSyn(now time.Duration) {
 		c.sndNxt, c.sndMax = c.iss+1, c.iss+1
 		c.rttTiming, c.rttSeq, c.rttStart = true, c.iss, now
 	}
-	if c.rtxAt == 0 {
-		c.rtxAt = now + c.rto.Timeout()
+	if !c.timers.armed(tRetransmit) {
+		c.timers.arm(tRetransmit, now+c.rto.Timeout())
 	}
 }
 
@@ -240,10 +241,10 @@ func (c *Conn) transmit(seg Segment, now time.Duration) {
 	}
 	c.sndNxt = end
 	c.sentInRecovery(l)
-	if c.rtxAt == 0 {
-		c.rtxAt = now + c.rto.Timeout()
+	if !c.timers.armed(tRetransmit) {
+		c.timers.arm(tRetransmit, now+c.rto.Timeout())
 	}
-	if c.tlpAt == 0 {
+	if !c.timers.armed(tProbe) {
 		c.armTLP(now)
 	}
 }
@@ -292,8 +293,8 @@ func (c *Conn) resend(start Seq, n int) int {
 // (RFC 9293 §3.8.6.1) or one too small to be worth a segment (the sender
 // SWS override timeout, RFC 1122 §4.2.3.4).
 func (c *Conn) armPersist(now time.Duration) {
-	if c.sndUna == c.sndMax && c.persistAt == 0 {
-		c.persistAt = now + c.rto.Timeout()
+	if c.sndUna == c.sndMax && !c.timers.armed(tPersist) {
+		c.timers.arm(tPersist, now+c.rto.Timeout())
 	}
 }
 

@@ -72,14 +72,13 @@ type recovery struct {
 	sndcnt  int // PRR: bytes that may still leave for the latest ACK
 	dupAcks int // duplicate ACKs in a row (the path without SACK)
 
-	// Tail loss probe (RFC 8985 §7): when it fires (tlpAt), and the
-	// probe outstanding, if any: where it ended and whether it was a
-	// resend (TLP.end_seq, TLP.is_retrans).
-	tlpAt      time.Duration
+	// Tail loss probe (RFC 8985 §7): the probe outstanding, if any: where
+	// it ended and whether it was a resend (TLP.end_seq, TLP.is_retrans).
+	// The probe's timer is Conn.timers[tProbe], and RACK's reordering
+	// timer (RFC 8985 §6.2 step 6) Conn.timers[tReorder].
 	tlpOut     bool
 	tlpEnd     Seq
 	tlpRetrans bool
-	rackAt     time.Duration // RACK's reordering timer (RFC 8985 §6.2 step 6)
 
 	// Undo (RFC 2883 §5, RFC 3522): resends of this episode not yet
 	// D-SACKed, the episode's start, and the TSval and end of its first
@@ -140,7 +139,7 @@ func (c *Conn) onAckRecovery(seg *Segment, advanced bool, d *retransmit.Delivere
 	if advanced {
 		c.armTLP(now)
 	} else if c.loss != lossOpen || c.flight.SACKed() > 0 {
-		c.tlpAt = 0
+		c.timers.stop(tProbe)
 	}
 }
 
@@ -157,16 +156,16 @@ func (c *Conn) detectLoss(now time.Duration) {
 	}
 	reo := c.rack.ReoWnd(c.loss != lossOpen, c.sackedSegs(), c.rto.SRTT())
 	timeout, _ := c.flight.DetectLoss(&c.rack, reo, now)
-	c.rackAt = 0
+	c.timers.stop(tReorder)
 	if timeout > 0 {
-		c.rackAt = now + timeout
+		c.timers.arm(tReorder, now+timeout)
 	}
 }
 
 // reorderTimeout is RFC 8985 §6.2 step 6: the reordering window of a
 // segment passed without it being delivered.
 func (c *Conn) reorderTimeout(now time.Duration) {
-	c.rackAt = 0
+	c.timers.stop(tReorder)
 	if c.cc == nil || c.sndUna == c.sndMax {
 		return
 	}
@@ -194,7 +193,7 @@ func (c *Conn) enterRecovery(now time.Duration) {
 	c.prr.Start(flight, c.cc.SSThresh())
 	c.sndcnt = 0
 	c.startEpisode()
-	c.tlpAt = 0
+	c.timers.stop(tProbe)
 	if !c.sackOK {
 		c.retransmitFirst(now)
 	}
@@ -252,8 +251,8 @@ func (c *Conn) retransmitLost(now time.Duration) {
 			}
 			s = s.Add(n)
 		}
-		if c.rtxAt == 0 {
-			c.rtxAt = now + c.rto.Timeout()
+		if !c.timers.armed(tRetransmit) {
+			c.timers.arm(tRetransmit, now+c.rto.Timeout())
 		}
 	}
 }
@@ -304,7 +303,7 @@ func (c *Conn) undo() {
 // no later than the RTO. It needs SACK, which is how the probe's answer
 // exposes the loss, and an RTT.
 func (c *Conn) armTLP(now time.Duration) {
-	c.tlpAt = 0
+	c.timers.stop(tProbe)
 	srtt := c.rto.SRTT()
 	if !c.sackOK || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked ||
 		c.loss != lossOpen || c.flight.SACKed() > 0 {
@@ -317,18 +316,18 @@ func (c *Conn) armTLP(now time.Duration) {
 		// One segment out: the peer may be holding its ACK, so allow
 		// for that; if the RTO comes first, it is in charge (and with a
 		// low floor it waits out the delayed ACK, delayedAckWait).
-		if pto := 2*srtt + wcDelAckT; c.rtxAt == 0 || now+pto < c.rtxAt {
-			c.tlpAt = now + pto
+		if pto := 2*srtt + wcDelAckT; !c.timers.armed(tRetransmit) || now+pto < c.timers.at(tRetransmit) {
+			c.timers.arm(tProbe, now+pto)
 		}
 		return
 	}
-	c.tlpAt = now + 2*srtt + time.Millisecond
-	if c.rtxAt != 0 && c.rtxAt < c.tlpAt {
+	c.timers.arm(tProbe, now+2*srtt+time.Millisecond)
+	if c.timers.armed(tRetransmit) && c.timers.at(tRetransmit) < c.timers.at(tProbe) {
 		// Never later than the RTO: where the timeout would fire first
 		// the probe goes in its place (Tick runs it first), sparing the
 		// window its collapse to one segment; the RTO, re-armed by the
 		// probe, stays the backstop (RFC 8985 §7.2, as Linux does).
-		c.tlpAt = c.rtxAt
+		c.timers.arm(tProbe, c.timers.at(tRetransmit))
 	}
 }
 
@@ -337,7 +336,7 @@ func (c *Conn) armTLP(now time.Duration) {
 // which tail segments are missing and starts recovery; the RTO, re-armed,
 // stays the backstop.
 func (c *Conn) tailLossProbe(now time.Duration) {
-	c.tlpAt = 0
+	c.timers.stop(tProbe)
 	if c.sndUna == c.sndMax || c.tlpOut || c.loss != lossOpen {
 		return
 	}
@@ -356,7 +355,7 @@ func (c *Conn) tailLossProbe(now time.Duration) {
 		c.tlpRetrans = true
 	}
 	c.tlpEnd = c.sndMax
-	c.rtxAt = now + c.rto.Timeout()
+	c.timers.arm(tRetransmit, now+c.rto.Timeout())
 }
 
 // checkTLP is RFC 8985 §7.4: did the probe repair a loss? A resent probe
@@ -431,7 +430,7 @@ func (c *Conn) dupThresh() int {
 // SND.NXT (fast retransmit, RFC 5681 §3.2 step 2).
 func (c *Conn) retransmitFirst(now time.Duration) {
 	if c.resend(c.sndUna, c.segMSS()) > 0 {
-		c.rtxAt = now + c.rto.Timeout()
+		c.timers.arm(tRetransmit, now+c.rto.Timeout())
 	}
 }
 
@@ -520,9 +519,9 @@ func classicSpan(n int, maxRTO time.Duration) time.Duration {
 // unacknowledged segment, back the timer off, and give up after the retry
 // limit with ETIMEDOUT.
 func (c *Conn) retransmitTimeout(now time.Duration) {
-	c.rtxAt = 0
+	c.timers.stop(tRetransmit)
 	if at := c.delayedAckWait(now); at != 0 {
-		c.rtxAt = at
+		c.timers.arm(tRetransmit, at)
 		return
 	}
 	limit := c.cfg.MaxRetries
@@ -558,7 +557,9 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	c.rto.Backoff()
 	c.rttTiming = false // Karn's rule
 	c.dupAcks = 0
-	c.tlpAt, c.tlpOut, c.rackAt = 0, false, 0
+	c.timers.stop(tProbe)
+	c.timers.stop(tReorder)
+	c.tlpOut = false
 	if !c.synAcked {
 		c.sendSyn(now)
 		return
@@ -585,7 +586,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 			c.sndNxt = c.sndUna // go-back-N: sendData resends
 		}
 	}
-	c.rtxAt = now + c.rto.Timeout()
+	c.timers.arm(tRetransmit, now+c.rto.Timeout())
 	if probing {
 		if c.probesUnanswered == 0 {
 			c.firstUnansweredAt = now

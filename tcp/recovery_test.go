@@ -165,10 +165,10 @@ func TestProbeInPlaceOfTimeout(t *testing.T) {
 	cwnd, rto := p.a.cc.Window(), p.a.rto.Timeout()
 	p.a.Write(pattern(3*mss), p.now)
 	p.aOut.queue = nil // all three lost
-	if p.a.tlpAt == 0 || p.a.tlpAt != p.a.rtxAt {
-		t.Fatalf("probe at %v, RTO at %v: want the probe armed at the RTO", p.a.tlpAt, p.a.rtxAt)
+	if !p.a.timers.armed(tProbe) || p.a.timers.at(tProbe) != p.a.timers.at(tRetransmit) {
+		t.Fatalf("probe at %v, RTO at %v: want the probe armed at the RTO", p.a.timers.at(tProbe), p.a.timers.at(tRetransmit))
 	}
-	p.now = p.a.rtxAt
+	p.now = p.a.timers.at(tRetransmit)
 	p.a.Tick(p.now)
 	if p.a.Probes != 1 || p.a.Timeouts != 0 || len(p.aOut.queue) != 1 {
 		t.Fatalf("at the RTO: %d probes, %d timeouts, %d sent; want one probe and no timeout", p.a.Probes, p.a.Timeouts, len(p.aOut.queue))
@@ -241,7 +241,7 @@ func TestTimeoutKeepsSACKed(t *testing.T) {
 	}
 	// A second timeout in a row: the scoreboard goes.
 	p.aOut.queue = nil
-	p.now = p.a.rtxAt
+	p.now = p.a.timers.at(tRetransmit)
 	p.a.Tick(p.now)
 	if p.a.Timeouts != 2 || p.a.flight.SACKed() != 0 || p.a.flight.Lost() != 6*mss-mss {
 		t.Errorf("after a second timeout: %d timeouts, SACKed %d, lost %d; want the scoreboard gone, all but the resent segment lost",
@@ -276,7 +276,7 @@ func TestRFC6675DetectorForComparison(t *testing.T) {
 		data := pattern(60 * p.a.segMSS())
 		if got := p.transfer(p.a, p.b, data); !bytes.Equal(got, data) {
 			t.Fatalf("%s: got %d of %d bytes; timeouts %d, state %v, lost %d, sacked %d, una %d max %d, rtx at %v now %v\n%s", tc.detector, len(got), len(data),
-				p.a.Timeouts, p.a.loss, p.a.flight.Lost(), p.a.flight.SACKed(), p.a.sndUna, p.a.sndMax, p.a.rtxAt, p.now, logTail(p, 20))
+				p.a.Timeouts, p.a.loss, p.a.flight.Lost(), p.a.flight.SACKed(), p.a.sndUna, p.a.sndMax, p.a.timers.at(tRetransmit), p.now, logTail(p, 20))
 		}
 		if (p.a.Timeouts > 0) != tc.timeouts {
 			t.Errorf("%s: %d timeouts; want timeouts %v", tc.detector, p.a.Timeouts, tc.timeouts)

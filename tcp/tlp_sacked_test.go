@@ -28,7 +28,7 @@ func TestTailLossProbeNeverResendsSACKedData(t *testing.T) {
 	p.aOut.queue = nil // and that retransmission is lost too
 
 	// Until the RTO, nothing the peer holds may be sent again.
-	rto := p.a.rtxAt
+	rto := p.a.timers.at(tRetransmit)
 	for p.now < rto-time.Millisecond {
 		next := p.a.NextTimer()
 		if next == 0 || next >= rto {
