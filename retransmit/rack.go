@@ -168,6 +168,11 @@ type Delivered struct {
 	// Reordered reports that a segment never sent again was delivered
 	// below one delivered before it (RFC 8985 §6.2 step 2).
 	Reordered bool
+	// Original reports that a segment sent only once was delivered, and
+	// OriginalEnd the highest end of such a segment: after a timeout,
+	// data the timer presumed lost that arrived anyway (F-RTO's test).
+	Original    bool
+	OriginalEnd seqnum.Seq
 }
 
 // Ack drops the records below una, the new SND.UNA, feeding each newly
@@ -326,6 +331,9 @@ func sentAfter(t1 time.Duration, o1 uint32, t2 time.Duration, o2 uint32) bool {
 
 // delivered is RFC 8985 §6.2 steps 1 and 2 for one newly delivered segment.
 func (r *RACK) delivered(s *segment, now time.Duration, d *Delivered, cumulative bool) {
+	if s.flags&segRetrans == 0 && (!d.Original || s.end.GreaterThan(d.OriginalEnd)) {
+		d.Original, d.OriginalEnd = true, s.end
+	}
 	// Step 2: a segment never sent again, delivered below the highest
 	// delivered sequence, arrived out of order.
 	if s.flags&segRetrans == 0 && r.hasFack && s.end.LessThan(r.priorFack) {

@@ -364,6 +364,10 @@ type Conn struct {
 	// undone: every resend was D-SACKed, or a timestamp showed the
 	// original had arrived (recovery.go).
 	SpuriousUndone uint64
+	// FRTOs counts the timeouts F-RTO found premature (RFC 5682): an ACK
+	// after them delivered data they had presumed lost (also counted in
+	// SpuriousUndone).
+	FRTOs uint64
 	// OutOfWindow counts segments dropped by the RFC 9293 §3.10.7.4
 	// sequence number test (each answered with an ACK unless a reset).
 	OutOfWindow uint64

@@ -121,7 +121,7 @@ func (c *Conn) output(now time.Duration) {
 	if c.synAcked {
 		switch c.state {
 		case Established, CloseWait, FinWait1, Closing, LastAck, SynReceived:
-			if c.sackOK {
+			if c.sackOK && !c.frtoHold {
 				c.retransmitLost(now) // lost data before new (recovery.go)
 			}
 			c.sendData(now)

@@ -84,6 +84,9 @@ type recovery struct {
 	// D-SACKed, the episode's start, and the TSval and end of its first
 	// resend.
 	undoable    bool
+	frtoArmed   bool  // F-RTO is judging the timeout that began the episode
+	frtoStep    uint8 // 0: awaiting the first ACK after it; 1: new data sent
+	frtoHold    bool  // this ACK sends new data instead of resends (F-RTO step 2b)
 	undoRetrans int
 	undoFrom    Seq
 	rxtTS       uint32
@@ -116,6 +119,7 @@ func (c *Conn) onAckRecovery(seg *Segment, advanced bool, d *retransmit.Delivere
 	if advanced {
 		c.eifel(seg)
 	}
+	c.frto(d, advanced)
 	// An episode ends once everything outstanding when it began is
 	// acknowledged (RFC 6675 §5, RFC 6582 §3.2 step 3).
 	if c.loss != lossOpen && c.recover.LessThanEq(c.sndUna) {
@@ -270,6 +274,42 @@ func (c *Conn) onDSACK(seg *Segment) {
 			c.undo()
 		}
 	}
+}
+
+// frto is F-RTO's test of a timeout (RFC 5682 §3, SACK-enhanced, in the
+// form Linux gives it). The timeout presumed everything in flight lost
+// and resent the first segment. If an ACK then delivers, cumulatively or
+// selectively, a segment sent before the timeout and never sent again,
+// not everything was lost: the timeout was premature and is undone (the
+// window and what was judged lost come back; RACK then finds what really
+// is lost, and a fast recovery with its smaller reduction repairs it).
+// So that such a segment can show up, the ACK of the first resend is
+// answered with new data rather than more resends (step 2b), if there
+// is new data the peer's window admits; the ACK after that decides
+// (step 3). Only the first timeout of a run is judged: a backed-off one
+// follows real silence.
+func (c *Conn) frto(d *retransmit.Delivered, advanced bool) {
+	c.frtoHold = false
+	if c.loss != lossRTO || !c.frtoArmed {
+		return
+	}
+	if c.undoable && d.Original && d.OriginalEnd.LessThanEq(c.recover) {
+		c.frtoArmed = false
+		c.FRTOs++
+		c.undo()
+		return
+	}
+	if c.frtoStep > 0 || !advanced {
+		c.frtoArmed = false // step 3a, or a duplicate ACK: the loss was real
+		return
+	}
+	c.frtoStep = 1
+	unsent := c.snd.Len() - c.sndMax.Sub(c.sndBufSeq)
+	if unsent <= 0 || !c.sndMax.LessThan(c.sndUna.Add(c.sndWnd)) {
+		c.frtoArmed = false // nothing new to send: plain recovery
+		return
+	}
+	c.frtoHold = true // step 2b: this ACK sends new data, not resends
 }
 
 // eifel is RFC 3522's detection on the first ACK past the episode's first
@@ -571,6 +611,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 		c.startEpisode()
 	}
 	c.loss = lossRTO
+	c.frtoArmed, c.frtoStep = c.retries == 1 && c.sackOK, 0
 	c.recover = c.sndMax // RFC 6675 §5.1: no new recovery before this is acknowledged
 	if c.sackOK && c.retries == 1 && !c.flight.HeadSACKed() {
 		// Everything not SACKed is presumed lost and goes again, from a

@@ -283,3 +283,81 @@ func TestRFC6675DetectorForComparison(t *testing.T) {
 		}
 	}
 }
+
+// TestFRTOUndoesPrematureTimeout: without timestamps (so Eifel cannot
+// tell), three segments leave and their three ACKs are held up past the
+// RTO. The timeout presumes all three lost and resends the first from a
+// window of one segment. Then the held ACKs arrive: the first answers the
+// original of the resent segment, which proves nothing, and is answered
+// with new data rather than resends (F-RTO step 2b, so more data is
+// written meanwhile); the second acknowledges the second segment, sent
+// once, before the timeout, which the timeout had presumed lost: F-RTO's
+// test (RFC 5682 §3), so the timeout is undone, the window is back, and
+// nothing more is resent.
+func TestFRTOUndoesPrematureTimeout(t *testing.T) {
+	p, _ := slowPair(t, Config{DelayedAck: -1, NoTimestamps: true, MinRTO: 5 * time.Millisecond})
+	mss := p.a.segMSS()
+	cwnd := p.a.cc.Window()
+	p.a.Write(pattern(3*mss), p.now)
+	p.now += 50 * time.Millisecond
+	deliverAll(p, p.aOut, p.b)
+	held := p.bOut.queue
+	p.bOut.queue = nil
+	if len(held) != 3 {
+		t.Fatalf("%d ACKs, want one per segment", len(held))
+	}
+	for i := 0; i < 4 && p.a.Timeouts == 0; i++ {
+		p.now = p.a.NextTimer()
+		p.a.Tick(p.now) // the probe first, in the timeout's place; then the timeout
+	}
+	p.aOut.queue = nil
+	if p.a.loss != lossRTO || p.a.cc.Window() != mss {
+		t.Fatalf("state %v, cwnd %d: want a timeout with a window of one segment", p.a.loss, p.a.cc.Window())
+	}
+	p.a.Write(pattern(3*mss), p.now) // more to send: F-RTO needs new data
+	resent := p.a.Retransmits
+	p.now += time.Millisecond
+	for i, b := range held {
+		var ack Segment
+		if err := Parse(b, &ack); err != nil {
+			t.Fatal(err)
+		}
+		p.a.Handle(&ack, p.now)
+		if i == 0 && p.a.FRTOs != 0 {
+			t.Fatalf("the ACK of the resent segment's original was taken as proof")
+		}
+	}
+	if p.a.FRTOs != 1 || p.a.SpuriousUndone != 1 || p.a.loss != lossOpen || p.a.cc.Window() < cwnd {
+		t.Fatalf("F-RTO %d, undone %d, state %v, cwnd %d (was %d): want the timeout undone",
+			p.a.FRTOs, p.a.SpuriousUndone, p.a.loss, p.a.cc.Window(), cwnd)
+	}
+	if p.a.Retransmits != resent {
+		t.Errorf("retransmits %d → %d: nothing more should have been resent", resent, p.a.Retransmits)
+	}
+}
+
+// TestFRTOKeepsRealTimeout: the same three segments, all lost. After the
+// timeout only resends are acknowledged, so F-RTO finds nothing and the
+// timeout stands: the window grows again from one segment.
+func TestFRTOKeepsRealTimeout(t *testing.T) {
+	p, exchange := slowPair(t, Config{DelayedAck: -1, NoTimestamps: true, MinRTO: 5 * time.Millisecond})
+	mss := p.a.segMSS()
+	p.a.Write(pattern(3*mss), p.now)
+	p.aOut.queue = nil
+	for i := 0; i < 4 && p.a.Timeouts == 0; i++ {
+		p.now = p.a.NextTimer()
+		p.a.Tick(p.now)
+		if p.a.Timeouts == 0 {
+			p.aOut.queue = nil // the probe, lost too
+		}
+	}
+	for i := 0; i < 6 && p.a.sndUna != p.a.sndMax; i++ {
+		exchange(-1)
+	}
+	if p.a.sndUna != p.a.sndMax || p.a.Timeouts != 1 {
+		t.Fatalf("%d bytes outstanding after %d timeouts", p.a.sndMax.Sub(p.a.sndUna), p.a.Timeouts)
+	}
+	if p.a.FRTOs != 0 || p.a.SpuriousUndone != 0 {
+		t.Errorf("F-RTO %d, undone %d: a real timeout must stand", p.a.FRTOs, p.a.SpuriousUndone)
+	}
+}
