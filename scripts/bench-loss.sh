@@ -25,15 +25,16 @@
 #
 # Everything runs in throwaway namespaces; every transfer is bounded in
 # size and time.
-# Usage: sudo scripts/bench-loss.sh [-n RUNS] [-l "2 5 10"] [-s MiB] [-t SECONDS] [-- tund flags]
+# Usage: sudo scripts/bench-loss.sh [-n RUNS] [-l "2 5 10"] [-s MiB] [-t SECONDS] [-v] [-- tund flags]
 #   -s sets one size for every rate; by default 32 MiB at 2 % and less,
-#   16 MiB at 5 % and less, 8 MiB above.
+#   16 MiB at 5 % and less, 8 MiB above. -v prints tund's loss-recovery
+#   counters (`tund stats`) after each set of runs, on stderr.
 source "$(dirname "$0")/lib.sh"
-RUNS=3 RATES="2 5 10" SIZE_MIB= LIMIT=120
-while getopts n:l:s:t: opt; do
+RUNS=3 RATES="2 5 10" SIZE_MIB= LIMIT=120 VERBOSE=
+while getopts n:l:s:t:v opt; do
   case $opt in
-    n) RUNS=$OPTARG ;; l) RATES=$OPTARG ;; s) SIZE_MIB=$OPTARG ;; t) LIMIT=$OPTARG ;;
-    *) echo "usage: $0 [-n RUNS] [-l \"2 5 10\"] [-s MiB] [-t SECONDS] [-- tund flags]" >&2; exit 2 ;;
+    n) RUNS=$OPTARG ;; l) RATES=$OPTARG ;; s) SIZE_MIB=$OPTARG ;; t) LIMIT=$OPTARG ;; v) VERBOSE=1 ;;
+    *) echo "usage: $0 [-n RUNS] [-l \"2 5 10\"] [-s MiB] [-t SECONDS] [-v] [-- tund flags]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -138,6 +139,11 @@ for pct in $RATES; do
       mbps=$(download "http://$STACK/bytes/$bytes" "$bytes")
       echo "$mbps $(( $(tund_counter "retransmission timeouts") - t0 )) $(( $(tund_counter "D-SACKs received") - d0 ))"
     done | summary "$mib")
+    if [ -n "$VERBOSE" ]; then
+      echo "tund $cc at $pct%:" >&2
+      "$WORK/tund" stats -control "$WORK/ctl.sock" |
+        grep -E 'retransmit|timeouts|recoveries|probes|D-SACK|spurious|segments out' >&2
+    fi
     kill -INT "$TUND_PID"; wait "$TUND_PID" 2>/dev/null || true; TUND_PID=
     ip netns del "$NS" 2>/dev/null || true
   done
