@@ -155,16 +155,18 @@ func TestReorderingAdaptsWithoutSpuriousRetransmits(t *testing.T) {
 	if n := eimp.Reordered - wimp.Reordered; n < 100 {
 		t.Fatalf("the link reordered only %d packets in the measured phase", n)
 	}
-	// Once the window has adapted, reordering must cost (almost) no
-	// resends. The detector before RACK resent about one segment per
-	// held packet (324 to 382 here, ~100%); RACK with its D-SACK-grown
-	// window resends 0 to 12 (under 4%), those few held longer than the
-	// window may grow (RFC 8985 caps it at SRTT, here some 200 µs): the
-	// two cores' scheduling, not the link. The bound, 10% of the held
-	// packets, leaves room for a loaded machine and still fails the old
-	// behaviour ten times over.
+	// Once the window has adapted, reordering must cost few resends.
+	// The detector before RACK resent about one segment per held packet
+	// (324 to 382 here, ~100%). RACK with its D-SACK-grown window
+	// resends 0 to 14 (under 4%) on a quiet machine; those few were held
+	// longer than the window may grow (RFC 8985 caps it at SRTT, here
+	// some 200 µs), by the two cores' scheduling, not the link. With the
+	// other packages' tests running beside it (go test ./...) that
+	// scheduling is far worse: 96 of 354 (27%) was seen. The bound, a
+	// third of the held packets, leaves room for that and still fails
+	// the old behaviour threefold.
 	held := eimp.Reordered - wimp.Reordered
-	if n := e.DSACKs - w.DSACKs; n*10 > held {
+	if n := e.DSACKs - w.DSACKs; n*3 > held {
 		t.Errorf("%d spurious retransmissions (D-SACKed) for %d reordered packets in the measured phase (%d retransmits in all, %d in the warm-up with %d D-SACKs; the receiver dropped %d segments from its backlog): the reordering window did not adapt",
 			n, held, e.Retransmits-w.Retransmits, w.Retransmits, w.DSACKs, recvDrops)
 	}

@@ -591,6 +591,7 @@ func (c *Conn) retransmitTimeout(now time.Duration) {
 	}
 	c.retries++
 	c.Timeouts++
+	c.frtoHold = false // a timeout resends, whatever F-RTO was waiting for
 	if !c.sackOK || !c.synAcked {
 		c.Retransmits++ // with SACK, retransmitLost's resend counts itself
 	}

@@ -361,3 +361,37 @@ func TestFRTOKeepsRealTimeout(t *testing.T) {
 		t.Errorf("F-RTO %d, undone %d: a real timeout must stand", p.a.FRTOs, p.a.SpuriousUndone)
 	}
 }
+
+// TestFRTOHoldEndsAtTimeout: F-RTO answers the first ACK after a timeout
+// with new data instead of resends (step 2b). If that new data and its
+// ACKs are lost too, the next timeout must resend: the hold on resends
+// ends with it (it once did not, and the connection resent nothing until
+// it timed out for good).
+func TestFRTOHoldEndsAtTimeout(t *testing.T) {
+	p, _ := slowPair(t, Config{DelayedAck: -1, NoTimestamps: true, MinRTO: 5 * time.Millisecond})
+	mss := p.a.segMSS()
+	p.a.Write(pattern(3*mss), p.now)
+	p.aOut.queue = nil // all three lost
+	for i := 0; i < 4 && p.a.Timeouts == 0; i++ {
+		p.now = p.a.NextTimer()
+		p.a.Tick(p.now)
+		if p.a.Timeouts == 0 {
+			p.aOut.queue = nil
+		}
+	}
+	p.a.Write(pattern(3*mss), p.now) // new data for step 2b
+	p.now += 50 * time.Millisecond
+	deliverAll(p, p.aOut, p.b) // the resend of the first segment arrives
+	p.now += 50 * time.Millisecond
+	deliverAll(p, p.bOut, p.a) // its ACK: step 2b sends new data
+	if !p.a.frtoHold || len(p.aOut.queue) == 0 {
+		t.Fatalf("after the first ACK: hold %v, %d sent; want F-RTO's new data", p.a.frtoHold, len(p.aOut.queue))
+	}
+	p.aOut.queue = nil // lost, and nothing comes back
+	before := p.a.Retransmits
+	p.now = p.a.timers.at(tRetransmit)
+	p.a.Tick(p.now)
+	if p.a.Timeouts != 2 || p.a.Retransmits == before || len(p.aOut.queue) == 0 {
+		t.Fatalf("second timeout: %d timeouts, retransmits %d → %d, %d sent; want a resend", p.a.Timeouts, before, p.a.Retransmits, len(p.aOut.queue))
+	}
+}
