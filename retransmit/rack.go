@@ -358,6 +358,12 @@ func (r *RACK) delivered(s *segment, now time.Duration, d *Delivered, cumulative
 		if cumulative && r.hasEcho && int32(r.echoMs-uint32(s.at/time.Millisecond)) < 0 {
 			return
 		}
+		// A SACK of a resent segment on a path seen to reorder is as
+		// likely the late original: nothing tells them apart, and taking
+		// it would call lost every segment sent before the resend.
+		if !cumulative && r.ReorderingSeen {
+			return
+		}
 		if rtt < r.MinRTT {
 			return
 		}

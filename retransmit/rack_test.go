@@ -320,3 +320,27 @@ func TestRACKIgnoresAckOfOriginal(t *testing.T) {
 		t.Fatalf("RACK ignored the resend's sample: xmit %v rtt %v", r.xmitAt, r.RTT)
 	}
 }
+
+// On a path seen to reorder, a SACK of a resent segment is not taken: it
+// may be the late original, and dating RACK's segment to the resend
+// would call lost everything sent before it. Without reordering seen it
+// is taken (the original was most likely lost).
+func TestRACKSACKOfResendOnReorderingPath(t *testing.T) {
+	for _, reordering := range []bool{false, true} {
+		var f Flight
+		var r RACK
+		sendN(&f, 4) // at 0..3 ms
+		var d Delivered
+		s, e := seg(1)
+		f.SACK(s, e, 3*ms, &r, &d) // RTT 2 ms
+		r.ReorderingSeen = reordering
+		f.Resent(3000, 4000, 10*ms) // the third, resent
+		r.BeginAck(0, false)
+		s, e = seg(2)
+		f.SACK(s, e, 15*ms, &r, &d)
+		took := r.xmitAt == 10*ms
+		if took == reordering {
+			t.Errorf("reordering seen %v: RACK took the resend's SACK %v", reordering, took)
+		}
+	}
+}
