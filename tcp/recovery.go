@@ -142,7 +142,7 @@ func (c *Conn) onAckRecovery(seg *Segment, advanced bool, d *retransmit.Delivere
 	// retransmission timer back, while a hole below stays unrepaired.
 	if advanced {
 		c.armTLP(now)
-	} else if c.loss != lossOpen || c.flight.SACKed() > 0 {
+	} else if c.loss == lossRTO || (c.loss == lossOpen && c.flight.SACKed() > 0) {
 		c.timers.stop(tProbe)
 	}
 }
@@ -197,7 +197,6 @@ func (c *Conn) enterRecovery(now time.Duration) {
 	c.prr.Start(flight, c.cc.SSThresh())
 	c.sndcnt = 0
 	c.startEpisode()
-	c.timers.stop(tProbe)
 	if !c.sackOK {
 		c.retransmitFirst(now)
 	}
@@ -337,16 +336,19 @@ func (c *Conn) undo() {
 }
 
 // armTLP schedules a tail loss probe (RFC 8985 §7.2) after new data left
-// or an ACK advanced SND.UNA, unless recovery is under way or segments
-// were SACKed (RACK's reordering timer covers those): PTO = 2*SRTT, plus
-// the worst-case delayed ACK when only one segment is out, and only if
-// no later than the RTO. It needs SACK, which is how the probe's answer
-// exposes the loss, and an RTT.
+// or an ACK advanced SND.UNA: PTO = 2*SRTT, plus the worst-case delayed
+// ACK when only one segment is out, no later than the RTO. Not after a
+// timeout, nor in the open state with segments SACKed (RACK's reordering
+// timer covers those). The RFC leaves fast recovery out too; tund arms it
+// there, because a resend lost together with the segments after it
+// leaves RACK nothing to see, and on a TUN link those waits for the RTO
+// were a third of a 10%-loss download's time. It needs SACK, which is
+// how the probe's answer exposes the loss, and an RTT.
 func (c *Conn) armTLP(now time.Duration) {
 	c.timers.stop(tProbe)
 	srtt := c.rto.SRTT()
 	if !c.sackOK || c.tlpOut || srtt == 0 || c.sndUna == c.sndMax || !c.synAcked ||
-		c.loss != lossOpen || c.flight.SACKed() > 0 {
+		c.loss == lossRTO || (c.loss == lossOpen && c.flight.SACKed() > 0) {
 		return
 	}
 	// PTO = 2*SRTT (RFC 8985 §7.2), plus the worst-case delayed ACK with
@@ -377,7 +379,7 @@ func (c *Conn) armTLP(now time.Duration) {
 // stays the backstop.
 func (c *Conn) tailLossProbe(now time.Duration) {
 	c.timers.stop(tProbe)
-	if c.sndUna == c.sndMax || c.tlpOut || c.loss != lossOpen {
+	if c.sndUna == c.sndMax || c.tlpOut || c.loss == lossRTO {
 		return
 	}
 	off := c.sndMax.Sub(c.sndBufSeq)
@@ -409,6 +411,18 @@ func (c *Conn) checkTLP(seg *Segment) {
 	if c.tlpRetrans && seg.Options.NumSACK > 0 && isDSACK(seg) && seg.Options.SACK[0].End == c.tlpEnd {
 		c.tlpOut = false
 		return
+	}
+	if !c.tlpRetrans {
+		// A probe of new data has done its work once the peer reports
+		// holding it: what it exposed is RACK's to find. Until then no
+		// second probe goes; after it one may, for a loss it could not
+		// show (the resends that followed, lost too).
+		for i := 0; i < seg.Options.NumSACK; i++ {
+			if b := seg.Options.SACK[i]; b.Start.LessThan(c.tlpEnd) && c.tlpEnd.LessThanEq(b.End) {
+				c.tlpOut = false
+				return
+			}
+		}
 	}
 	if seg.Ack.GreaterThan(c.tlpEnd) || (seg.Ack == c.tlpEnd && c.sndUna == c.sndMax) {
 		if c.tlpRetrans && c.loss == lossOpen {
