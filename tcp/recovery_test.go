@@ -395,3 +395,34 @@ func TestFRTOHoldEndsAtTimeout(t *testing.T) {
 		t.Fatalf("second timeout: %d timeouts, retransmits %d → %d, %d sent; want a resend", p.a.Timeouts, before, p.a.Retransmits, len(p.aOut.queue))
 	}
 }
+
+// TestProbeInFastRecovery: in recovery, the resend of a hole and the
+// new data sent with it are lost together, so no later segment can
+// reach the peer and show RACK the loss. The probe, armed in recovery
+// too (beyond RFC 8985 §7.2, which leaves recovery out), goes before the
+// retransmission timer would, and its answer repairs the rest without a
+// timeout.
+func TestProbeInFastRecovery(t *testing.T) {
+	p, exchange := slowPair(t, Config{DelayedAck: -1, MinRTO: 5 * time.Millisecond})
+	mss := p.a.segMSS()
+	p.a.Write(pattern(12*mss), p.now)
+	exchange(0) // the first is lost; the SACKs of the rest start recovery
+	if p.a.loss != lossFast || len(p.aOut.queue) == 0 {
+		t.Fatalf("state %v, %d queued: want recovery and its resend", p.a.loss, len(p.aOut.queue))
+	}
+	p.aOut.queue = nil // the resend and what went with it: lost
+	if !p.a.timers.armed(tProbe) {
+		t.Fatal("no probe armed in recovery")
+	}
+	p.now = p.a.NextTimer()
+	p.a.Tick(p.now)
+	if p.a.Probes == 0 || p.a.Timeouts != 0 || len(p.aOut.queue) == 0 {
+		t.Fatalf("at the first timer: %d probes, %d timeouts, %d sent; want a probe, no timeout", p.a.Probes, p.a.Timeouts, len(p.aOut.queue))
+	}
+	for i := 0; i < 10 && p.a.sndUna != p.a.sndMax; i++ {
+		exchange(-1)
+	}
+	if p.a.sndUna != p.a.sndMax || p.a.Timeouts != 0 {
+		t.Errorf("%d bytes outstanding, %d timeouts: want the probe's answer to repair everything", p.a.sndMax.Sub(p.a.sndUna), p.a.Timeouts)
+	}
+}
