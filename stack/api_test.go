@@ -251,3 +251,30 @@ func TestDialContextHonoursCancellationAndDeadline(t *testing.T) {
 		t.Errorf("%d connections left after abandoned dials", n)
 	}
 }
+
+// TestDialPortsDoNotRepeat: successive connections to one destination
+// take successive ephemeral ports (RFC 6056 Algorithm 3), so none is
+// reused before the range has gone round; picked at random, one of twenty
+// now and then met an earlier one's TIME-WAIT at the server.
+func TestDialPortsDoNotRepeat(t *testing.T) {
+	a, _ := pipePair(t, 1500)
+	raddr := [4]byte{10, 9, 0, 2}
+	seen := map[uint16]bool{}
+	var prev uint16
+	for i := 0; i < 2000; i++ {
+		c := &Conn{s: a}
+		key, err := a.dialPort(raddr, 80, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[key.lport] {
+			t.Fatalf("dial %d reused port %d", i, key.lport)
+		}
+		if i > 0 && key.lport != prev+1 && !(prev == ephemeralLast && key.lport == ephemeralFirst) {
+			t.Fatalf("dial %d took port %d after %d, want the next one", i, key.lport, prev)
+		}
+		seen[key.lport], prev = true, key.lport
+		c.key = key
+		a.remove(c)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -141,7 +142,11 @@ type Stack struct {
 	// tun.Multiqueue): each has a reader of its own, and each flow is
 	// written to one of them, chosen by its 4-tuple (queueFor), so the
 	// device hands the flow's packets to that queue's reader.
-	queues     []devQueue
+	queues []devQueue
+	// portSeed and portNext choose ephemeral ports (dialPort, RFC 6056
+	// Algorithm 3): the secret, and the counter every attempt advances.
+	portSeed   maphash.Seed
+	portNext   atomic.Uint32
 	readers    atomic.Int32 // readers still running; the last closes done
 	readFailed atomic.Bool  // a reader met the device's end: it alone logs and stops
 	// pkts are the buffers packets are built in: the headers, and with no
@@ -255,6 +260,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("stack: device MTU %d is below the IPv4 minimum 68", mtu)
 	}
 	s := &Stack{
+		portSeed:  maphash.MakeSeed(),
 		dev:       dev,
 		cfg:       cfg,
 		addr:      cfg.Addr.As4(),
@@ -268,6 +274,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		connGone:  make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
+	s.portNext.Store(rand.Uint32()) // RFC 6056 Algorithm 3: next_ephemeral starts at random
 	if cfg.Seed != 0 {
 		var key [16]byte
 		binary.LittleEndian.PutUint64(key[0:], cfg.Seed)
@@ -793,11 +800,25 @@ func (s *Stack) allConns() []*Conn {
 // dialPort picks a free ephemeral port for a connection to raddr:rport
 // and inserts c under it. It fails with EADDRNOTAVAIL when every port is
 // taken, or with closedErr when the stack is stopping.
+//
+// The choice is RFC 6056 §3.3.3's Algorithm 3, "simple hash-based port
+// selection": an offset hashed from the destination with a secret,
+// plus a counter that every attempt advances. Ports stay unpredictable to
+// anyone who does not know the secret (RFC 6056 §2), yet successive
+// connections to one destination take successive ports, so a port is
+// not reused for that destination until the whole range has gone round.
+// Picked at random each time (Algorithm 1), one of twenty short
+// connections in a row now and then reused an earlier one's port and
+// met its own predecessor's TIME-WAIT at the server.
 func (s *Stack) dialPort(raddr [4]byte, rport uint16, c *Conn) (tuple, error) {
-	span := ephemeralLast - ephemeralFirst + 1
-	start := rand.IntN(span)
-	for i := 0; i < span; i++ {
-		p := uint16(ephemeralFirst + (start+i)%span)
+	span := uint32(ephemeralLast - ephemeralFirst + 1)
+	offset := uint32(maphash.Comparable(s.portSeed, struct {
+		addr [4]byte
+		port uint16
+	}{raddr, rport}))
+	for i := uint32(0); i < span; i++ {
+		next := s.portNext.Add(1)
+		p := uint16(ephemeralFirst + (offset+next)%span)
 		s.lmu.Lock()
 		_, listening := s.listeners[p]
 		s.lmu.Unlock()
