@@ -63,7 +63,15 @@ func TestOffloadOnAndOff(t *testing.T) {
 			bad := tshark(t, capture, "-o", "tcp.check_checksum:TRUE",
 				"-Y", "tcp.checksum.status == 0 || ip.checksum.status == 0 || frame.len > 1500", "-T", "fields", "-e", "frame.number")
 			if strings.TrimSpace(bad) != "" {
-				t.Errorf("frames over the MTU or with a bad checksum in the capture: %s", strings.Fields(bad)[:min(10, len(strings.Fields(bad)))])
+				// Say which rule each broke, and where it came from, so a
+				// rare failure can be told apart (CI once saw one frame).
+				detail := tshark(t, capture, "-o", "tcp.check_checksum:TRUE",
+					"-Y", "tcp.checksum.status == 0 || ip.checksum.status == 0 || frame.len > 1500",
+					"-T", "fields", "-e", "frame.number", "-e", "frame.len", "-e", "ip.src", "-e", "tcp.seq_raw",
+					"-e", "tcp.len", "-e", "tcp.checksum.status", "-e", "ip.checksum.status", "-e", "tcp.analysis.retransmission")
+				lines := strings.Split(strings.TrimSpace(detail), "\n")
+				t.Errorf("frames over the MTU or with a bad checksum in the capture (number, length, source, seq, payload, TCP and IP checksum status, retransmission):\n%s",
+					strings.Join(lines[:min(10, len(lines))], "\n"))
 			}
 			frames := strings.Count(tshark(t, capture, "-Y", "tcp.len > 0", "-T", "fields", "-e", "frame.number"), "\n")
 			if frames < 2*size/1460 {
