@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -45,26 +46,7 @@ func TestTransfersThroughLossReorderingAndDuplication(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			type res struct {
-				n   int64
-				sum [32]byte
-				err error
-			}
-			done := make(chan res, 1)
-			go func() {
-				c, err := l.Accept()
-				if err != nil {
-					done <- res{err: err}
-					return
-				}
-				defer c.Close()
-				h := sha256.New()
-				n, err := io.Copy(h, c)
-				var r res
-				r.n, r.err = n, err
-				copy(r.sum[:], h.Sum(nil))
-				done <- r
-			}()
+			done := hashReceiver(l, time.Time{})
 			const size = 50 << 20
 			data := randomBytes(size, 77)
 			start := time.Now()
@@ -77,7 +59,7 @@ func TestTransfersThroughLossReorderingAndDuplication(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.(*Conn).CloseWrite()
-			var r res
+			var r hashResult
 			select {
 			case r = <-done:
 			case <-time.After(3 * time.Minute):
@@ -141,4 +123,35 @@ func tcbInfo(c *Conn) tcp.Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.tcb.Info()
+}
+
+// hashResult is what hashReceiver's connection delivered: its length and
+// SHA-256, or the error that ended it.
+type hashResult struct {
+	n   int64
+	sum [32]byte
+	err error
+}
+
+// hashReceiver accepts one connection on l, reads it to EOF (by deadline
+// if not zero) and sends its length and SHA-256 on the returned channel.
+func hashReceiver(l net.Listener, deadline time.Time) <-chan hashResult {
+	done := make(chan hashResult, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- hashResult{err: err}
+			return
+		}
+		defer c.Close()
+		if !deadline.IsZero() {
+			c.SetDeadline(deadline)
+		}
+		h := sha256.New()
+		var r hashResult
+		r.n, r.err = io.Copy(h, c)
+		copy(r.sum[:], h.Sum(nil))
+		done <- r
+	}()
+	return done
 }

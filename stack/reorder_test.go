@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -88,26 +87,7 @@ func reorderRun(t *testing.T, seed uint64) (spurious, held uint64, report string
 	if err != nil {
 		t.Fatal(err)
 	}
-	type res struct {
-		n   int64
-		sum [32]byte
-		err error
-	}
-	done := make(chan res, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			done <- res{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		h := sha256.New()
-		var r res
-		r.n, r.err = io.Copy(h, c)
-		copy(r.sum[:], h.Sum(nil))
-		done <- r
-	}()
+	done := hashReceiver(l, deadline)
 
 	nc, err := a.DialContext(ctx, "tcp", "10.9.0.2:7000")
 	if err != nil {
@@ -147,7 +127,7 @@ func reorderRun(t *testing.T, seed uint64) (spurious, held uint64, report string
 		t.Fatalf("read the counters %d bytes past the measured phase, into the cool-down's tail", past)
 	}
 
-	var r res
+	var r hashResult
 	select {
 	case r = <-done:
 	case <-ctx.Done():

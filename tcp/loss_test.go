@@ -233,10 +233,20 @@ func TestTailLossProbe(t *testing.T) {
 // lost too; once data sent after it is SACKed the sender resends the hole
 // again in the same recovery instead of waiting for the RTO.
 func TestLostRetransmissionResentWithoutTimeout(t *testing.T) {
-	p := newWarmPair(t, Config{})
+	p, copies, victim := lostRetransmissionRun(t, Config{})
+	if copies[victim] != 3 || p.a.Timeouts != 0 {
+		t.Errorf("the victim was sent %d times with %d timeouts: want 3 sends, no timeout\n%s", copies[victim], p.a.Timeouts, logTail(p, 30))
+	}
+}
+
+// lostRetransmissionRun transfers 60 segments from a to b on a pair with
+// cfg, losing the 5th segment and its first retransmission, and returns
+// the pair, how often each sequence number was sent, and the victim's.
+func lostRetransmissionRun(t *testing.T, cfg Config) (p *pair, copies map[Seq]int, victim Seq) {
+	t.Helper()
+	p = newWarmPair(t, cfg)
 	p.transfer(p.a, p.b, pattern(3000))
-	copies := map[Seq]int{}
-	var victim Seq
+	copies = map[Seq]int{}
 	p.aOut.drop = func(seg *Segment) bool {
 		if len(seg.Payload) == 0 {
 			return false
@@ -249,11 +259,10 @@ func TestLostRetransmissionResentWithoutTimeout(t *testing.T) {
 		return seg.Seq == victim && copies[seg.Seq] <= 2
 	}
 	data := pattern(60 * p.a.segMSS())
-	got := p.transfer(p.a, p.b, data)
-	if !bytes.Equal(got, data) {
-		t.Fatal("data differs")
+	if got := p.transfer(p.a, p.b, data); !bytes.Equal(got, data) {
+		t.Fatalf("%s: got %d of %d bytes; timeouts %d, state %v, lost %d, sacked %d, una %d max %d\n%s",
+			cfg.LossDetection, len(got), len(data), p.a.Timeouts, p.a.loss, p.a.flight.Lost(), p.a.flight.SACKed(),
+			p.a.sndUna, p.a.sndMax, logTail(p, 20))
 	}
-	if copies[victim] != 3 || p.a.Timeouts != 0 {
-		t.Errorf("the victim was sent %d times with %d timeouts: want 3 sends, no timeout\n%s", copies[victim], p.a.Timeouts, logTail(p, 30))
-	}
+	return p, copies, victim
 }

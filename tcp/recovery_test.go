@@ -259,25 +259,7 @@ func TestRFC6675DetectorForComparison(t *testing.T) {
 		detector string
 		timeouts bool
 	}{{LossRACK, false}, {LossRFC6675, true}} {
-		p := newWarmPair(t, Config{LossDetection: tc.detector})
-		p.transfer(p.a, p.b, pattern(3000))
-		copies := map[Seq]int{}
-		var victim Seq
-		p.aOut.drop = func(seg *Segment) bool {
-			if len(seg.Payload) == 0 {
-				return false
-			}
-			copies[seg.Seq]++
-			if victim == 0 && copies[seg.Seq] == 1 && len(copies) == 5 {
-				victim = seg.Seq
-			}
-			return seg.Seq == victim && copies[seg.Seq] <= 2
-		}
-		data := pattern(60 * p.a.segMSS())
-		if got := p.transfer(p.a, p.b, data); !bytes.Equal(got, data) {
-			t.Fatalf("%s: got %d of %d bytes; timeouts %d, state %v, lost %d, sacked %d, una %d max %d, rtx at %v now %v\n%s", tc.detector, len(got), len(data),
-				p.a.Timeouts, p.a.loss, p.a.flight.Lost(), p.a.flight.SACKed(), p.a.sndUna, p.a.sndMax, p.a.timers.at(tRetransmit), p.now, logTail(p, 20))
-		}
+		p, _, _ := lostRetransmissionRun(t, Config{LossDetection: tc.detector})
 		if (p.a.Timeouts > 0) != tc.timeouts {
 			t.Errorf("%s: %d timeouts; want timeouts %v", tc.detector, p.a.Timeouts, tc.timeouts)
 		}
