@@ -293,8 +293,23 @@ func TestReadFromErrors(t *testing.T) {
 	}
 	client.SetLinger(0)
 	client.Close() // an RST
-	// ReadFrom learns of the reset on its next write into the ring.
-	pw.Write(make([]byte, 1000))
+	// ReadFrom learns of the reset on its next write into the ring, as
+	// io.Copy would: while it waits for the source it cannot know. The
+	// reset reaches the server's stack asynchronously, so one write may
+	// still go before it lands (CI saw that once): keep the source
+	// flowing, a little at a time, until ReadFrom returns.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				pw.Write(make([]byte, 1000))
+			}
+		}
+	}()
 	if err := within(t, done, "ReadFrom"); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("ReadFrom after the peer's reset: %v, want ECONNRESET", err)
 	}
