@@ -2,6 +2,7 @@ package ip
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -11,8 +12,8 @@ import (
 
 func TestBuildHeaderFields(t *testing.T) {
 	b := bytes.Repeat([]byte{0xee}, 64) // garbage must be overwritten
-	if n := BuildHeader(b, us, peer, ProtoTCP, 0xbeef, 1000); n != HeaderLen || HeaderLen != 20 {
-		t.Fatalf("BuildHeader = %d, HeaderLen %d", n, HeaderLen)
+	if n := BuildIPv4(b, us, peer, ProtoTCP, 0xbeef, 1000); n != IPv4HeaderLen || IPv4HeaderLen != 20 {
+		t.Fatalf("BuildHeader = %d, IPv4HeaderLen %d", n, IPv4HeaderLen)
 	}
 	h := header.IPv4(b[:20])
 	if !h.IsChecksumValid() {
@@ -28,7 +29,7 @@ func TestBuildHeaderFields(t *testing.T) {
 	if header.IPVersion(b) != 4 || h.HeaderLength() != 20 || tos != 0 || h.TotalLength() != 1020 ||
 		h.ID() != 0xbeef || h.Flags() != header.IPv4FlagDontFragment || h.FragmentOffset() != 0 ||
 		h.TTL() != 64 || h.Protocol() != 6 ||
-		h.SourceAddress() != tcpip.AddrFrom4(us) || h.DestinationAddress() != tcpip.AddrFrom4(peer) {
+		h.SourceAddress() != tcpip.AddrFrom4(us4) || h.DestinationAddress() != tcpip.AddrFrom4(peer4) {
 		t.Errorf("header fields: % x", b[:20])
 	}
 	if !bytes.Equal(b[20:], bytes.Repeat([]byte{0xee}, 44)) {
@@ -43,7 +44,7 @@ func TestBuildHeaderFields(t *testing.T) {
 func TestBuildMatchesKernelSYN(t *testing.T) {
 	want := mustHex(t, capturedSYNHex)
 	got := make([]byte, len(want))
-	BuildHeader(got, capHost, capPeer, ProtoTCP, 0x204d, len(want)-20)
+	BuildIPv4(got, capHost, capPeer, ProtoTCP, 0x204d, len(want)-20)
 	if !bytes.Equal(got[:20], want[:20]) {
 		t.Errorf("header\n got % x\nwant % x", got[:20], want[:20])
 	}
@@ -63,9 +64,9 @@ func TestTCPChecksumIndependent(t *testing.T) {
 			data[i] = byte(i*7 + n)
 		}
 		total := header.TCPMinimumSize + 12 + n // with 12 bytes of options
-		pkt := make([]byte, HeaderLen+total)
-		BuildHeader(pkt, us, peer, ProtoTCP, uint16(n), total)
-		seg := pkt[HeaderLen:]
+		pkt := make([]byte, IPv4HeaderLen+total)
+		BuildIPv4(pkt, us, peer, ProtoTCP, uint16(n), total)
+		seg := pkt[IPv4HeaderLen:]
 		header.TCP(seg).Encode(&header.TCPFields{
 			SrcPort: 80, DstPort: 40000, SeqNum: 0xfffffff0, AckNum: 12345,
 			DataOffset: header.TCPMinimumSize + 12, Flags: header.TCPFlagAck, WindowSize: 1000,
@@ -78,7 +79,7 @@ func TestTCPChecksumIndependent(t *testing.T) {
 		if !header.IPv4(pkt).IsChecksumValid() {
 			t.Errorf("n=%d: gvisor rejects IPv4 checksum", n)
 		}
-		if !header.TCP(seg).IsChecksumValid(tcpip.AddrFrom4(us), tcpip.AddrFrom4(peer),
+		if !header.TCP(seg).IsChecksumValid(tcpip.AddrFrom4(us4), tcpip.AddrFrom4(peer4),
 			checksum.Checksum(data, 0), uint16(n)) {
 			t.Errorf("n=%d: gvisor rejects TCP checksum %#04x", n, c)
 		}
@@ -93,14 +94,14 @@ func TestTCPChecksumIndependent(t *testing.T) {
 
 func TestPseudoHeaderChecksum(t *testing.T) {
 	for _, tc := range []struct {
-		src, dst [4]byte
+		src, dst netip.Addr
 		proto    uint8
 		n        int
 	}{
 		{us, peer, 6, 40},
 		{peer, us, 17, 9},
-		{[4]byte{255, 255, 255, 255}, [4]byte{255, 255, 255, 255}, 255, 65535},
-		{[4]byte{}, [4]byte{}, 0, 0},
+		{netip.AddrFrom4([4]byte{255, 255, 255, 255}), netip.AddrFrom4([4]byte{255, 255, 255, 255}), 255, 65535},
+		{netip.AddrFrom4([4]byte{}), netip.AddrFrom4([4]byte{}), 0, 0},
 	} {
 		// rfc1071 returns the complement; PseudoHeaderChecksum does not.
 		want := ^rfc1071(pseudo(tc.src, tc.dst, tc.proto, tc.n))

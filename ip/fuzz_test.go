@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"net/netip"
 	"testing"
 	"unsafe"
 
@@ -47,17 +48,24 @@ func repair(b []byte) {
 // repaired) and checks that it never panics and that whatever it accepts
 // is consistent with the input and with the checks it claims to make.
 func FuzzParse(f *testing.F) {
-	f.Add(mustHex(f, capturedSYNHex), capPeer[:], false)
-	f.Add(mustHex(f, capturedEchoHex), capPeer[:], false)
+	f.Add(mustHex(f, capturedSYNHex), capPeer4[:], false)
+	f.Add(mustHex(f, capturedEchoHex), capPeer4[:], false)
 	f.Add(mustHex(f, capturedEchoHex), []byte{0, 0, 0, 0}, false)
-	f.Add(tcpPacket(peer, us, []byte("payload")), us[:], false)
-	f.Add(icmpPacket(peer, us, header.ICMPv4DstUnreachable, make([]byte, 28)), us[:], false)
-	f.Add([]byte{0x45}, us[:], false)
-	f.Add([]byte{0x4f, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}, us[:], true)
-	f.Add(tcpPacket(peer, us, []byte("payload")), us[:], true)
+	f.Add(tcpPacket(peer, us, []byte("payload")), us4[:], false)
+	f.Add(icmpPacket(peer, us, header.ICMPv4DstUnreachable, make([]byte, 28)), us4[:], false)
+	f.Add([]byte{0x45}, us4[:], false)
+	f.Add([]byte{0x4f, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}, us4[:], true)
+	f.Add(tcpPacket(peer, us, []byte("payload")), us4[:], true)
 	f.Fuzz(func(t *testing.T, b []byte, localB []byte, fix bool) {
-		var local [4]byte
-		copy(local[:], localB)
+		var l4 [4]byte
+		copy(l4[:], localB)
+		var local netip.Addr
+		if l4 != ([4]byte{}) {
+			local = netip.AddrFrom4(l4)
+		}
+		if Version(b) != 4 {
+			return // FuzzParse6 explores IPv6
+		}
 		if fix {
 			repair(b)
 		}
@@ -83,7 +91,7 @@ func FuzzParse(f *testing.F) {
 		if header.IPVersion(b) != 4 || rfc1071(pkt.Header) != 0 || h.More() || h.FragmentOffset() != 0 {
 			t.Fatalf("accepted a bad header % x", pkt.Header)
 		}
-		if local != ([4]byte{}) && pkt.Dst != local {
+		if local.IsValid() && pkt.Dst != local {
 			t.Fatalf("accepted dst %v for local %v", pkt.Dst, local)
 		}
 		switch pkt.Protocol {

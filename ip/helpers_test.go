@@ -3,6 +3,7 @@ package ip
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -23,8 +24,10 @@ const (
 )
 
 var (
-	capHost = [4]byte{10, 99, 0, 1} // the kernel side: source of the captures
-	capPeer = [4]byte{10, 99, 0, 2} // "us": destination of the captures
+	capHost4 = [4]byte{10, 99, 0, 1} // the kernel side: source of the captures
+	capPeer4 = [4]byte{10, 99, 0, 2} // "us": destination of the captures
+	capHost  = netip.AddrFrom4(capHost4)
+	capPeer  = netip.AddrFrom4(capPeer4)
 )
 
 func mustHex(t testing.TB, s string) []byte {
@@ -59,10 +62,10 @@ func rfc1071(bufs ...[]byte) uint16 {
 }
 
 // pseudo lays out the RFC 9293 §3.1 pseudo-header by hand.
-func pseudo(src, dst [4]byte, proto uint8, length int) []byte {
+func pseudo(src, dst netip.Addr, proto uint8, length int) []byte {
 	p := make([]byte, 12)
-	copy(p[0:4], src[:])
-	copy(p[4:8], dst[:])
+	copy(p[0:4], src.AsSlice())
+	copy(p[4:8], dst.AsSlice())
 	p[9] = proto
 	binary.BigEndian.PutUint16(p[10:], uint16(length))
 	return p
@@ -83,9 +86,8 @@ func fixTCP(b []byte) []byte {
 	seg := b[h.HeaderLength():h.TotalLength()]
 	t := header.TCP(seg)
 	t.SetChecksum(0)
-	var s, d [4]byte
-	copy(s[:], h.SourceAddressSlice())
-	copy(d[:], h.DestinationAddressSlice())
+	s := netip.AddrFrom4([4]byte(h.SourceAddressSlice()))
+	d := netip.AddrFrom4([4]byte(h.DestinationAddressSlice()))
 	t.SetChecksum(rfc1071(pseudo(s, d, 6, len(seg)), seg))
 	return b
 }
@@ -101,22 +103,22 @@ func fixICMP(b []byte) []byte {
 
 // ipv4 lays out an IPv4 packet with gvisor's encoder (no DF, TTL 50) and
 // an rfc1071 header checksum.
-func ipv4(src, dst [4]byte, proto uint8, id uint16, payload []byte) []byte {
+func ipv4(src, dst netip.Addr, proto uint8, id uint16, payload []byte) []byte {
 	b := make([]byte, header.IPv4MinimumSize+len(payload))
 	header.IPv4(b).Encode(&header.IPv4Fields{
 		TotalLength: uint16(len(b)),
 		ID:          id,
 		TTL:         50,
 		Protocol:    proto,
-		SrcAddr:     tcpip.AddrFrom4(src),
-		DstAddr:     tcpip.AddrFrom4(dst),
+		SrcAddr:     tcpip.AddrFrom4(src.As4()),
+		DstAddr:     tcpip.AddrFrom4(dst.As4()),
 	})
 	copy(b[header.IPv4MinimumSize:], payload)
 	return fixIP(b)
 }
 
 // tcpPacket is a valid TCP segment (ACK|PSH, ports 40000 -> 80) in IPv4.
-func tcpPacket(src, dst [4]byte, data []byte) []byte {
+func tcpPacket(src, dst netip.Addr, data []byte) []byte {
 	seg := make([]byte, header.TCPMinimumSize+len(data))
 	header.TCP(seg).Encode(&header.TCPFields{
 		SrcPort:    40000,
@@ -133,7 +135,7 @@ func tcpPacket(src, dst [4]byte, data []byte) []byte {
 
 // icmpPacket is a valid ICMP message of the given type (ident 0x1234,
 // sequence 9) in IPv4.
-func icmpPacket(src, dst [4]byte, typ header.ICMPv4Type, data []byte) []byte {
+func icmpPacket(src, dst netip.Addr, typ header.ICMPv4Type, data []byte) []byte {
 	m := header.ICMPv4(make([]byte, header.ICMPv4MinimumSize+len(data)))
 	m.SetType(typ)
 	m.SetIdent(0x1234)

@@ -2,6 +2,8 @@ package ip
 
 import (
 	"encoding/binary"
+	"net/netip"
+	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -9,7 +11,7 @@ import (
 
 // EchoReply answers pkt if it is an ICMP echo request (type 8, code 0): it
 // writes into out the complete IPv4 packet holding the echo reply and
-// returns its length. The reply is type 0 code 0 with the request's
+// returns its length (IPv4 only). The reply is type 0 code 0 with the request's
 // identifier, sequence number and data, from pkt.Dst to pkt.Src, with IP
 // identification id and valid IP and ICMP checksums. It returns 0, writing
 // nothing, if pkt is not an echo request, was sent to a broadcast or
@@ -21,7 +23,7 @@ import (
 // IP options of the request (Record Route, Timestamp) are not reflected:
 // RFC 1122 §3.2.2.6 says SHOULD, and we send no options at all.
 func EchoReply(out []byte, pkt *Packet, id uint16) int {
-	if pkt.Protocol != ProtoICMP || len(pkt.Payload) < header.ICMPv4MinimumSize {
+	if pkt.Version != 4 || pkt.Protocol != ProtoICMP || len(pkt.Payload) < header.ICMPv4MinimumSize {
 		return 0
 	}
 	req := header.ICMPv4(pkt.Payload)
@@ -33,10 +35,10 @@ func EchoReply(out []byte, pkt *Packet, id uint16) int {
 	// (which we MAY discard) has no source we could answer from.
 	// Nor is a reply sent to a source that names no single other host
 	// (RFC 1122 §3.2.2; Parse has already dropped such packets).
-	if !isUnicast(pkt.Dst) || !isUnicast(pkt.Src) || pkt.Src == pkt.Dst {
+	if !isUnicast(pkt.Dst.As4()) || !isUnicast(pkt.Src.As4()) || pkt.Src == pkt.Dst {
 		return 0
 	}
-	n := HeaderLen + len(pkt.Payload)
+	n := IPv4HeaderLen + len(pkt.Payload)
 	if len(out) < n || n > 0xffff {
 		return 0
 	}
@@ -44,8 +46,8 @@ func EchoReply(out []byte, pkt *Packet, id uint16) int {
 	// The header goes first: with options absent or present, the request's
 	// payload starts at or after byte 20 of its buffer, so in place this
 	// overwrites only the request's header, which src and dst have copied.
-	BuildHeader(out, src, dst, ProtoICMP, id, len(data))
-	rep := header.ICMPv4(out[HeaderLen:n])
+	BuildIPv4(out, src, dst, ProtoICMP, id, len(data))
+	rep := header.ICMPv4(out[IPv4HeaderLen:n])
 	// RFC 1122 §3.2.2.6: the data received in the request MUST be entirely
 	// included in the reply; RFC 792: identifier and sequence number are
 	// returned too. copy is a memmove, so the in-place shift is safe.
@@ -70,8 +72,8 @@ func EchoReply(out []byte, pkt *Packet, id uint16) int {
 // know), was sent to a broadcast or multicast address, is a fragment, or
 // has a source that does not name a single host; also when orig has no
 // IPv4 header or out is too small. It does not allocate.
-func DestUnreachable(out []byte, src [4]byte, orig *Packet, code uint8, id uint16) int {
-	if len(orig.Header) < header.IPv4MinimumSize || len(orig.Header) > header.IPv4MaximumHeaderSize {
+func DestUnreachable(out []byte, src netip.Addr, orig *Packet, code uint8, id uint16) int {
+	if orig.Version != 4 || !src.Is4() || len(orig.Header) < header.IPv4MinimumSize || len(orig.Header) > header.IPv4MaximumHeaderSize {
 		return 0
 	}
 	// RFC 1122 §3.2.2: an ICMP error message MUST NOT be sent as the
@@ -83,7 +85,7 @@ func DestUnreachable(out []byte, src [4]byte, orig *Packet, code uint8, id uint1
 	// or one whose source does not define a single host. (A directed
 	// broadcast destination cannot be recognised without the netmask; the
 	// stack only hands us packets addressed to it.)
-	if !isUnicast(orig.Dst) || !isUnicast(orig.Src) || orig.Src == src {
+	if !isUnicast(orig.Dst.As4()) || !isUnicast(orig.Src.As4()) || orig.Src == src {
 		return 0
 	}
 	// ... or a non-initial fragment. We go further and refuse any
@@ -93,12 +95,12 @@ func DestUnreachable(out []byte, src [4]byte, orig *Packet, code uint8, id uint1
 	}
 	quoted := min(len(orig.Payload), header.ICMPv4MinimumErrorPayloadSize)
 	icmpLen := header.ICMPv4MinimumSize + len(orig.Header) + quoted
-	n := HeaderLen + icmpLen
+	n := IPv4HeaderLen + icmpLen
 	if len(out) < n {
 		return 0
 	}
-	BuildHeader(out, src, orig.Src, ProtoICMP, id, icmpLen)
-	m := header.ICMPv4(out[HeaderLen:n])
+	BuildIPv4(out, src, orig.Src, ProtoICMP, id, icmpLen)
+	m := header.ICMPv4(out[IPv4HeaderLen:n])
 	clear(m[:header.ICMPv4MinimumSize]) // checksum and unused field zero
 	m.SetType(header.ICMPv4DstUnreachable)
 	m.SetCode(header.ICMPv4Code(code))
@@ -121,15 +123,22 @@ func isICMPQuery(t header.ICMPv4Type) bool {
 	return false
 }
 
-// ICMPError is what an ICMP error message says about a TCP segment this
-// host sent: the message's type and code, and from the quoted original,
-// the peer's address, both ports and the segment's sequence number.
+// ICMPError is what an ICMP or ICMPv6 error message says about a TCP
+// segment this host sent: how TCP should take it (Kind, and the errno
+// Linux reports for it), the message's type and code, and from the quoted
+// original, the peer's address, both ports and the segment's sequence
+// number.
 type ICMPError struct {
+	Kind             ErrorKind
+	Errno            syscall.Errno // ECONNREFUSED, EHOSTUNREACH, ...; 0 for ErrorTooBig and ErrorIgnored
 	Type, Code       uint8
-	Peer             [4]byte // the original datagram's destination
-	SrcPort, DstPort uint16  // of our segment
-	Seq              uint32  // of our segment
-	NextHopMTU       uint16  // for type 3 code 4 (RFC 1191), 0 if absent
+	Peer             netip.Addr // the original datagram's destination
+	SrcPort, DstPort uint16     // of our segment
+	Seq              uint32     // of our segment
+	// MTU is what a "fragmentation needed" (RFC 1191) or Packet Too Big
+	// (RFC 8201) message reports, as received (0 if absent): the caller
+	// applies its floor.
+	MTU int
 }
 
 // The ICMP error types a TCP sender cares about (RFC 792, RFC 1122 §4.2.3.9).
@@ -143,14 +152,14 @@ const (
 	ICMPCodeFragNeeded   = uint8(header.ICMPv4FragmentationNeeded)
 )
 
-// ParseICMPError reads pkt, an ICMP message from [Parse], as an error
-// about a TCP segment local sent (RFC 1122 §4.2.3.9 wants TCP to act on
-// them). ok is false for anything else: a query, an error about some other
-// protocol or sender, or a quote too short to hold the TCP ports and
-// sequence number (RFC 792 quotes the IP header and 8 bytes of data). It
-// does not allocate.
-func ParseICMPError(pkt *Packet, local [4]byte) (e ICMPError, ok bool) {
-	if pkt.Protocol != ProtoICMP || len(pkt.Payload) < header.ICMPv4MinimumSize {
+// ParseICMPError reads pkt, an IPv4 ICMP message from [Parse], as an
+// error about a TCP segment local sent (RFC 1122 §4.2.3.9 wants TCP to
+// act on them), and classifies it. ok is false for anything else: a
+// query, an error about some other protocol or sender, or a quote too
+// short to hold the TCP ports and sequence number (RFC 792 quotes the IP
+// header and 8 bytes of data). It does not allocate.
+func ParseICMPError(pkt *Packet, local netip.Addr) (e ICMPError, ok bool) {
+	if pkt.Version != 4 || pkt.Protocol != ProtoICMP || len(pkt.Payload) < header.ICMPv4MinimumSize || !local.Is4() {
 		return e, false
 	}
 	m := header.ICMPv4(pkt.Payload)
@@ -166,18 +175,31 @@ func ParseICMPError(pkt *Packet, local [4]byte) (e ICMPError, ok bool) {
 	ih := header.IPv4(q)
 	hl := int(ih.HeaderLength())
 	if header.IPVersion(q) != header.IPv4Version || hl < header.IPv4MinimumSize || len(q) < hl+8 ||
-		ih.Protocol() != ProtoTCP || [4]byte(ih.SourceAddressSlice()) != local {
+		ih.Protocol() != ProtoTCP || [4]byte(ih.SourceAddressSlice()) != local.As4() {
 		return e, false
 	}
 	t := q[hl:]
 	e = ICMPError{
 		Type: uint8(m.Type()), Code: uint8(m.Code()),
-		Peer:    [4]byte(ih.DestinationAddressSlice()),
+		Peer:    netip.AddrFrom4([4]byte(ih.DestinationAddressSlice())),
 		SrcPort: binary.BigEndian.Uint16(t[0:]), DstPort: binary.BigEndian.Uint16(t[2:]),
 		Seq: binary.BigEndian.Uint32(t[4:]),
 	}
-	if e.Type == ICMPDestUnreachable && e.Code == ICMPCodeFragNeeded {
-		e.NextHopMTU = m.MTU()
+	e.Kind, e.Errno = ErrorSoft, syscall.EHOSTUNREACH
+	switch {
+	case e.Type == ICMPSourceQuench:
+		e.Kind, e.Errno = ErrorIgnored, 0
+	case e.Type == ICMPDestUnreachable && e.Code == ICMPCodePortUnreach:
+		e.Kind, e.Errno = ErrorHard, syscall.ECONNREFUSED
+	case e.Type == ICMPDestUnreachable && e.Code == ICMPCodeProtoUnreach:
+		e.Kind, e.Errno = ErrorHard, syscall.ENOPROTOOPT
+	case e.Type == ICMPDestUnreachable && e.Code == ICMPCodeFragNeeded:
+		e.Kind, e.Errno = ErrorTooBig, 0
+		e.MTU = int(m.MTU())
+	case e.Type == ICMPDestUnreachable && e.Code == 0:
+		e.Errno = syscall.ENETUNREACH
+	case e.Type == ICMPParamProblem:
+		e.Errno = syscall.EPROTO
 	}
 	return e, true
 }

@@ -2,6 +2,7 @@ package ip
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -18,9 +19,8 @@ func checkEchoReply(t *testing.T, req []byte, reqPkt Packet, out []byte, n int, 
 	if !h.IsChecksumValid() || rfc1071(rep[:20]) != 0 {
 		t.Errorf("IPv4 checksum invalid")
 	}
-	var s, d [4]byte
-	copy(s[:], h.SourceAddressSlice())
-	copy(d[:], h.DestinationAddressSlice())
+	s := netip.AddrFrom4([4]byte(h.SourceAddressSlice()))
+	d := netip.AddrFrom4([4]byte(h.DestinationAddressSlice()))
 	if s != reqPkt.Dst || d != reqPkt.Src {
 		t.Errorf("addresses %v -> %v, want swapped %v -> %v", s, d, reqPkt.Dst, reqPkt.Src)
 	}
@@ -90,11 +90,11 @@ func TestEchoReplyRefuses(t *testing.T) {
 	codeOne[21] = 1
 	fixICMP(codeOne)
 	bcast := *parse(icmpPacket(peer, us, header.ICMPv4Echo, nil))
-	bcast.Dst = [4]byte{255, 255, 255, 255}
+	bcast.Dst = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 	mcast := bcast
-	mcast.Dst = [4]byte{224, 0, 0, 1}
+	mcast.Dst = netip.AddrFrom4([4]byte{224, 0, 0, 1})
 	loopSrc, selfSrc := bcast, bcast
-	loopSrc.Dst, loopSrc.Src = us, [4]byte{127, 0, 0, 1}
+	loopSrc.Dst, loopSrc.Src = us, netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	selfSrc.Dst, selfSrc.Src = us, us
 	tooBig := parse(icmpPacket(peer, us, header.ICMPv4Echo, make([]byte, 100)))
 	for name, p := range map[string]*Packet{
@@ -140,7 +140,7 @@ func TestDestUnreachable(t *testing.T) {
 	msg := out[:n]
 	h := header.IPv4(msg)
 	if !h.IsChecksumValid() || h.ID() != 77 || h.Protocol() != 1 || h.TotalLength() != uint16(n) ||
-		!bytes.Equal(h.SourceAddressSlice(), capPeer[:]) || !bytes.Equal(h.DestinationAddressSlice(), capHost[:]) {
+		!bytes.Equal(h.SourceAddressSlice(), capPeer4[:]) || !bytes.Equal(h.DestinationAddressSlice(), capHost4[:]) {
 		t.Errorf("ip header % x", msg[:20])
 	}
 	m := header.ICMPv4(msg[20:])
@@ -166,7 +166,7 @@ func TestDestUnreachable(t *testing.T) {
 	header.IPv4(withOpts).SetHeaderLength(24)
 	header.IPv4(withOpts).SetTotalLength(28)
 	fixIP(withOpts)
-	short := Packet{Src: peer, Dst: us, Protocol: 17, Header: withOpts[:24], Payload: withOpts[24:]}
+	short := Packet{Version: 4, Src: peer, Dst: us, Protocol: 17, Header: withOpts[:24], Payload: withOpts[24:]}
 	n = DestUnreachable(out, us, &short, uint8(header.ICMPv4ProtoUnreachable), 1)
 	if n != 20+8+24+4 || !bytes.Equal(out[28:n], withOpts) || rfc1071(out[20:n]) != 0 {
 		t.Errorf("short quote: n=%d % x", n, out[:n])
@@ -201,9 +201,9 @@ func TestDestUnreachableRefuses(t *testing.T) {
 		t.Fatal("baseline refused")
 	}
 	bcast, mcast, badSrc, self := base, base, base, base
-	bcast.Dst = [4]byte{255, 255, 255, 255}
-	mcast.Dst = [4]byte{239, 0, 0, 9}
-	badSrc.Src = [4]byte{127, 0, 0, 1}
+	bcast.Dst = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	mcast.Dst = netip.AddrFrom4([4]byte{239, 0, 0, 9})
+	badSrc.Src = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	self.Src = us
 	frag := base
 	frag.Header = append([]byte{}, base.Header...)
@@ -239,10 +239,10 @@ func TestDestUnreachableRefuses(t *testing.T) {
 // DestUnreachable about a TCP segment we sent is read back by
 // ParseICMPError with the quoted ports and sequence number.
 func TestParseICMPErrorRoundTrip(t *testing.T) {
-	us, peer := [4]byte{198, 18, 0, 2}, [4]byte{198, 18, 0, 1}
+	us, peer := netip.AddrFrom4([4]byte{198, 18, 0, 2}), netip.AddrFrom4([4]byte{198, 18, 0, 1})
 	// Our TCP segment, as the peer received it.
 	seg := make([]byte, 60)
-	n := BuildHeader(seg, us, peer, ProtoTCP, 7, 20)
+	n := BuildIPv4(seg, us, peer, ProtoTCP, 7, 20)
 	tcpb := header.TCP(seg[n : n+20])
 	tcpb.Encode(&header.TCPFields{SrcPort: 40000, DstPort: 80, SeqNum: 0xdeadbeef, DataOffset: 20, Flags: header.TCPFlagSyn, WindowSize: 1000})
 	tcpb.SetChecksum(TCPChecksum(us, peer, tcpb))
@@ -261,7 +261,7 @@ func TestParseICMPErrorRoundTrip(t *testing.T) {
 		e.SrcPort != 40000 || e.DstPort != 80 || e.Seq != 0xdeadbeef {
 		t.Fatalf("ParseICMPError = %+v, %v", e, ok)
 	}
-	if _, ok := ParseICMPError(&pkt, [4]byte{10, 0, 0, 1}); ok {
+	if _, ok := ParseICMPError(&pkt, netip.AddrFrom4([4]byte{10, 0, 0, 1})); ok {
 		t.Error("an error about someone else's segment was accepted")
 	}
 	if allocs := testing.AllocsPerRun(100, func() { ParseICMPError(&pkt, us) }); allocs != 0 {

@@ -1,14 +1,18 @@
 package ip
 
 import (
+	"net/netip"
+
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// Protocol numbers of the transports this package accepts (RFC 790).
+// Protocol numbers of the transports this package accepts (RFC 790, and
+// IANA's registry for ICMPv6).
 const (
-	ProtoICMP = uint8(header.ICMPv4ProtocolNumber) // 1
-	ProtoTCP  = uint8(header.TCPProtocolNumber)    // 6
+	ProtoICMP   = uint8(header.ICMPv4ProtocolNumber) // 1
+	ProtoTCP    = uint8(header.TCPProtocolNumber)    // 6
+	ProtoICMPv6 = uint8(header.ICMPv6ProtocolNumber) // 58
 )
 
 // DropReason says why an inbound packet was discarded.
@@ -18,18 +22,19 @@ type DropReason uint8
 // the stack counts for ICMP it does not answer.
 const (
 	DropNone         DropReason = iota // not dropped
-	DropShort                          // shorter than a minimal IPv4 header or than IHL says
-	DropVersion                        // version != 4
+	DropShort                          // shorter than a minimal header or than IHL says
+	DropVersion                        // version is neither 4 nor 6, or a family the stack has no address in
 	DropHeaderLength                   // IHL < 5
-	DropTotalLength                    // total length < IHL*4 or > bytes received
+	DropTotalLength                    // total (v4) or payload (v6) length disagrees with the bytes received
 	DropChecksum                       // bad IPv4 header checksum
-	DropFragment                       // MF set or fragment offset != 0 (we do not reassemble)
+	DropFragment                       // a fragment: MF or offset (v4), a Fragment header (v6); we do not reassemble
 	DropNotForUs                       // destination is not our address (broadcast/multicast/other)
 	DropProtocol                       // protocol we do not speak (not TCP, not ICMP)
 	DropTCPShort                       // TCP header shorter than 20 bytes or data offset out of range
 	DropTCPChecksum                    // bad TCP checksum (pseudo-header included)
 	DropICMP                           // malformed/bad-checksum ICMP or ICMP type we ignore
-	DropSource                         // unusable source address (RFC 1122 §3.2.1.3, §4.2.3.10)
+	DropSource                         // unusable source address (RFC 1122 §3.2.1.3, §4.2.3.10; RFC 4291 §2.5.2, §2.7)
+	DropExtension                      // IPv6 extension header malformed, unknown, or with an option that asks for discard (RFC 8200 §4)
 	NumDropReasons                     // number of reasons, for arrays indexed by DropReason
 )
 
@@ -47,6 +52,7 @@ var dropNames = [NumDropReasons]string{
 	DropTCPChecksum:  "tcp_checksum",
 	DropICMP:         "icmp",
 	DropSource:       "source",
+	DropExtension:    "extension_header",
 }
 
 // String returns the reason's short snake_case name, as used for counter
@@ -59,18 +65,79 @@ func (r DropReason) String() string {
 	return "unknown"
 }
 
-// Packet is a parsed inbound IPv4 packet. Header and Payload alias the
-// buffer given to [Parse]; the rest are copies.
+// Packet is a parsed inbound IP packet of either version. Header and
+// Payload alias the buffer given to [Parse]; the rest are copies.
 type Packet struct {
-	Src, Dst [4]byte
-	Protocol uint8  // ProtoTCP or ProtoICMP
-	TTL      uint8  // as received; a host does not act on it (RFC 1122 §3.2.1.7)
-	ID       uint16 // the identification field
-	Header   []byte // the IPv4 header including options (IHL*4 bytes)
-	Payload  []byte // exactly TotalLength-IHL*4 bytes: link padding removed
+	Version  uint8 // 4 or 6
+	Src, Dst netip.Addr
+	// Protocol is the upper layer: ProtoTCP, ProtoICMP (v4) or
+	// ProtoICMPv6 (v6, the Next Header after any extension headers).
+	Protocol uint8
+	TTL      uint8  // TTL or Hop Limit as received; a host does not act on it (RFC 1122 §3.2.1.7)
+	ID       uint16 // the IPv4 identification field (0 for v6)
+	// FlowLabel is the IPv6 flow label (RFC 6437), 0 for v4.
+	FlowLabel uint32
+	// Header is the IPv4 header with its options (IHL*4 bytes), or the
+	// fixed IPv6 header with every extension header that follows it.
+	Header  []byte
+	Payload []byte // the upper-layer data, exactly as long as the header says: link padding removed
 }
 
-// Parse validates b as an inbound IPv4 packet and returns it, or the
+// Version returns the IP version of the packet b (its first four bits),
+// or 0 if b is empty.
+func Version(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	return int(b[0] >> 4)
+}
+
+// Parse validates b as an inbound IP packet of either version (chosen by
+// its first four bits) and returns it, or the reason it must be dropped
+// (pkt is then meaningless). local is the address it must be sent to;
+// the zero Addr accepts any unicast destination of the packet's version,
+// and a local of the other version drops it as DropVersion. See
+// [IPv4.Parse] and [IPv6.Parse] for the checks each makes. Parse never
+// allocates and never panics.
+func Parse(b []byte, local netip.Addr) (pkt Packet, reason DropReason) {
+	return parseAny(b, local, false)
+}
+
+// ParseTrusted is Parse for a packet whose device vouches for its TCP
+// checksum (tun.Offload.Trusted): the kernel handed it over with a
+// partial checksum, meaning it never left this host's memory, or
+// verified the checksum itself. Everything else is checked as Parse
+// does. RFC 1122 §4.2.2.7's MUST is met: the checksum is verified by
+// the device, as Linux relies on CHECKSUM_UNNECESSARY and
+// CHECKSUM_PARTIAL.
+func ParseTrusted(b []byte, local netip.Addr) (pkt Packet, reason DropReason) {
+	return parseAny(b, local, true)
+}
+
+func parseAny(b []byte, local netip.Addr, trusted bool) (Packet, DropReason) {
+	switch Version(b) {
+	case 4:
+		if local.IsValid() && !local.Is4() {
+			return Packet{}, DropVersion
+		}
+		var l [4]byte
+		if local.IsValid() {
+			l = local.As4()
+		}
+		return parse4(b, l, trusted)
+	case 6:
+		if local.IsValid() && !local.Is6() {
+			return Packet{}, DropVersion
+		}
+		return parse6(b, local, trusted)
+	}
+	if len(b) < header.IPv4MinimumSize {
+		return Packet{}, DropShort
+	}
+	return Packet{}, DropVersion
+}
+
+// parse4 validates b as an inbound IPv4 packet and returns it, or the
 // reason it must be dropped (pkt is then meaningless). It makes the checks
 // RFC 791 §3.1 and RFC 1122 §3.2.1.1-§3.2.1.3 require of a host: version,
 // header length, total length, header checksum, no fragment, a destination
@@ -81,24 +148,8 @@ type Packet struct {
 // For TCP it also checks that the data offset lies within the segment and
 // verifies the TCP checksum over the pseudo-header; for ICMP it checks the
 // minimum length and the ICMP checksum. A packet that passes can therefore
-// be trusted byte for byte by the transport. Parse never allocates and
-// never panics.
-func Parse(b []byte, local [4]byte) (pkt Packet, reason DropReason) {
-	return parse(b, local, false)
-}
-
-// ParseTrusted is Parse for a packet whose device vouches for its TCP
-// checksum (tun.Offload.Trusted): the kernel handed it over with a
-// partial checksum, meaning it never left this host's memory, or
-// verified the checksum itself. Everything else is checked as Parse
-// does. RFC 1122 §4.2.2.7's MUST is met: the checksum is verified by
-// the device, as Linux relies on CHECKSUM_UNNECESSARY and
-// CHECKSUM_PARTIAL.
-func ParseTrusted(b []byte, local [4]byte) (pkt Packet, reason DropReason) {
-	return parse(b, local, true)
-}
-
-func parse(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason) {
+// be trusted byte for byte by the transport.
+func parse4(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason) {
 	if len(b) < header.IPv4MinimumSize {
 		return pkt, DropShort
 	}
@@ -134,13 +185,12 @@ func parse(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason
 	if h.More() || h.FragmentOffset() != 0 {
 		return pkt, DropFragment
 	}
-	copy(pkt.Src[:], h.SourceAddressSlice())
-	copy(pkt.Dst[:], h.DestinationAddressSlice())
+	src, dst := [4]byte(h.SourceAddressSlice()), [4]byte(h.DestinationAddressSlice())
 	if local != ([4]byte{}) {
-		if pkt.Dst != local {
+		if dst != local {
 			return pkt, DropNotForUs
 		}
-	} else if !isUnicast(pkt.Dst) {
+	} else if !isUnicast(dst) {
 		// We speak neither multicast nor broadcast: TCP MUST NOT accept
 		// them (RFC 1122 §4.2.3.10) and an echo to them MAY be dropped
 		// (RFC 1122 §3.2.2.6).
@@ -151,9 +201,11 @@ func parse(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason
 	// multicast or reserved); §4.2.3.10 likewise for TCP. Our own address
 	// (the destination, now known to be ours) as source means a loop or a
 	// spoof.
-	if !isUnicast(pkt.Src) || pkt.Src == pkt.Dst {
+	if !isUnicast(src) || src == dst {
 		return pkt, DropSource
 	}
+	pkt.Version = 4
+	pkt.Src, pkt.Dst = netip.AddrFrom4(src), netip.AddrFrom4(dst)
 	pkt.Protocol = h.Protocol()
 	pkt.TTL = h.TTL()
 	pkt.ID = h.ID()
@@ -174,7 +226,7 @@ func parse(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason
 		if trusted {
 			break
 		}
-		xsum := PseudoHeaderChecksum(pkt.Src, pkt.Dst, ProtoTCP, len(t))
+		xsum := pseudoSum4(src, dst, ProtoTCP, len(t))
 		if checksum.Checksum(t, xsum) != 0xffff {
 			return pkt, DropTCPChecksum
 		}

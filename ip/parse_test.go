@@ -2,6 +2,7 @@ package ip
 
 import (
 	"bytes"
+	"net/netip"
 	"sync"
 	"testing"
 
@@ -9,8 +10,10 @@ import (
 )
 
 var (
-	us   = [4]byte{192, 0, 2, 1}
-	peer = [4]byte{198, 51, 100, 7}
+	us4   = [4]byte{192, 0, 2, 1}
+	peer4 = [4]byte{198, 51, 100, 7}
+	us    = netip.AddrFrom4(us4)
+	peer  = netip.AddrFrom4(peer4)
 )
 
 func TestParseValidTCP(t *testing.T) {
@@ -104,7 +107,7 @@ func TestParseDrops(t *testing.T) {
 	tests := []struct {
 		name  string
 		pkt   []byte
-		local [4]byte
+		local netip.Addr
 		want  DropReason
 	}{
 		{"empty", nil, us, DropShort},
@@ -145,10 +148,10 @@ func TestParseDrops(t *testing.T) {
 			header.IPv4(b).SetFlagsFragmentOffset(0, 8)
 			return fixIP(b)
 		}(), us, DropFragment},
-		{"wrong dst", tcpPacket(peer, [4]byte{192, 0, 2, 2}, nil), us, DropNotForUs},
-		{"broadcast dst", tcpPacket(peer, [4]byte{255, 255, 255, 255}, nil), us, DropNotForUs},
-		{"broadcast dst, any local", tcpPacket(peer, [4]byte{255, 255, 255, 255}, nil), [4]byte{}, DropNotForUs},
-		{"multicast dst, any local", icmpPacket(peer, [4]byte{224, 0, 0, 1}, header.ICMPv4Echo, nil), [4]byte{}, DropNotForUs},
+		{"wrong dst", tcpPacket(peer, netip.AddrFrom4([4]byte{192, 0, 2, 2}), nil), us, DropNotForUs},
+		{"broadcast dst", tcpPacket(peer, netip.AddrFrom4([4]byte{255, 255, 255, 255}), nil), us, DropNotForUs},
+		{"broadcast dst, any local", tcpPacket(peer, netip.AddrFrom4([4]byte{255, 255, 255, 255}), nil), netip.Addr{}, DropNotForUs},
+		{"multicast dst, any local", icmpPacket(peer, netip.AddrFrom4([4]byte{224, 0, 0, 1}), header.ICMPv4Echo, nil), netip.Addr{}, DropNotForUs},
 		{"protocol 17", ipv4(peer, us, 17, 1, make([]byte, 8)), us, DropProtocol},
 		{"TCP 19 bytes", fixTCP(ipv4(peer, us, 6, 1, []byte{0, 80, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x10, 0, 0, 0, 0, 0})), us, DropTCPShort},
 		{"TCP empty", ipv4(peer, us, 6, 1, nil), us, DropTCPShort},
@@ -159,8 +162,8 @@ func TestParseDrops(t *testing.T) {
 		{"TCP checksum misses pseudo-header", func() []byte {
 			// TCP checksum computed for another source; IP header
 			// checksum correct: only the pseudo-header catches it.
-			b := tcpPacket([4]byte{198, 51, 100, 8}, us, []byte("data"))
-			copy(b[12:16], peer[:])
+			b := tcpPacket(netip.AddrFrom4([4]byte{198, 51, 100, 8}), us, []byte("data"))
+			copy(b[12:16], peer4[:])
 			return fixIP(b)
 		}(), us, DropTCPChecksum},
 		{"TCP length in pseudo-header", func() []byte {
@@ -173,17 +176,17 @@ func TestParseDrops(t *testing.T) {
 		}(), us, DropTCPChecksum},
 		{"ICMP checksum", func() []byte { b := icmp(); b[len(b)-1] ^= 1; return b }(), us, DropICMP},
 		{"ICMP 4 bytes", fixIP(ipv4(peer, us, 1, 1, []byte{8, 0, 0xf7, 0xff})), us, DropICMP},
-		{"source 0.0.0.0", tcpPacket([4]byte{}, us, nil), us, DropSource},
-		{"source 0.1.2.3", tcpPacket([4]byte{0, 1, 2, 3}, us, nil), us, DropSource},
-		{"source 224.0.0.1", tcpPacket([4]byte{224, 0, 0, 1}, us, nil), us, DropSource},
-		{"source 239.1.2.3", icmpPacket([4]byte{239, 1, 2, 3}, us, header.ICMPv4Echo, nil), us, DropSource},
-		{"source 240.0.0.1", tcpPacket([4]byte{240, 0, 0, 1}, us, nil), us, DropSource},
-		{"source 255.255.255.255", tcpPacket([4]byte{255, 255, 255, 255}, us, nil), us, DropSource},
-		{"source 127.0.0.1", tcpPacket([4]byte{127, 0, 0, 1}, us, nil), us, DropSource},
+		{"source 0.0.0.0", tcpPacket(netip.AddrFrom4([4]byte{}), us, nil), us, DropSource},
+		{"source 0.1.2.3", tcpPacket(netip.AddrFrom4([4]byte{0, 1, 2, 3}), us, nil), us, DropSource},
+		{"source 224.0.0.1", tcpPacket(netip.AddrFrom4([4]byte{224, 0, 0, 1}), us, nil), us, DropSource},
+		{"source 239.1.2.3", icmpPacket(netip.AddrFrom4([4]byte{239, 1, 2, 3}), us, header.ICMPv4Echo, nil), us, DropSource},
+		{"source 240.0.0.1", tcpPacket(netip.AddrFrom4([4]byte{240, 0, 0, 1}), us, nil), us, DropSource},
+		{"source 255.255.255.255", tcpPacket(netip.AddrFrom4([4]byte{255, 255, 255, 255}), us, nil), us, DropSource},
+		{"source 127.0.0.1", tcpPacket(netip.AddrFrom4([4]byte{127, 0, 0, 1}), us, nil), us, DropSource},
 		{"source our own", tcpPacket(us, us, nil), us, DropSource},
-		{"source 0.0.0.0, any local", tcpPacket([4]byte{}, us, nil), [4]byte{}, DropSource},
-		{"source = destination, any local", tcpPacket(peer, peer, nil), [4]byte{}, DropSource},
-		{"any local accepts unicast", tcp(), [4]byte{}, DropNone},
+		{"source 0.0.0.0, any local", tcpPacket(netip.AddrFrom4([4]byte{}), us, nil), netip.Addr{}, DropSource},
+		{"source = destination, any local", tcpPacket(peer, peer, nil), netip.Addr{}, DropSource},
+		{"any local accepts unicast", tcp(), netip.Addr{}, DropNone},
 		{"valid ICMP", icmp(), us, DropNone},
 		{"valid ICMP echo reply", icmpPacket(peer, us, header.ICMPv4EchoReply, nil), us, DropNone},
 		{"valid TCP", tcp(), us, DropNone},
@@ -198,6 +201,7 @@ func TestParseDrops(t *testing.T) {
 		})
 		seen[tc.want] = true
 	}
+	seen[DropExtension] = true // IPv6 only: TestParse6Drops
 	for r := DropNone; r < NumDropReasons; r++ {
 		if !seen[r] {
 			t.Errorf("no case produces %v", r)
@@ -207,7 +211,8 @@ func TestParseDrops(t *testing.T) {
 
 func TestDropReasonString(t *testing.T) {
 	want := []string{"none", "short", "version", "header_length", "total_length", "checksum",
-		"fragment", "not_for_us", "protocol", "tcp_short", "tcp_checksum", "icmp", "source"}
+		"fragment", "not_for_us", "protocol", "tcp_short", "tcp_checksum", "icmp", "source",
+		"extension_header"}
 	if len(want) != int(NumDropReasons) {
 		t.Fatalf("%d names for %d reasons", len(want), NumDropReasons)
 	}

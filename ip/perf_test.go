@@ -32,7 +32,7 @@ func TestNoAllocs(t *testing.T) {
 		"Parse ICMP": func() { _, r := Parse(echo, us); sinkN += int(r) },
 		"Parse bad":  func() { _, r := Parse(tcp[:10], us); sinkN += int(r) },
 		"BuildHeader": func() {
-			sinkN += BuildHeader(out, us, peer, ProtoTCP, 1, 1480)
+			sinkN += BuildIPv4(out, us, peer, ProtoTCP, 1, 1480)
 		},
 		"TCPChecksum": func() { sinkN += int(TCPChecksum(us, peer, seg)) },
 		"PseudoHeaderChecksum": func() {
@@ -60,7 +60,7 @@ func BenchmarkParseTCP1500(b *testing.B) {
 }
 
 func BenchmarkTCPChecksum1500(b *testing.B) {
-	seg := fullTCP()[HeaderLen:]
+	seg := fullTCP()[IPv4HeaderLen:]
 	header.TCP(seg).SetChecksum(0)
 	b.SetBytes(int64(len(seg)))
 	b.ReportAllocs()
@@ -69,11 +69,11 @@ func BenchmarkTCPChecksum1500(b *testing.B) {
 	}
 }
 
-func BenchmarkBuildHeader(b *testing.B) {
-	out := make([]byte, HeaderLen)
+func BenchmarkBuildIPv4(b *testing.B) {
+	out := make([]byte, IPv4HeaderLen)
 	b.ReportAllocs()
 	for b.Loop() {
-		sinkN += BuildHeader(out, us, peer, ProtoTCP, 1, 1480)
+		sinkN += BuildIPv4(out, us, peer, ProtoTCP, 1, 1480)
 	}
 }
 
