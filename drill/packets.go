@@ -2,6 +2,7 @@ package drill
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -191,7 +192,7 @@ func (r *runner) nextSent(deadline time.Duration) (sent, bool, error) {
 // parseSent reads a packet the stack sent as a TCP segment.
 func (r *runner) parseSent(ev *Event, got sent) (ip.Packet, tcp.Segment, error) {
 	var seg tcp.Segment
-	pkt, reason := ip.Parse(got.pkt, [4]byte{})
+	pkt, reason := ip.Parse(got.pkt, netip.Addr{})
 	if reason != ip.DropNone {
 		return pkt, seg, r.fail("the stack sent a malformed packet (%v)", reason)
 	}
@@ -209,7 +210,7 @@ func (r *runner) parseSent(ev *Event, got sent) (ip.Packet, tcp.Segment, error) 
 func (r *runner) compare(p *Packet, seg *tcp.Segment, pkt *ip.Packet) string {
 	var diffs []string
 	lport, rport := r.ports()
-	if seg.SrcPort != lport || seg.DstPort != rport || pkt.Dst != remoteAddr.As4() {
+	if seg.SrcPort != lport || seg.DstPort != rport || pkt.Dst != remoteAddr {
 		diffs = append(diffs, fmt.Sprintf("ports %d > %d, want %d > %d", seg.SrcPort, seg.DstPort, lport, rport))
 	}
 	want, got := p.Flags, seg.Flags
@@ -437,7 +438,7 @@ func (r *runner) describeLive(seg *tcp.Segment, pkt []byte) string {
 		fmt.Fprintf(&b, " ack %d", uint32(seg.Ack)-remoteISN)
 	}
 	fmt.Fprintf(&b, " win %d", seg.Window)
-	if opts := liveOptions(pkt[ip.HeaderLen:]); len(opts) > 0 {
+	if opts := liveOptions(pkt[ip.IPv4HeaderLen:]); len(opts) > 0 {
 		for i := range opts {
 			for j := range opts[i].SACK {
 				opts[i].SACK[j].Start -= remoteISN

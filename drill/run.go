@@ -356,14 +356,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // wire builds the IPv4 packet for a segment from the script's side.
 func wire(seg *tcp.Segment) []byte {
-	n := seg.HeaderLen() + len(seg.Payload)
-	b := make([]byte, ip.HeaderLen+n)
-	src, dst := remoteAddr.As4(), localAddr.As4()
-	h := ip.BuildHeader(b, src, dst, ip.ProtoTCP, 0, n)
-	seg.Marshal(b[h:])
-	t := b[h:]
-	t[16], t[17] = 0, 0
-	sum := ip.TCPChecksum(src, dst, t)
-	t[16], t[17] = byte(sum>>8), byte(sum)
-	return b
+	b := make([]byte, ip.IPv4HeaderLen+seg.HeaderLen()+len(seg.Payload))
+	_, n := ip.BuildTCP(scriptNet, b, localAddr, 0, seg, false)
+	return b[:n]
 }
+
+// scriptNet is the network layer of the script's side.
+var scriptNet = ip.NewIPv4(remoteAddr)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -258,7 +259,7 @@ func TestDialContextHonoursCancellationAndDeadline(t *testing.T) {
 // now and then met an earlier one's TIME-WAIT at the server.
 func TestDialPortsDoNotRepeat(t *testing.T) {
 	a, _ := pipePair(t, 1500)
-	raddr := [4]byte{10, 9, 0, 2}
+	raddr := netip.AddrFrom4([4]byte{10, 9, 0, 2})
 	seen := map[uint16]bool{}
 	var prev uint16
 	for i := 0; i < 2000; i++ {

@@ -22,6 +22,10 @@ import (
 type Conn struct {
 	s   *Stack
 	key tuple
+	fam *family // the network layer of key's family
+	// flow is the IPv6 flow label of every packet the connection sends
+	// (RFC 6437), 0 over IPv4; set with the key.
+	flow uint32
 
 	mu      sync.Mutex // guards tcb and everything below; released with unlock (connlock.go)
 	tcb     *tcp.Conn
@@ -68,10 +72,12 @@ type Conn struct {
 // An idle connection costs what newConn allocates and the control block:
 // two channels, one runtime timer; its rings, deadlines, addresses and
 // copy buffers come when used.
-func (s *Stack) newConn(key tuple, active bool) *Conn {
+func (s *Stack) newConn(f *family, key tuple, active bool) *Conn {
 	c := &Conn{
 		s:      s,
 		key:    key,
+		fam:    f,
+		flow:   s.flowLabel(key),
 		rd:     make(chan struct{}, 1),
 		wr:     make(chan struct{}, 1),
 		linger: -1,
@@ -86,17 +92,17 @@ func (s *Stack) newConn(key tuple, active bool) *Conn {
 
 // laddr and raddr are the connection's addresses, made when asked for.
 func (c *Conn) laddr() *net.TCPAddr {
-	return &net.TCPAddr{IP: c.s.cfg.Addr.AsSlice(), Port: int(c.key.lport)}
+	return &net.TCPAddr{IP: c.fam.net.Addr().AsSlice(), Port: int(c.key.lport)}
 }
 
 func (c *Conn) raddr() *net.TCPAddr {
-	return &net.TCPAddr{IP: net.IP(c.key.raddr[:]).To4(), Port: int(c.key.rport)}
+	return &net.TCPAddr{IP: c.key.addr().AsSlice(), Port: int(c.key.rport)}
 }
 
 // tcpConfig returns the core's knobs for this connection, with the trace
 // hook bound to its addresses.
 func (c *Conn) tcpConfig() tcp.Config {
-	cfg := c.s.tcpCfg
+	cfg := c.fam.tcp
 	cfg.Trace = c.s.tracer(c.s.localOf(c.key), c.key.remote())
 	if c.s.offRefused.Load() {
 		cfg.GSOMax = 0
@@ -108,7 +114,7 @@ func (c *Conn) tcpConfig() tcp.Config {
 // for the write and write it. Called with c.mu held.
 func (c *Conn) SendSegment(seg *tcp.Segment) {
 	bp := c.s.pkts.Get().(*[]byte)
-	c.s.writeSegment(*bp, c.key.raddr, seg)
+	c.s.writeSegment(*bp, c.key, c.flow, seg)
 	c.s.pkts.Put(bp)
 }
 
@@ -607,12 +613,22 @@ func (s *Stack) startDial(network, address string) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	if network != "tcp" && network != "tcp4" {
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
 		return nil, opErr(net.UnknownNetworkError(network))
 	}
 	ap, err := netip.ParseAddrPort(address)
-	if err != nil || !ap.Addr().Unmap().Is4() || ap.Port() == 0 {
-		return nil, opErr(fmt.Errorf("address %q is not an IPv4 address and port", address))
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+		return nil, opErr(fmt.Errorf("address %q is not an IP address and port (\"192.0.2.1:80\", \"[2001:db8::1]:80\")", address))
+	}
+	raddr := ap.Addr().Unmap()
+	if network == "tcp4" && !raddr.Is4() || network == "tcp6" && !raddr.Is6() {
+		return nil, opErr(&net.AddrError{Err: "address of the wrong family for " + network, Addr: address})
+	}
+	f := s.familyOf(raddr)
+	if f == nil {
+		// No address of ours in that family: like a kernel without a
+		// route to it.
+		return nil, opErr(os.NewSyscallError("connect", syscall.ENETUNREACH))
 	}
 	if s.refusing() {
 		return nil, opErr(s.closedErr())
@@ -621,19 +637,18 @@ func (s *Stack) startDial(network, address string) (*Conn, error) {
 		return nil, opErr(os.NewSyscallError("connect", syscall.ENOBUFS))
 	}
 	s.at("dial")
-	raddr := ap.Addr().Unmap().As4()
-	c := s.newConn(tuple{}, true)
+	c := s.newConn(f, tuple{}, true)
 	c.lock()
 	key, err := s.dialPort(raddr, ap.Port(), c)
 	if err != nil {
 		c.unlock()
 		return nil, opErr(err)
 	}
-	c.key = key
+	c.key, c.flow = key, s.flowLabel(key)
 	now := s.now()
 	s.stats.activeOpens.Add(1)
 	c.tcb = tcp.NewActive(c.tcpConfig(), c, key.lport, key.rport,
-		s.isn.ISN(s.addr, raddr, key.lport, key.rport, now), now)
+		s.isn.ISN(f.net.Addr(), raddr, key.lport, key.rport, now), now)
 	c.after()
 	c.unlock()
 	return c, nil

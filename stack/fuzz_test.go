@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,8 +36,8 @@ type demuxFuzz struct {
 	a, b   *Stack
 	clk    *ManualClock
 	wire   tun.Device // a's end of the link: what is written here, b reads
-	aAddr  [4]byte
-	bAddr  [4]byte
+	aAddr  netip.Addr
+	bAddr  netip.Addr
 	aPort  uint16 // the live connection is aAddr:aPort -> bAddr:80
 	buf    []byte // scratch for EchoReply
 	expect map[string]uint64
@@ -74,7 +75,9 @@ func (r *fuzzReader) bytes(n int) []byte {
 	r.b = r.b[n:]
 	return v
 }
-func (r *fuzzReader) addr() [4]byte { return [4]byte{r.u8(), r.u8(), r.u8(), r.u8()} }
+func (r *fuzzReader) addr() netip.Addr {
+	return netip.AddrFrom4([4]byte{r.u8(), r.u8(), r.u8(), r.u8()})
+}
 
 // fixChecksums recomputes the IPv4 header checksum and, when the lengths
 // let it reach them, the TCP or ICMP checksum, so that the fuzzer also
@@ -98,7 +101,7 @@ func fixChecksums(p []byte) {
 	case ip.ProtoTCP:
 		if len(body) >= 18 {
 			binary.BigEndian.PutUint16(body[16:], 0)
-			binary.BigEndian.PutUint16(body[16:], ip.TCPChecksum([4]byte(h.SourceAddressSlice()), [4]byte(h.DestinationAddressSlice()), body))
+			binary.BigEndian.PutUint16(body[16:], ip.TCPChecksum(netip.AddrFrom4([4]byte(h.SourceAddressSlice())), netip.AddrFrom4([4]byte(h.DestinationAddressSlice())), body))
 		}
 	case ip.ProtoICMP:
 		if len(body) >= 4 {
@@ -109,10 +112,10 @@ func fixChecksums(p []byte) {
 }
 
 // packet builds an IPv4 packet around body with correct checksums.
-func packet(src, dst [4]byte, proto uint8, body []byte) []byte {
-	p := make([]byte, ip.HeaderLen+len(body))
-	ip.BuildHeader(p, src, dst, proto, 7, len(body))
-	copy(p[ip.HeaderLen:], body)
+func packet(src, dst netip.Addr, proto uint8, body []byte) []byte {
+	p := make([]byte, ip.IPv4HeaderLen+len(body))
+	ip.BuildIPv4(p, src, dst, proto, 7, len(body))
+	copy(p[ip.IPv4HeaderLen:], body)
 	fixChecksums(p)
 	return p
 }
@@ -202,7 +205,7 @@ func (f *demuxFuzz) build(r *fuzzReader) []byte {
 		// or another, with a sequence number near b's SND.UNA or raw.
 		peer, sport, dport := f.aAddr, uint16(demuxPort), f.aPort
 		if sel&1 != 0 {
-			peer = [4]byte{byte(seq), 1, 2, 3}
+			peer = netip.AddrFrom4([4]byte{byte(seq), 1, 2, 3})
 		}
 		if sel&2 != 0 {
 			dport = uint16(seq >> 16)
@@ -233,7 +236,7 @@ func (f *demuxFuzz) build(r *fuzzReader) []byte {
 		return packet(f.aAddr, f.bAddr, ip.ProtoICMP, body)
 	case 6:
 		how := r.u8()
-		p := packet([4]byte{192, 0, 2, how}, f.bAddr, ip.ProtoTCP, tcpBody(1000+uint16(how), demuxPort, 1, 0, byte(tcp.FlagSYN), 1000, nil, 0))
+		p := packet(netip.AddrFrom4([4]byte{192, 0, 2, how}), f.bAddr, ip.ProtoTCP, tcpBody(1000+uint16(how), demuxPort, 1, 0, byte(tcp.FlagSYN), 1000, nil, 0))
 		switch how % 8 {
 		case 0:
 			p[6] |= 0x20 // more fragments
@@ -332,7 +335,7 @@ func runDemuxFuzz(t *testing.T, data []byte) {
 	clk := NewManualClock()
 	f := &demuxFuzz{
 		t: t, clk: clk, buf: make([]byte, 1500), expect: map[string]uint64{},
-		aAddr: [4]byte{10, 9, 0, 1}, bAddr: [4]byte{10, 9, 0, 2},
+		aAddr: netip.AddrFrom4([4]byte{10, 9, 0, 1}), bAddr: netip.AddrFrom4([4]byte{10, 9, 0, 2}),
 	}
 	f.a, f.b = pipePairWrap(t, Config{Clock: clk}, Config{Clock: clk, Backlog: demuxLog, NoSynCookies: flags&1 == 0},
 		func(d tun.Device) tun.Device { f.wire = d; return d })

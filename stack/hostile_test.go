@@ -23,7 +23,7 @@ type rawPeer struct {
 	s     *Stack
 	clock *ManualClock
 	dev   tun.Device
-	addr  [4]byte // the peer's address
+	addr  netip.Addr // the peer's address
 	in    chan []byte
 	buf   []byte
 	sent  uint64        // packets written
@@ -45,7 +45,7 @@ func newRawPeer(t *testing.T, cfg Config) *rawPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rawPeer{t: t, s: s, clock: clock, dev: db, addr: [4]byte{10, 9, 0, 1},
+	p := &rawPeer{t: t, s: s, clock: clock, dev: db, addr: netip.AddrFrom4([4]byte{10, 9, 0, 1}),
 		in: make(chan []byte, 1<<16), buf: make([]byte, 1500)}
 	go func() {
 		for {
@@ -71,8 +71,8 @@ func newRawPeer(t *testing.T, cfg Config) *rawPeer {
 func (p *rawPeer) send(seg tcp.Segment) {
 	p.t.Helper()
 	n := seg.HeaderLen() + len(seg.Payload)
-	dst := rawStackAddr.As4()
-	h := ip.BuildHeader(p.buf, p.addr, dst, ip.ProtoTCP, 1, n)
+	dst := rawStackAddr
+	h := ip.BuildIPv4(p.buf, p.addr, dst, ip.ProtoTCP, 1, n)
 	seg.Marshal(p.buf[h : h+n])
 	b := p.buf[h : h+n]
 	b[16], b[17] = 0, 0
@@ -132,7 +132,7 @@ func (p *rawPeer) recvRaw() (tcp.Segment, []byte) {
 	select {
 	case b := <-p.in:
 		var seg tcp.Segment
-		if err := tcp.Parse(b[ip.HeaderLen:], &seg); err != nil {
+		if err := tcp.Parse(b[ip.IPv4HeaderLen:], &seg); err != nil {
 			p.t.Fatalf("stack sent a bad segment: %v", err)
 		}
 		return seg, b
@@ -385,16 +385,16 @@ func TestOutOfWindowStorm(t *testing.T) {
 // given next-hop MTU (RFC 1191 §4).
 func fragNeeded(t *testing.T, pkt []byte, mtu uint16) []byte {
 	t.Helper()
-	orig, reason := ip.Parse(pkt, [4]byte{})
+	orig, reason := ip.Parse(pkt, netip.Addr{})
 	if reason != ip.DropNone {
 		t.Fatalf("cannot quote the stack's packet: %v", reason)
 	}
 	out := make([]byte, 1500)
-	n := ip.DestUnreachable(out, [4]byte{10, 9, 0, 254}, &orig, 4, 7)
+	n := ip.DestUnreachable(out, netip.AddrFrom4([4]byte{10, 9, 0, 254}), &orig, 4, 7)
 	if n == 0 {
 		t.Fatal("DestUnreachable built nothing")
 	}
-	m := header.ICMPv4(out[ip.HeaderLen:n])
+	m := header.ICMPv4(out[ip.IPv4HeaderLen:n])
 	m.SetMTU(mtu)
 	m.SetChecksum(0)
 	m.SetChecksum(^checksum.Checksum(m, 0))

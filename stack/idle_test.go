@@ -66,7 +66,7 @@ func (pc *peerConn) established() bool { return pc.rcvNxt != 0 }
 // idlePeer drives n connections from the raw end of the pipe.
 type idlePeer struct {
 	dev      tun.Device
-	src, dst [4]byte
+	src, dst netip.Addr
 	port     uint16 // the listener's
 	conns    []peerConn
 	payload  []byte // what each connection sends when echoing
@@ -106,7 +106,7 @@ func (p *idlePeer) send(i int, flags tcp.Flags, payload []byte) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	n := seg.HeaderLen() + len(payload)
-	h := ip.BuildHeader(p.wbuf, p.src, p.dst, uint8(header.TCPProtocolNumber), 1, n)
+	h := ip.BuildIPv4(p.wbuf, p.src, p.dst, uint8(header.TCPProtocolNumber), 1, n)
 	seg.Marshal(p.wbuf[h : h+n])
 	header.TCP(p.wbuf[h:]).SetChecksum(ip.TCPChecksum(p.src, p.dst, p.wbuf[h:h+n]))
 	if _, err := p.dev.Write(p.wbuf[:h+n]); err == nil {
@@ -124,7 +124,7 @@ func (p *idlePeer) readLoop() {
 		if err != nil {
 			return
 		}
-		if n < ip.HeaderLen || tcp.Parse(buf[ip.HeaderLen:n], &seg) != nil {
+		if n < ip.IPv4HeaderLen || tcp.Parse(buf[ip.IPv4HeaderLen:n], &seg) != nil {
 			continue
 		}
 		i := int(seg.DstPort) - firstPort
@@ -189,7 +189,7 @@ func measureIdleConns(tb testing.TB, n, echo int, serve bool) idleResult {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &idlePeer{dev: db, src: [4]byte{10, 9, 0, 1}, dst: [4]byte{10, 9, 0, 2}, port: 7,
+	p := &idlePeer{dev: db, src: netip.AddrFrom4([4]byte{10, 9, 0, 1}), dst: netip.AddrFrom4([4]byte{10, 9, 0, 2}), port: 7,
 		conns: make([]peerConn, n), wbuf: make([]byte, 1500)}
 	if echo > 0 {
 		p.payload = randomBytes(echo, 7)

@@ -30,6 +30,7 @@ import (
 type Listener struct {
 	s       *Stack
 	port    uint16
+	keys    []lkey // its entries in the listener table: one per family
 	addr    *net.TCPAddr
 	backlog int
 
@@ -114,9 +115,12 @@ func (q *synQueue) takeOldest(cutoff time.Duration) *Conn {
 	return nil
 }
 
-// Listen announces on address (":port", "ip:port" with the stack's own
-// address or 0.0.0.0; port 0 picks an ephemeral port) with the stack's
-// default backlog.
+// Listen announces on address with the stack's default backlog. network
+// is "tcp" (every family the stack has an address in, as Go's
+// dual-stack sockets do), "tcp4" or "tcp6". address is ":port", or
+// "host:port" with host one of the stack's addresses (that family only),
+// "0.0.0.0" (IPv4 only) or "::" (every family, for "tcp"); port 0 picks
+// an ephemeral port free in every family the listener takes.
 func (s *Stack) Listen(network, address string) (net.Listener, error) {
 	return s.ListenBacklog(network, address, s.cfg.Backlog)
 }
@@ -126,18 +130,16 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	if network != "tcp" && network != "tcp4" {
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
 		return nil, opErr(net.UnknownNetworkError(network))
 	}
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	if host != "" {
-		a, err := netip.ParseAddr(host)
-		if err != nil || (a.Unmap() != s.cfg.Addr && !a.IsUnspecified()) {
-			return nil, opErr(os.NewSyscallError("bind", syscall.EADDRNOTAVAIL))
-		}
+	v4, v6, err := s.listenFamilies(network, host)
+	if err != nil {
+		return nil, opErr(err)
 	}
 	port, err := portOf(address)
 	if err != nil {
@@ -162,12 +164,17 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	if s.refusing() {
 		return nil, opErr(s.closedErr())
 	}
+	free := func(p uint16) bool {
+		_, in4 := s.listeners[lkey{port: p}]
+		_, in6 := s.listeners[lkey{port: p, v6: true}]
+		return !(v4 && in4) && !(v6 && in6)
+	}
 	if port == 0 {
 		span := ephemeralLast - ephemeralFirst + 1
 		start := rand.IntN(span)
 		for i := 0; i < span; i++ {
 			p := uint16(ephemeralFirst + (start+i)%span)
-			if _, ok := s.listeners[p]; !ok {
+			if free(p) {
 				port = p
 				break
 			}
@@ -176,14 +183,67 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 			return nil, opErr(os.NewSyscallError("bind", syscall.EADDRINUSE))
 		}
 	}
-	if _, ok := s.listeners[port]; ok {
+	if !free(port) {
 		return nil, opErr(os.NewSyscallError("bind", syscall.EADDRINUSE))
 	}
 	l.port = port
-	l.addr = &net.TCPAddr{IP: s.cfg.Addr.AsSlice(), Port: int(port)}
-	l.tl = tcp.NewListening(tcp.Config{Trace: s.tracer(netip.AddrPortFrom(s.cfg.Addr, port), netip.AddrPort{})})
-	s.listeners[port] = l
+	local := netip.IPv6Unspecified() // both families, shown as Go shows a dual-stack socket
+	if v4 {
+		l.keys = append(l.keys, lkey{port: port})
+		local = s.cfg.Addr
+	}
+	if v6 {
+		l.keys = append(l.keys, lkey{port: port, v6: true})
+		local = s.cfg.Addr6
+	}
+	if v4 && v6 {
+		local = netip.IPv6Unspecified()
+	}
+	l.addr = &net.TCPAddr{IP: local.AsSlice(), Port: int(port)}
+	l.tl = tcp.NewListening(tcp.Config{Trace: s.tracer(netip.AddrPortFrom(local, port), netip.AddrPort{})})
+	for _, k := range l.keys {
+		s.listeners[k] = l
+	}
 	return l, nil
+}
+
+// listenFamilies says which families a listener for network ("tcp",
+// "tcp4", "tcp6") on host (from "host:port") takes: EADDRNOTAVAIL for an
+// address that is not the stack's, or a family the stack has no address
+// in.
+func (s *Stack) listenFamilies(network, host string) (v4, v6 bool, err error) {
+	v4, v6 = network != "tcp6", network != "tcp4"
+	if host != "" {
+		a, perr := netip.ParseAddr(host)
+		switch {
+		case perr != nil:
+			return false, false, os.NewSyscallError("bind", syscall.EADDRNOTAVAIL)
+		case a.Unmap().Is4():
+			// A v4 address (or v4-mapped): that family only.
+			a = a.Unmap()
+			v6 = false
+			if !a.IsUnspecified() && a != s.cfg.Addr {
+				v4 = false
+			}
+		case a.IsUnspecified():
+			// "::": every family the network allows.
+		default:
+			v4 = false
+			if a != s.cfg.Addr6 {
+				v6 = false
+			}
+		}
+	}
+	if network == "tcp" {
+		// Only the families the stack has an address in.
+		v4, v6 = v4 && s.v4 != nil, v6 && s.v6 != nil
+	} else if v4 && s.v4 == nil || v6 && s.v6 == nil {
+		v4, v6 = false, false
+	}
+	if !v4 && !v6 {
+		return false, false, os.NewSyscallError("bind", syscall.EADDRNOTAVAIL)
+	}
+	return v4, v6, nil
 }
 
 // classify says what the listener does with a segment that found no
@@ -237,14 +297,15 @@ func (l *Listener) onSyn(key tuple, syn *tcp.Segment, reopen bool, old *tcp.Time
 			return
 		}
 	}
-	c := s.newConn(key, false)
+	f := s.familyOf(key.addr())
+	c := s.newConn(f, key, false)
 	l.synq.add(c, now)
 	l.mu.Unlock()
 	if evict != nil {
 		l.evict(evict)
 	}
 	l.admit(c, func(c *Conn, now time.Duration) *tcp.Conn {
-		iss := s.isn.ISN(s.addr, key.raddr, key.lport, key.rport, now)
+		iss := s.isn.ISN(f.net.Addr(), key.addr(), key.lport, key.rport, now)
 		if reopen {
 			iss = old.ReopenISS(iss)
 		}
@@ -300,11 +361,12 @@ func (s *Stack) sendCookie(key tuple, syn *tcp.Segment, out []byte) {
 	if syn.Options.MSS != 0 {
 		mss = int(syn.Options.MSS)
 	}
-	mss = min(mss, s.tcpCfg.MSS)
-	iss := s.cookies.Make(s.addr, key.raddr, syn, mss, s.now())
-	synack := tcp.CookieSynAck(s.tcpCfg, syn, iss)
+	f := s.familyOf(key.addr())
+	mss = min(mss, f.tcp.MSS)
+	iss := s.cookies.Make(f.net.Addr(), key.addr(), syn, mss, s.now())
+	synack := tcp.CookieSynAck(f.tcp, syn, iss)
 	s.stats.synCookiesSent.Add(1)
-	s.writeSegment(out, key.raddr, &synack)
+	s.writeSegment(out, key, s.flowLabel(key), &synack)
 }
 
 // onCookieAck tries seg, an ACK that found no connection, as the end of
@@ -316,7 +378,8 @@ func (l *Listener) onCookieAck(key tuple, seg *tcp.Segment) bool {
 		return false
 	}
 	now := s.now()
-	opts, ok := s.cookies.Check(s.addr, key.raddr, seg, now)
+	f := s.familyOf(key.addr())
+	opts, ok := s.cookies.Check(f.net.Addr(), key.addr(), seg, now)
 	if !ok {
 		s.stats.synCookiesBad.Add(1)
 		return false
@@ -331,7 +394,7 @@ func (l *Listener) onCookieAck(key tuple, seg *tcp.Segment) bool {
 	}
 	l.mu.Unlock()
 	s.stats.synCookiesOK.Add(1)
-	l.admit(s.newConn(key, false), func(c *Conn, now time.Duration) *tcp.Conn {
+	l.admit(s.newConn(f, key, false), func(c *Conn, now time.Duration) *tcp.Conn {
 		return tcp.NewPassiveCookie(c.tcpConfig(), c, seg, opts, now)
 	})
 	return true
@@ -413,8 +476,10 @@ func (l *Listener) Close() error {
 	l.mu.Unlock()
 
 	l.s.lmu.Lock()
-	if l.s.listeners[l.port] == l {
-		delete(l.s.listeners, l.port)
+	for _, k := range l.keys {
+		if l.s.listeners[k] == l {
+			delete(l.s.listeners, k)
+		}
 	}
 	l.s.lmu.Unlock()
 	for _, c := range queue {

@@ -27,10 +27,10 @@ type floodPeer struct {
 	t   *testing.T
 	dev tun.Device
 	st  *Stack
-	to  [4]byte // the stack's address
+	to  netip.Addr // the stack's address
 
 	mu  sync.Mutex
-	got map[[4]byte][]tcp.Segment // what the stack sent, by destination
+	got map[netip.Addr][]tcp.Segment // what the stack sent, by destination
 	new *sync.Cond
 }
 
@@ -44,7 +44,7 @@ func newFloodPeer(t *testing.T, cfg Config) *floodPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &floodPeer{t: t, dev: da, st: st, to: cfg.Addr.As4(), got: map[[4]byte][]tcp.Segment{}}
+	p := &floodPeer{t: t, dev: da, st: st, to: cfg.Addr, got: map[netip.Addr][]tcp.Segment{}}
 	p.new = sync.NewCond(&p.mu)
 	done := make(chan struct{})
 	go p.readLoop(done)
@@ -73,8 +73,7 @@ func (p *floodPeer) readLoop(done chan struct{}) {
 			continue
 		}
 		seg.Payload = append([]byte(nil), seg.Payload...)
-		var dst [4]byte
-		copy(dst[:], b[16:20])
+		dst := netip.AddrFrom4([4]byte(b[16:20]))
 		p.mu.Lock()
 		p.got[dst] = append(p.got[dst], seg)
 		p.new.Broadcast()
@@ -83,11 +82,11 @@ func (p *floodPeer) readLoop(done chan struct{}) {
 }
 
 // send writes seg to the stack as an IPv4 packet from src.
-func (p *floodPeer) send(src [4]byte, seg tcp.Segment) {
+func (p *floodPeer) send(src netip.Addr, seg tcp.Segment) {
 	p.t.Helper()
 	buf := make([]byte, 1500)
 	tcpLen := seg.HeaderLen() + len(seg.Payload)
-	n := ip.BuildHeader(buf, src, p.to, uint8(header.TCPProtocolNumber), 1, tcpLen)
+	n := ip.BuildIPv4(buf, src, p.to, uint8(header.TCPProtocolNumber), 1, tcpLen)
 	seg.Marshal(buf[n : n+tcpLen])
 	header.TCP(buf[n:]).SetChecksum(ip.TCPChecksum(src, p.to, buf[n:n+tcpLen]))
 	if _, err := p.dev.Write(buf[:n+tcpLen]); err != nil {
@@ -97,14 +96,14 @@ func (p *floodPeer) send(src [4]byte, seg tcp.Segment) {
 
 // syn sends a SYN from src:sport to port, with an MSS option, as a client
 // opening a connection would.
-func (p *floodPeer) syn(src [4]byte, sport, port uint16, iss tcp.Seq) {
+func (p *floodPeer) syn(src netip.Addr, sport, port uint16, iss tcp.Seq) {
 	p.t.Helper()
 	p.send(src, tcp.Segment{SrcPort: sport, DstPort: port, Seq: iss, Flags: tcp.FlagSYN, Window: 65535,
 		Options: tcp.Options{MSS: 1460}})
 }
 
 // ack completes the handshake the SYN+ACK synack started.
-func (p *floodPeer) ack(src [4]byte, synack tcp.Segment) {
+func (p *floodPeer) ack(src netip.Addr, synack tcp.Segment) {
 	p.t.Helper()
 	p.send(src, tcp.Segment{SrcPort: synack.DstPort, DstPort: synack.SrcPort, Seq: synack.Ack, Ack: synack.Seq + 1,
 		Flags: tcp.FlagACK, Window: 65535})
@@ -112,7 +111,7 @@ func (p *floodPeer) ack(src [4]byte, synack tcp.Segment) {
 
 // next waits (bounded in real time) for the next segment the stack sends
 // to dst, consuming it.
-func (p *floodPeer) next(dst [4]byte) tcp.Segment {
+func (p *floodPeer) next(dst netip.Addr) tcp.Segment {
 	p.t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -121,7 +120,7 @@ func (p *floodPeer) next(dst [4]byte) tcp.Segment {
 	defer stop.Stop()
 	for len(p.got[dst]) == 0 {
 		if time.Now().After(deadline) {
-			p.t.Fatalf("nothing from the stack to %v within 5 s", netip.AddrFrom4(dst))
+			p.t.Fatalf("nothing from the stack to %v within 5 s", dst)
 		}
 		p.new.Wait()
 	}
@@ -131,7 +130,7 @@ func (p *floodPeer) next(dst [4]byte) tcp.Segment {
 }
 
 // sent is how many segments to dst are waiting to be taken by next.
-func (p *floodPeer) sent(dst [4]byte) int {
+func (p *floodPeer) sent(dst netip.Addr) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.got[dst])
@@ -179,7 +178,7 @@ func (p *floodPeer) acceptFrom(l *Listener, want string) net.Conn {
 	return c
 }
 
-func peerAddr(i int) [4]byte { return [4]byte{10, 9, 1, byte(i)} }
+func peerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 9, 1, byte(i)}) }
 
 func isSynAck(s tcp.Segment) bool { return s.Flags == tcp.FlagSYN|tcp.FlagACK }
 
@@ -295,7 +294,7 @@ func TestSynQueueFullRecyclesStaleHalfOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	flood := func(i int) [4]byte { return peerAddr(100 + i) }
+	flood := func(i int) netip.Addr { return peerAddr(100 + i) }
 	for i := 1; i <= 4; i++ {
 		p.syn(flood(i), 2000, 80, tcp.Seq(i*1000))
 		if sa := p.next(flood(i)); !isSynAck(sa) {

@@ -30,14 +30,19 @@ type ConnInfo struct {
 func (s *Stack) Connections() []ConnInfo {
 	var out []ConnInfo
 	s.lmu.Lock()
-	for port, l := range s.listeners {
+	for k, l := range s.listeners {
 		// As ss shows a listener: Recv-Q is its accept queue now,
-		// Send-Q its backlog.
+		// Send-Q its backlog. A listener on both families is shown
+		// once for each, with the queues they share.
 		l.mu.Lock()
 		queued, half := len(l.queue), l.synq.len()
 		l.mu.Unlock()
+		local := s.cfg.Addr
+		if k.v6 {
+			local = s.cfg.Addr6
+		}
 		out = append(out, ConnInfo{
-			Local:    netip.AddrPortFrom(s.cfg.Addr, port),
+			Local:    netip.AddrPortFrom(local, k.port),
 			Info:     tcp.Info{State: tcp.Listen, RecvQ: queued, SendQ: l.backlog},
 			SynQueue: half,
 		})
@@ -62,8 +67,8 @@ func (s *Stack) Connections() []ConnInfo {
 		c.lock()
 		if c.tcb != nil {
 			ci := ConnInfo{
-				Local:  netip.AddrPortFrom(s.cfg.Addr, c.key.lport),
-				Remote: netip.AddrPortFrom(netip.AddrFrom4(c.key.raddr), c.key.rport),
+				Local:  s.localOf(c.key),
+				Remote: c.key.remote(),
 				Info:   c.tcb.Info(),
 				Note:   c.note,
 			}

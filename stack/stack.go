@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip/header"
-
 	"github.com/tund-project/tund/ip"
 	"github.com/tund-project/tund/retransmit"
 	"github.com/tund-project/tund/tcp"
@@ -27,10 +25,16 @@ import (
 
 // Config configures a Stack.
 type Config struct {
-	// Addr is the stack's own IPv4 address. Required.
-	Addr netip.Addr
+	// Addr is the stack's own IPv4 address, and Addr6 its IPv6 address.
+	// At least one is required; a stack without one speaks only the
+	// other family, and drops the packets of the missing one (counted as
+	// drop reason "version").
+	Addr  netip.Addr
+	Addr6 netip.Addr
 	// TCP holds the per-connection knobs; zero fields take tcp.DefaultConfig
-	// values, and the MSS defaults to the device MTU minus 40.
+	// values, and the MSS defaults to what the device MTU leaves after the
+	// network and TCP headers: MTU-40 over IPv4, MTU-60 over IPv6. A
+	// larger MSS is cut to that, per family.
 	TCP tcp.Config
 	// Backlog is the listen backlog used when Listen is not given one:
 	// the most connections a listener holds in its accept queue, and the
@@ -62,7 +66,9 @@ type Config struct {
 	// MinPathMTU is the floor of path MTU discovery: an ICMP
 	// "fragmentation needed" reporting less is taken as this much
 	// (default 552, Linux's min_pmtu), so a forged report of the IPv4
-	// minimum, 68, cannot shrink segments to 28 bytes.
+	// minimum, 68, cannot shrink segments to 28 bytes. Over IPv6 the
+	// floor is at least 1280, the IPv6 minimum MTU (RFC 8201 §4: a node
+	// MUST NOT reduce its estimate below it).
 	MinPathMTU int
 	// MaxConnections caps the connections in the table (TIME-WAIT entries
 	// apart; default 65536). Past it a dial fails with ENOBUFS and a SYN
@@ -107,14 +113,49 @@ const (
 const numShards = 16
 
 // tuple identifies a connection from our side: the local address is
-// always the stack's own.
+// the stack's own in the remote address's family. It is made from a
+// netip.Addr (keyOf) and gives one back (addr), but holds the address as
+// its 16 bytes, an IPv4 address v4-mapped: a netip.Addr carries a
+// pointer (its zone), which would make the garbage collector scan every
+// connection and TIME-WAIT table, and a 16-byte array keeps a TIME-WAIT
+// entry small (TestTimeWaitTableMemory).
 type tuple struct {
-	raddr        [4]byte
+	raddr        [16]byte
 	rport, lport uint16
 }
 
+// keyOf is the tuple of a connection with the peer raddr:rport on our
+// port lport.
+func keyOf(raddr netip.Addr, rport, lport uint16) tuple {
+	return tuple{raddr: raddr.As16(), rport: rport, lport: lport}
+}
+
+// addr is the remote address, unmapped: an IPv4 address for an IPv4
+// connection.
+func (t tuple) addr() netip.Addr { return netip.AddrFrom16(t.raddr).Unmap() }
+
 func (t tuple) shard() int {
-	return int((uint32(t.rport)*31 + uint32(t.lport) + uint32(t.raddr[3])) % numShards)
+	return int((uint32(t.rport)*31 + uint32(t.lport) + uint32(t.raddr[15])) % numShards)
+}
+
+// family is the stack's side of one IP version: its network layer and
+// the TCP knobs that depend on the version's header size.
+type family struct {
+	net ip.Network
+	// tcp is the stack's TCP configuration with this family's MSS (what
+	// the device MTU leaves after the network and TCP headers) and
+	// super-segment size: the core is told segment sizes, never the MTU.
+	tcp tcp.Config
+	// minPMTU is the floor of path MTU discovery: MinPathMTU, and for
+	// IPv6 at least 1280.
+	minPMTU int
+}
+
+// lkey is a listener's place in the listener table: its port and family.
+// A listener on both families has two.
+type lkey struct {
+	port uint16
+	v6   bool
 }
 
 type shard struct {
@@ -125,10 +166,12 @@ type shard struct {
 
 // Stack is a userspace TCP/IPv4 stack running on one device.
 type Stack struct {
-	dev     tun.Device
-	cfg     Config
-	tcpCfg  tcp.Config
-	addr    [4]byte
+	dev    tun.Device
+	cfg    Config
+	tcpCfg tcp.Config
+	// v4 and v6 are the families the stack speaks, nil for one it has no
+	// address in.
+	v4, v6  *family
 	log     *slog.Logger
 	clock   Clock
 	isn     *tcp.ISNGenerator
@@ -147,6 +190,7 @@ type Stack struct {
 	// Algorithm 3): the secret, and the counter every attempt advances.
 	portSeed   maphash.Seed
 	portNext   atomic.Uint32
+	flowSeed   maphash.Seed // IPv6 flow labels (flowLabel, RFC 6437)
 	readers    atomic.Int32 // readers still running; the last closes done
 	readFailed atomic.Bool  // a reader met the device's end: it alone logs and stops
 	// pkts are the buffers packets are built in: the headers, and with no
@@ -163,12 +207,11 @@ type Stack struct {
 	limits    limitLog
 
 	lmu       sync.Mutex
-	listeners map[uint16]*Listener
+	listeners map[lkey]*Listener
 
 	ctlMu   sync.Mutex
 	ctlCmds map[string]ControlCommand // HandleControl's commands
 
-	ipID    atomic.Uint32
 	ipStats ip.Stats
 	stats   counters
 	// The tcp core's per-connection counters summed over the connections
@@ -234,8 +277,14 @@ type counters struct {
 // New starts a stack on dev. The stack owns dev from now on and closes it
 // in Close.
 func New(dev tun.Device, cfg Config) (*Stack, error) {
-	if !cfg.Addr.Is4() {
+	if cfg.Addr.IsValid() && !cfg.Addr.Is4() {
 		return nil, fmt.Errorf("stack: address %q is not an IPv4 address", cfg.Addr)
+	}
+	if cfg.Addr6.IsValid() && (!cfg.Addr6.Is6() || cfg.Addr6.Is4In6() || cfg.Addr6.Zone() != "") {
+		return nil, fmt.Errorf("stack: IPv6 address %q is not a plain IPv6 address", cfg.Addr6)
+	}
+	if !cfg.Addr.IsValid() && !cfg.Addr6.IsValid() {
+		return nil, errors.New("stack: no address: an IPv4 address, an IPv6 address or both are required")
 	}
 	if cfg.Backlog < 0 {
 		return nil, fmt.Errorf("stack: backlog %d is negative", cfg.Backlog)
@@ -256,20 +305,23 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("stack: %v", err)
 	}
 	mtu := dev.MTU()
-	if mtu < 68 {
+	if mtu < ip.IPv4MinMTU {
 		return nil, fmt.Errorf("stack: device MTU %d is below the IPv4 minimum 68", mtu)
+	}
+	if cfg.Addr6.IsValid() && mtu < ip.IPv6MinMTU {
+		return nil, fmt.Errorf("stack: device MTU %d is below the IPv6 minimum 1280 (RFC 8200 §5)", mtu)
 	}
 	s := &Stack{
 		portSeed:  maphash.MakeSeed(),
+		flowSeed:  maphash.MakeSeed(),
 		dev:       dev,
 		cfg:       cfg,
-		addr:      cfg.Addr.As4(),
 		log:       cfg.Logger,
 		clock:     cfg.Clock,
 		isn:       tcp.NewISNGenerator(),
 		cookies:   tcp.NewSynCookies(),
 		mtu:       mtu,
-		listeners: make(map[uint16]*Listener),
+		listeners: make(map[lkey]*Listener),
 		stopped:   make(chan struct{}),
 		connGone:  make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -286,21 +338,21 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	s.tcpCfg = cfg.TCP.WithDefaults()
 	s.mem = window.NewMemory(cfg.MemLimit)
 	s.tcpCfg.Memory = s.mem
-	if cfg.TCP.MSS <= 0 || s.tcpCfg.MSS > mtu-ip.HeaderLen-tcp.HeaderLen {
-		s.tcpCfg.MSS = mtu - ip.HeaderLen - tcp.HeaderLen
-	}
 	if off, ok := dev.(tun.Offloader); ok && off.MaxOffload() > 0 {
-		// Segmentation offload: the core may hand over super-segments as
-		// big as the device takes, headers included. A negative GSOMax in
-		// the config keeps it off.
 		s.off = off
-		gso := off.MaxOffload() - ip.HeaderLen - tcp.MaxHeaderLen
-		if cfg.TCP.GSOMax != 0 {
-			gso = min(gso, cfg.TCP.GSOMax)
-		}
-		s.tcpCfg.GSOMax = max(gso, 0)
+	}
+	if cfg.Addr.IsValid() {
+		s.v4 = s.newFamily(ip.NewIPv4(cfg.Addr), mtu)
+	}
+	if cfg.Addr6.IsValid() {
+		s.v6 = s.newFamily(ip.NewIPv6(cfg.Addr6), mtu)
+	}
+	// The stack's own copy keeps the larger family's MSS (IPv4's when it
+	// has one): what a cookie or a listener's defaults start from.
+	if s.v4 != nil {
+		s.tcpCfg = s.v4.tcp
 	} else {
-		s.tcpCfg.GSOMax = 0
+		s.tcpCfg = s.v6.tcp
 	}
 	s.queues = []devQueue{{dev: dev, off: s.off, in: new(paddedCount)}}
 	if mq, ok := dev.(tun.Multiqueue); ok && mq.Queues() > 1 {
@@ -313,7 +365,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 			s.queues = append(s.queues, q)
 		}
 	}
-	pktLen := max(mtu, ip.HeaderLen+tcp.MaxHeaderLen)
+	pktLen := max(mtu, ip.IPv6HeaderLen+tcp.MaxHeaderLen)
 	s.pkts.New = func() any { b := make([]byte, pktLen); return &b }
 	for i := range s.shards {
 		s.shards[i].conns = make(map[tuple]*Conn)
@@ -331,8 +383,59 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	return s, nil
 }
 
-// Addr is the stack's own address.
+// newFamily sets up the family of the network layer n on a device of
+// MTU mtu: the segment sizes its header leaves.
+func (s *Stack) newFamily(n ip.Network, mtu int) *family {
+	f := &family{net: n, tcp: s.tcpCfg, minPMTU: max(s.cfg.MinPathMTU, n.MinMTU())}
+	most := mtu - n.HeaderLen() - tcp.HeaderLen
+	if s.cfg.TCP.MSS <= 0 || f.tcp.MSS > most {
+		f.tcp.MSS = most
+	}
+	if s.off != nil {
+		// Segmentation offload: the core may hand over super-segments as
+		// big as the device takes, headers included. A negative GSOMax in
+		// the config keeps it off.
+		gso := s.off.MaxOffload() - n.HeaderLen() - tcp.MaxHeaderLen
+		if s.cfg.TCP.GSOMax != 0 {
+			gso = min(gso, s.cfg.TCP.GSOMax)
+		}
+		f.tcp.GSOMax = max(gso, 0)
+	} else {
+		f.tcp.GSOMax = 0
+	}
+	return f
+}
+
+// familyOf is the family of the address a, nil if the stack has no
+// address in it.
+func (s *Stack) familyOf(a netip.Addr) *family {
+	if a.Is4() {
+		return s.v4
+	}
+	return s.v6
+}
+
+// Addr is the stack's own IPv4 address (the zero Addr if it has none).
 func (s *Stack) Addr() netip.Addr { return s.cfg.Addr }
+
+// Addr6 is the stack's own IPv6 address (the zero Addr if it has none).
+func (s *Stack) Addr6() netip.Addr { return s.cfg.Addr6 }
+
+// flowLabel is the IPv6 flow label of the connection key (RFC 6437 §3):
+// a keyed hash of its addresses and ports, so it is the same for every
+// packet of the flow, differs between flows, and cannot be predicted by
+// anyone who does not know the secret (RFC 6437 §6). Never zero, which
+// means "no flow label".
+func (s *Stack) flowLabel(key tuple) uint32 {
+	if key.addr().Is4() {
+		return 0
+	}
+	h := uint32(maphash.Comparable(s.flowSeed, key)) & 0xfffff
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
 
 // now is the stack's monotonic clock, the time every core call is given.
 func (s *Stack) now() time.Duration { return s.clock.Now() }
@@ -475,11 +578,12 @@ type paddedCount struct {
 // queueFor is the queue the flow with the peer dst and these ports is
 // written to: always the same one, so the device steers the flow's
 // inbound packets to the same queue, and its reader.
-func (s *Stack) queueFor(dst [4]byte, lport, rport uint16) *devQueue {
+func (s *Stack) queueFor(dst netip.Addr, lport, rport uint16) *devQueue {
 	if len(s.queues) == 1 {
 		return &s.queues[0]
 	}
-	h := (binary.BigEndian.Uint32(dst[:]) ^ uint32(lport)<<16 ^ uint32(rport)) * 0x9e3779b1
+	a := dst.As16()
+	h := (binary.BigEndian.Uint32(a[12:]) ^ binary.BigEndian.Uint32(a[8:]) ^ uint32(lport)<<16 ^ uint32(rport)) * 0x9e3779b1
 	return &s.queues[(uint64(h)*uint64(len(s.queues)))>>32]
 }
 
@@ -494,7 +598,7 @@ func (s *Stack) readLoop(q devQueue) {
 		}
 	}()
 	buf := make([]byte, max(s.mtu, tun.MaxOffloadSize))
-	out := make([]byte, max(s.mtu, ip.HeaderLen+tcp.MaxHeaderLen))
+	out := make([]byte, max(s.mtu, ip.IPv6HeaderLen+tcp.MaxHeaderLen))
 	var seg tcp.Segment
 	retries := 0
 	for {
@@ -552,70 +656,83 @@ func temporary(err error) bool {
 // device with offloads is taken whole, as one segment: the core is
 // indifferent to how many segments its payload once was.
 func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out []byte) {
-	var pkt ip.Packet
-	var reason ip.DropReason
-	if trusted {
-		pkt, reason = ip.ParseTrusted(b, s.addr)
-	} else {
-		pkt, reason = ip.Parse(b, s.addr)
+	var f *family
+	switch ip.Version(b) {
+	case 4:
+		f = s.v4
+	case 6:
+		f = s.v6
 	}
+	if f == nil {
+		if len(b) < ip.IPv4HeaderLen {
+			s.ipStats.Drop(ip.DropShort)
+		} else {
+			s.ipStats.Drop(ip.DropVersion)
+		}
+		return
+	}
+	pkt, reason := f.net.Parse(b, trusted)
 	if reason != ip.DropNone {
 		s.ipStats.Drop(reason)
 		return
 	}
-	switch pkt.Protocol {
-	case uint8(header.ICMPv4ProtocolNumber):
-		if n := ip.EchoReply(out, &pkt, s.nextID()); n > 0 {
+	if pkt.Protocol != ip.ProtoTCP {
+		// ICMP or ICMPv6: what Parse lets through besides TCP. The
+		// interface call makes its argument escape: a copy made here
+		// keeps the TCP path's packet on the stack (no allocation per
+		// segment).
+		m := pkt
+		n, e, isErr := f.net.ICMP(&m, out)
+		switch {
+		case n > 0:
 			s.stats.echoReplies.Add(1)
 			s.write(out[:n])
-		} else if e, ok := ip.ParseICMPError(&pkt, s.addr); ok {
-			s.icmpError(&e)
-		} else {
+		case isErr:
+			s.icmpError(f, &e)
+		default:
 			s.ipStats.Drop(ip.DropICMP)
 		}
-	case uint8(header.TCPProtocolNumber):
-		if err := tcp.Parse(pkt.Payload, seg); err != nil {
-			s.stats.badTCPOptions.Add(1)
-			return
-		}
-		s.stats.segmentsIn.Add(uint64(pieces(len(seg.Payload), gso)))
-		s.demux(&pkt, seg, out)
+		return
 	}
+	if err := tcp.Parse(pkt.Payload, seg); err != nil {
+		s.stats.badTCPOptions.Add(1)
+		return
+	}
+	s.stats.segmentsIn.Add(uint64(pieces(len(seg.Payload), gso)))
+	s.demux(f, &pkt, seg, out)
 }
 
 // icmpError hands an ICMP error about one of our segments to its
 // connection (RFC 1122 §4.2.3.9), mapped to the errno Linux reports.
 // Source quench is ignored (RFC 6633).
-func (s *Stack) icmpError(e *ip.ICMPError) {
+func (s *Stack) icmpError(f *family, e *ip.ICMPError) {
 	s.stats.icmpErrors.Add(1)
-	c := s.lookup(tuple{raddr: e.Peer, rport: e.DstPort, lport: e.SrcPort})
-	if c == nil || e.Type == ip.ICMPSourceQuench {
+	c := s.lookup(keyOf(e.Peer, e.DstPort, e.SrcPort))
+	if c == nil || e.Kind == ip.ErrorIgnored {
 		return
 	}
-	kind, errno := tcp.ICMPSoft, syscall.EHOSTUNREACH
-	switch {
-	case e.Type == ip.ICMPDestUnreachable && e.Code == ip.ICMPCodePortUnreach:
-		kind, errno = tcp.ICMPHard, syscall.ECONNREFUSED
-	case e.Type == ip.ICMPDestUnreachable && e.Code == ip.ICMPCodeProtoUnreach:
-		kind, errno = tcp.ICMPHard, syscall.ENOPROTOOPT
-	case e.Type == ip.ICMPDestUnreachable && e.Code == ip.ICMPCodeFragNeeded:
+	// The network layer classified the message (ip.ErrorKind, with the
+	// errno Linux reports); TCP acts on the kind.
+	kind := tcp.ICMPSoft
+	switch e.Kind {
+	case ip.ErrorHard:
+		kind = tcp.ICMPHard
+	case ip.ErrorTooBig:
 		kind = tcp.ICMPFragNeeded
-	case e.Type == ip.ICMPDestUnreachable && e.Code == 0:
-		errno = syscall.ENETUNREACH
-	case e.Type == ip.ICMPParamProblem:
-		errno = syscall.EPROTO
 	}
 	mss := 0
-	if mtu := int(e.NextHopMTU); mtu != 0 && kind == tcp.ICMPFragNeeded {
-		mss = min(max(mtu, s.cfg.MinPathMTU), s.mtu) - ip.HeaderLen - tcp.HeaderLen
+	if e.MTU != 0 && kind == tcp.ICMPFragNeeded {
+		// RFC 1191 §3, RFC 8201 §4: the reported MTU, not below the
+		// family's floor, not above our own link's.
+		mss = min(max(e.MTU, f.minPMTU), s.mtu) - f.net.HeaderLen() - tcp.HeaderLen
 	}
-	c.handleICMP(icmpNote{kind: kind, seq: tcp.Seq(e.Seq), mss: uint32(mss), errno: errno})
+	c.handleICMP(icmpNote{kind: kind, seq: tcp.Seq(e.Seq), mss: uint32(mss), errno: e.Errno})
 }
 
 // demux finds the owner of a segment: a connection, else a listener, else
 // no one (RFC 9293 §3.10.7.1: reset).
-func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
-	key := tuple{raddr: pkt.Src, rport: seg.SrcPort, lport: seg.DstPort}
+func (s *Stack) demux(f *family, pkt *ip.Packet, seg *tcp.Segment, out []byte) {
+	key := keyOf(pkt.Src, seg.SrcPort, seg.DstPort)
 	if c := s.lookup(key); c != nil {
 		c.handle(seg, pkt.Payload)
 		return
@@ -625,7 +742,7 @@ func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
 		return
 	}
 	s.lmu.Lock()
-	l := s.listeners[seg.DstPort]
+	l := s.listeners[lkey{port: seg.DstPort, v6: pkt.Version == 6}]
 	s.lmu.Unlock()
 	if l != nil {
 		switch l.classify(seg) {
@@ -642,43 +759,42 @@ func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
 	} else {
 		s.stats.noListener.Add(1)
 	}
-	s.sendReset(pkt.Src, seg, out)
+	s.sendReset(key, seg, out)
 }
 
-// sendReset answers seg with the RFC 9293 §3.10.7.1 reset.
-func (s *Stack) sendReset(dst [4]byte, in *tcp.Segment, out []byte) {
+// sendReset answers seg, which came from the connection key, with the
+// RFC 9293 §3.10.7.1 reset.
+func (s *Stack) sendReset(key tuple, in *tcp.Segment, out []byte) {
 	rst, ok := tcp.ResetFor(in)
 	if !ok {
 		return
 	}
 	s.stats.resetsSent.Add(1)
-	s.writeSegment(out, dst, &rst)
+	s.writeSegment(out, key, s.flowLabel(key), &rst)
 }
 
-// writeSegment builds the IPv4 packet for seg in buf and writes it. buf
-// holds the headers, and, on a device without offloads, the whole packet
-// (an MTU). On a device with offloads only the headers are built: the
-// payload goes from the send ring to the device as it is (WriteOffload's
-// second slice), and the TCP checksum is left to the device, which for a
-// super-segment computes one per piece.
-func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
-	hl := seg.HeaderLen()
-	tcpLen := hl + len(seg.Payload)
-	n := ip.BuildHeader(buf, s.addr, dst, uint8(header.TCPProtocolNumber), s.nextID(), tcpLen)
+// writeSegment builds the packet for seg, sent on the connection key
+// (with flow label flow, for IPv6), in buf and writes it. buf holds the
+// headers, and, on a device without offloads, the whole packet (an MTU).
+// On a device with offloads only the headers are built: the payload goes
+// from the send ring to the device as it is (WriteOffload's second
+// slice), and the TCP checksum is left to the device, which for a
+// super-segment computes one per piece. ip.BuildTCP makes every TCP
+// packet; the stack only chooses where it goes.
+func (s *Stack) writeSegment(buf []byte, key tuple, flow uint32, seg *tcp.Segment) {
+	f := s.familyOf(key.addr())
 	// Segments count as on the wire, a super-segment as its pieces, as
 	// Linux counts OutSegs.
 	s.stats.segmentsOut.Add(uint64(pieces(len(seg.Payload), seg.GSOSize)))
-	q := s.queueFor(dst, seg.SrcPort, seg.DstPort)
+	q := s.queueFor(key.addr(), seg.SrcPort, seg.DstPort)
 	if q.off != nil {
-		t := buf[n : n+hl]
-		seg.MarshalHeader(t)
-		header.TCP(t).SetChecksum(ip.PseudoHeaderChecksum(s.addr, dst, uint8(header.TCPProtocolNumber), tcpLen))
+		hdr, _ := ip.BuildTCP(f.net, buf, key.addr(), flow, seg, true)
 		o := tun.Offload{CsumPartial: true}
 		if seg.GSOSize > 0 {
 			o.GSOSize = uint16(seg.GSOSize)
 			s.stats.superOut.Add(1)
 		}
-		s.wrote(q.off.WriteOffload(buf[:n+hl], seg.Payload, o))
+		s.wrote(q.off.WriteOffload(buf[:hdr], seg.Payload, o))
 		if o.GSOSize > 0 && q.off.MaxOffload() == 0 && !s.offRefused.Swap(true) {
 			var why error
 			if e, ok := q.off.(interface{ OffloadErr() error }); ok {
@@ -688,10 +804,8 @@ func (s *Stack) writeSegment(buf []byte, dst [4]byte, seg *tcp.Segment) {
 		}
 		return
 	}
-	t := buf[n : n+tcpLen]
-	seg.Marshal(t)
-	header.TCP(t).SetChecksum(ip.TCPChecksum(s.addr, dst, t))
-	_, err := q.dev.Write(buf[:n+tcpLen])
+	_, n := ip.BuildTCP(f.net, buf, key.addr(), flow, seg, false)
+	_, err := q.dev.Write(buf[:n])
 	s.wrote(err)
 }
 
@@ -720,8 +834,6 @@ func (s *Stack) wrote(err error) {
 	}
 	s.stats.packetsOut.Add(1)
 }
-
-func (s *Stack) nextID() uint16 { return uint16(s.ipID.Add(1)) }
 
 // lookup finds the connection for key.
 func (s *Stack) lookup(key tuple) *Conn {
@@ -810,22 +922,22 @@ func (s *Stack) allConns() []*Conn {
 // Picked at random each time (Algorithm 1), one of twenty short
 // connections in a row now and then reused an earlier one's port and
 // met its own predecessor's TIME-WAIT at the server.
-func (s *Stack) dialPort(raddr [4]byte, rport uint16, c *Conn) (tuple, error) {
+func (s *Stack) dialPort(raddr netip.Addr, rport uint16, c *Conn) (tuple, error) {
 	span := uint32(ephemeralLast - ephemeralFirst + 1)
 	offset := uint32(maphash.Comparable(s.portSeed, struct {
-		addr [4]byte
+		addr netip.Addr
 		port uint16
 	}{raddr, rport}))
 	for i := uint32(0); i < span; i++ {
 		next := s.portNext.Add(1)
 		p := uint16(ephemeralFirst + (offset+next)%span)
 		s.lmu.Lock()
-		_, listening := s.listeners[p]
+		_, listening := s.listeners[lkey{port: p, v6: raddr.Is6()}]
 		s.lmu.Unlock()
 		if listening {
 			continue
 		}
-		key := tuple{raddr: raddr, rport: rport, lport: p}
+		key := keyOf(raddr, rport, p)
 		switch err := s.insert(key, c); err {
 		case nil:
 			return key, nil

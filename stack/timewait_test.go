@@ -173,7 +173,7 @@ func timeWaitBytesPerEntry(t testing.TB, n int) float64 {
 	runtime.ReadMemStats(&before)
 	now := s.now()
 	for i := 0; i < n; i++ {
-		key := tuple{raddr: [4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}, rport: uint16(i), lport: 80}
+		key := keyOf(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), uint16(i), 80)
 		s.addTimeWait(key, nil, tcp.TimeWaitEntry{SndNxt: tcp.Seq(i), RcvNxt: tcp.Seq(i), Expires: now + time.Hour})
 	}
 	runtime.GC()

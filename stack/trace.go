@@ -85,9 +85,12 @@ func (s *Stack) traceLoop(key tuple, t tcp.Transition, seg *tcp.Segment) {
 }
 
 func (s *Stack) localOf(key tuple) netip.AddrPort {
-	return netip.AddrPortFrom(s.cfg.Addr, key.lport)
+	if key.addr().Is4() {
+		return netip.AddrPortFrom(s.cfg.Addr, key.lport)
+	}
+	return netip.AddrPortFrom(s.cfg.Addr6, key.lport)
 }
 
 func (t tuple) remote() netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4(t.raddr), t.rport)
+	return netip.AddrPortFrom(t.addr(), t.rport)
 }

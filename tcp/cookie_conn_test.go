@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ import (
 // ESTABLISHED with the MSS and window scale the cookie carried, and data
 // then flows both ways with scaled windows.
 func TestSynCookieHandshake(t *testing.T) {
-	local, remote := [4]byte{198, 18, 0, 2}, [4]byte{198, 18, 0, 1}
+	local, remote := netip.AddrFrom4([4]byte{198, 18, 0, 2}), netip.AddrFrom4([4]byte{198, 18, 0, 1})
 	sc := NewSynCookies()
 	cfg := Config{MSS: 1460}
 	p := &pair{t: t}
@@ -59,7 +60,7 @@ func TestSynCookieHandshake(t *testing.T) {
 // TestSynCookieAckCarryingData: the ACK that returns the cookie may carry
 // the first data; it is not lost.
 func TestSynCookieAckCarryingData(t *testing.T) {
-	local, remote := [4]byte{198, 18, 0, 2}, [4]byte{198, 18, 0, 1}
+	local, remote := netip.AddrFrom4([4]byte{198, 18, 0, 2}), netip.AddrFrom4([4]byte{198, 18, 0, 1})
 	sc := NewSynCookies()
 	var log []string
 	w := &wire{name: "b>", log: &log}

@@ -3,6 +3,7 @@ package tcp
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"net/netip"
 	"time"
 )
 
@@ -34,12 +35,14 @@ func NewISNGeneratorKey(key [16]byte) *ISNGenerator {
 
 // ISN returns the initial sequence number for a connection at time now
 // (any monotonic clock).
-func (g *ISNGenerator) ISN(local, remote [4]byte, lport, rport uint16, now time.Duration) Seq {
-	var t [12]byte
-	copy(t[0:4], local[:])
-	copy(t[4:8], remote[:])
-	binary.BigEndian.PutUint16(t[8:], lport)
-	binary.BigEndian.PutUint16(t[10:], rport)
+func (g *ISNGenerator) ISN(local, remote netip.Addr, lport, rport uint16, now time.Duration) Seq {
+	// Both families as 16 bytes (IPv4 v4-mapped): a fixed-width layout.
+	var t [36]byte
+	l, r := local.As16(), remote.As16()
+	copy(t[0:16], l[:])
+	copy(t[16:32], r[:])
+	binary.BigEndian.PutUint16(t[32:], lport)
+	binary.BigEndian.PutUint16(t[34:], rport)
 	f := uint32(siphash24(g.k0, g.k1, t[:]))
 	m := uint32(now / (4 * time.Microsecond))
 	return Seq(m + f + g.offset)

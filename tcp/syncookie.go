@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"math/bits"
+	"net/netip"
 	"time"
 )
 
@@ -64,10 +65,10 @@ const (
 	cookieMetaMask  = 1<<(cookieSlotShift-cookieWSShift) - 1 // mss and wscale
 )
 
-// cookieMSS is the MSS a cookie can carry, sorted. A cookie has room for
-// 3 bits, so a peer's MSS is rounded down to the nearest entry: the values
-// are the ones real paths produce (MTU minus 40 bytes of IPv4 and TCP
-// header), so a typical peer loses nothing.
+// cookieMSS is the MSS a cookie can carry over IPv4, sorted. A cookie has
+// room for 3 bits, so a peer's MSS is rounded down to the nearest entry:
+// the values are the ones real paths produce (MTU minus 40 bytes of IPv4
+// and TCP header), so a typical peer loses nothing.
 var cookieMSS = [8]int{
 	536,  // RFC 9293 §3.7.1 default MSS, also the floor (see mssIndex)
 	1240, // 1280-byte MTU (the IPv6 minimum, which many VPNs use)
@@ -77,6 +78,28 @@ var cookieMSS = [8]int{
 	1452, // PPPoE, 1492-byte MTU
 	1460, // Ethernet, 1500-byte MTU
 	8960, // jumbo frames, 9000-byte MTU
+}
+
+// cookieMSS6 is cookieMSS for IPv6, whose header is 20 bytes longer: the
+// same paths, each MTU minus 60. Its floor is 1220, the MSS of IPv6's
+// minimum MTU (RFC 8200 §5), which every IPv6 path carries.
+var cookieMSS6 = [8]int{
+	1220, // 1280-byte MTU, the IPv6 minimum
+	1280, // a common conservative MSS clamp on tunnels
+	1360, // WireGuard's default 1420-byte MTU
+	1400, // 1460-byte MTU: IPv6-in-IPv6 over Ethernet
+	1420, // 1480-byte MTU: 6in4 and GRE-over-Ethernet tunnels
+	1432, // PPPoE, 1492-byte MTU
+	1440, // Ethernet, 1500-byte MTU
+	8940, // jumbo frames, 9000-byte MTU
+}
+
+// mssTable is the cookie MSS table of local's family.
+func mssTable(local netip.Addr) *[8]int {
+	if local.Is4() {
+		return &cookieMSS
+	}
+	return &cookieMSS6
 }
 
 // CookieOptions is what a cookie carries: what the listener would otherwise
@@ -121,9 +144,9 @@ func newSynCookies(key [16]byte) *SynCookies {
 // the MSS we will use towards the peer: the smaller of the peer's option
 // (536 if absent) and ours. It is rounded down to a table value, and the
 // peer's window scale option is encoded too.
-func (sc *SynCookies) Make(local, remote [4]byte, syn *Segment, mss int, now time.Duration) Seq {
+func (sc *SynCookies) Make(local, remote netip.Addr, syn *Segment, mss int, now time.Duration) Seq {
 	slot := slotOf(now)
-	meta := uint32(mssIndex(mss))<<(cookieMSSShift-cookieWSShift) | wscaleField(&syn.Options)
+	meta := uint32(mssIndex(mssTable(local), mss))<<(cookieMSSShift-cookieWSShift) | wscaleField(&syn.Options)
 	mac := sc.mac(local, remote, syn.DstPort, syn.SrcPort, syn.Seq, slot, meta)
 	return Seq(uint32(slot)<<cookieSlotShift | meta<<cookieWSShift | mac)
 }
@@ -133,7 +156,7 @@ func (sc *SynCookies) Make(local, remote [4]byte, syn *Segment, mss int, now tim
 // so the cookie is ack.Ack-1; it is the first segment after the peer's
 // SYN, so the peer's ISN is ack.Seq-1. Check accepts a cookie made in the
 // current or the previous 64-second slot and returns what Make encoded.
-func (sc *SynCookies) Check(local, remote [4]byte, ack *Segment, now time.Duration) (CookieOptions, bool) {
+func (sc *SynCookies) Check(local, remote netip.Addr, ack *Segment, now time.Duration) (CookieOptions, bool) {
 	if ack.Flags&(FlagSYN|FlagRST|FlagACK) != FlagACK {
 		return CookieOptions{}, false
 	}
@@ -154,7 +177,7 @@ func (sc *SynCookies) Check(local, remote [4]byte, ack *Segment, now time.Durati
 		return CookieOptions{}, false
 	}
 	return CookieOptions{
-		MSS:    cookieMSS[meta>>(cookieMSSShift-cookieWSShift)],
+		MSS:    mssTable(local)[meta>>(cookieMSSShift-cookieWSShift)],
 		WScale: int(meta&0xf) - 1,
 	}, true
 }
@@ -166,9 +189,9 @@ func slotOf(now time.Duration) int64 { return int64(now / cookieSlot) }
 // An MSS below the smallest entry still gets 536, as Linux does: RFC 9293
 // §3.7.1 makes 536 the MSS every host must accept without the option, so a
 // peer asking for less is broken or hostile, and it is not worth a bit.
-func mssIndex(mss int) int {
-	i := len(cookieMSS) - 1
-	for i > 0 && cookieMSS[i] > mss {
+func mssIndex(table *[8]int, mss int) int {
+	i := len(table) - 1
+	for i > 0 && table[i] > mss {
 		i--
 	}
 	return i
@@ -196,15 +219,18 @@ func wscaleField(o *Options) uint32 {
 // maphash's documentation disclaims cryptographic strength. HMAC-SHA256
 // would also do, but it is slower and allocates, on the very path a flood
 // hammers.
-func (sc *SynCookies) mac(local, remote [4]byte, lport, rport uint16, irs Seq, slot int64, meta uint32) uint32 {
-	var m [25]byte
-	copy(m[0:4], local[:])
-	copy(m[4:8], remote[:])
-	binary.BigEndian.PutUint16(m[8:], lport)
-	binary.BigEndian.PutUint16(m[10:], rport)
-	binary.BigEndian.PutUint32(m[12:], uint32(irs))
-	binary.BigEndian.PutUint64(m[16:], uint64(slot))
-	m[24] = byte(meta)
+func (sc *SynCookies) mac(local, remote netip.Addr, lport, rport uint16, irs Seq, slot int64, meta uint32) uint32 {
+	// Addresses of both families are laid out as 16 bytes (IPv4 as
+	// v4-mapped), so the layout stays fixed-width.
+	var m [49]byte
+	l, r := local.As16(), remote.As16()
+	copy(m[0:16], l[:])
+	copy(m[16:32], r[:])
+	binary.BigEndian.PutUint16(m[32:], lport)
+	binary.BigEndian.PutUint16(m[34:], rport)
+	binary.BigEndian.PutUint32(m[36:], uint32(irs))
+	binary.BigEndian.PutUint64(m[40:], uint64(slot))
+	m[48] = byte(meta)
 	return uint32(siphash24(sc.k0, sc.k1, m[:])) & cookieMACMask
 }
 

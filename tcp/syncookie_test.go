@@ -3,6 +3,7 @@ package tcp
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -15,8 +16,8 @@ var (
 )
 
 var (
-	cookieLocal  = [4]byte{10, 0, 0, 1}
-	cookieRemote = [4]byte{192, 0, 2, 7}
+	cookieLocal  = netip.AddrFrom4([4]byte{10, 0, 0, 1})
+	cookieRemote = netip.AddrFrom4([4]byte{192, 0, 2, 7})
 )
 
 // cookieSyn is a SYN from cookieRemote:40000 to cookieLocal:80 with ISN
@@ -91,6 +92,30 @@ func TestSynCookieMSSRoundsDown(t *testing.T) {
 		got, ok := sc.Check(cookieLocal, cookieRemote, cookieAck(syn, cookie), 0)
 		if !ok || got.MSS != tc.want {
 			t.Errorf("mss %d: Check = %+v, %v; want MSS %d", tc.in, got, ok, tc.want)
+		}
+	}
+}
+
+// Over IPv6 the table is IPv6's (each path's MTU minus 60), with 1220, the
+// MSS of IPv6's minimum MTU, as the floor, and a cookie is bound to the
+// IPv6 addresses as to IPv4 ones.
+func TestSynCookieIPv6(t *testing.T) {
+	sc := newSynCookies(cookieKeyA)
+	local, remote := netip.MustParseAddr("fd00:7:5eed::2"), netip.MustParseAddr("fd00:7:5eed::1")
+	for _, tc := range []struct{ in, want int }{
+		{536, 1220}, {1219, 1220}, {1220, 1220}, {1380, 1360}, {1440, 1440},
+		{1460, 1440}, {8940, 8940}, {65535, 8940},
+	} {
+		syn := cookieSyn(1234, 7)
+		cookie := sc.Make(local, remote, syn, tc.in, 0)
+		got, ok := sc.Check(local, remote, cookieAck(syn, cookie), 0)
+		if !ok || got.MSS != tc.want {
+			t.Errorf("mss %d: Check = %+v, %v; want MSS %d", tc.in, got, ok, tc.want)
+		}
+		other := remote.As16()
+		other[15] ^= 1
+		if _, ok := sc.Check(local, netip.AddrFrom16(other), cookieAck(syn, cookie), 0); ok {
+			t.Errorf("mss %d: a cookie for %v passed for another address", tc.in, remote)
 		}
 	}
 }
@@ -172,9 +197,9 @@ func TestSynCookieRejectsAnyChange(t *testing.T) {
 		}
 	}
 	for _, c := range changes {
-		local, remote, ack := cookieLocal, cookieRemote, cookieAck(syn, cookie)
+		local, remote, ack := cookieLocal.As4(), cookieRemote.As4(), cookieAck(syn, cookie)
 		c.edit(&local, &remote, ack)
-		if got, ok := sc.Check(local, remote, ack, now); ok {
+		if got, ok := sc.Check(netip.AddrFrom4(local), netip.AddrFrom4(remote), ack, now); ok {
 			t.Errorf("%s changed: Check accepted it (%+v)", c.name, got)
 		}
 	}
@@ -301,7 +326,7 @@ func BenchmarkSynCookieCheck(b *testing.B) {
 // and rebuilds what it needs when the ACK brings the cookie back.
 func ExampleSynCookies() {
 	sc := NewSynCookies()
-	local, remote := [4]byte{10, 0, 0, 1}, [4]byte{192, 0, 2, 7}
+	local, remote := netip.AddrFrom4([4]byte{10, 0, 0, 1}), netip.AddrFrom4([4]byte{192, 0, 2, 7})
 
 	syn := &Segment{SrcPort: 40000, DstPort: 80, Seq: 1000, Flags: FlagSYN}
 	syn.Options.MSS, syn.Options.HasWScale, syn.Options.WScale = 1400, true, 7

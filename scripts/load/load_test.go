@@ -17,11 +17,11 @@ func TestBuildSYNPassesTundsChecks(t *testing.T) {
 	src, dst := [4]byte{198, 18, 0, 77}, [4]byte{198, 18, 0, 2}
 	p := make([]byte, 44)
 	buildSYN(p, src, dst, 40001, 7, 0xdeadbeef, 9)
-	pkt, reason := ip.Parse(p, dst)
+	pkt, reason := ip.Parse(p, netip.AddrFrom4(dst))
 	if reason != ip.DropNone {
 		t.Fatalf("ip.Parse: %v", reason)
 	}
-	if pkt.Src != src {
+	if pkt.Src != netip.AddrFrom4(src) {
 		t.Errorf("source %v, want %v", pkt.Src, src)
 	}
 	var seg tcp.Segment
@@ -33,7 +33,7 @@ func TestBuildSYNPassesTundsChecks(t *testing.T) {
 		t.Errorf("segment %v, options %+v", &seg, seg.Options)
 	}
 	p[43] ^= 1 // the TCP checksum covers the options
-	if _, reason := ip.Parse(p, dst); reason == ip.DropNone {
+	if _, reason := ip.Parse(p, netip.AddrFrom4(dst)); reason == ip.DropNone {
 		t.Error("a corrupted SYN passed the checksum")
 	}
 }

@@ -186,10 +186,10 @@ func readPcap(path string) ([]packet, error) {
 	}
 }
 
-// parse decodes an IPv4 TCP packet. Its TCP checksum is not checked: a
+// parse decodes a TCP packet of either IP version. Its TCP checksum is not checked: a
 // capture of offloaded segments holds them before the device fills it.
 func parse(b []byte) (packet, bool) {
-	pkt, reason := ip.ParseTrusted(b, [4]byte{})
+	pkt, reason := ip.ParseTrusted(b, netip.Addr{})
 	if reason != ip.DropNone || pkt.Protocol != ip.ProtoTCP {
 		return packet{}, false
 	}
@@ -198,8 +198,8 @@ func parse(b []byte) (packet, bool) {
 		return packet{}, false
 	}
 	p := packet{
-		src:    netip.AddrPortFrom(netip.AddrFrom4(pkt.Src), seg.SrcPort),
-		dst:    netip.AddrPortFrom(netip.AddrFrom4(pkt.Dst), seg.DstPort),
+		src:    netip.AddrPortFrom(pkt.Src, seg.SrcPort),
+		dst:    netip.AddrPortFrom(pkt.Dst, seg.DstPort),
 		seq:    seg.Seq,
 		ack:    seg.Ack,
 		flags:  seg.Flags,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ func capture(t *testing.T, recs []rec) string {
 			src, dst = b, a
 		}
 		pkt := make([]byte, 20+r.seg.HeaderLen()+len(r.seg.Payload))
-		h := ip.BuildHeader(pkt, src, dst, ip.ProtoTCP, 1, len(pkt)-20)
+		h := ip.BuildIPv4(pkt, netip.AddrFrom4(src), netip.AddrFrom4(dst), ip.ProtoTCP, 1, len(pkt)-20)
 		r.seg.Marshal(pkt[h:])
 		rh := make([]byte, 16)
 		binary.LittleEndian.PutUint32(rh, uint32(r.at/time.Second))

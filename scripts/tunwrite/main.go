@@ -58,8 +58,8 @@ func main() {
 	switch {
 	case err1 != nil || err2 != nil || !src.Is4() || !dst.Is4():
 		fail(errors.New("-src and -dst must be IPv4 addresses"))
-	case *size < ip.HeaderLen+udpHeaderLen || *size > 65535:
-		fail(fmt.Errorf("-size %d: must be %d..65535", *size, ip.HeaderLen+udpHeaderLen))
+	case *size < ip.IPv4HeaderLen+udpHeaderLen || *size > 65535:
+		fail(fmt.Errorf("-size %d: must be %d..65535", *size, ip.IPv4HeaderLen+udpHeaderLen))
 	case *port == 0 || *port > 65535:
 		fail(fmt.Errorf("-port %d: must be 1..65535", *port))
 	case *dur <= 0 || *dur > time.Minute:
@@ -118,7 +118,7 @@ func write(fd int, pkt []byte, d time.Duration, max uint64) result {
 // per-byte cost is the copy alone).
 func buildUDP(pkt []byte, src, dst [4]byte, sport, dport uint16) {
 	clear(pkt)
-	n := ip.BuildHeader(pkt, src, dst, unix.IPPROTO_UDP, 0, len(pkt)-ip.HeaderLen)
+	n := ip.BuildIPv4(pkt, netip.AddrFrom4(src), netip.AddrFrom4(dst), unix.IPPROTO_UDP, 0, len(pkt)-ip.IPv4HeaderLen)
 	u := pkt[n:]
 	binary.BigEndian.PutUint16(u[0:], sport)
 	binary.BigEndian.PutUint16(u[2:], dport)
