@@ -44,8 +44,10 @@ import (
 // options are the parsed command-line flags.
 type options struct {
 	tunName string
-	addr    netip.Addr
+	addr    netip.Addr // the zero Addr: no IPv4
 	host    netip.Prefix
+	addr6   netip.Addr // the zero Addr: no IPv6
+	host6   netip.Prefix
 	mtu     int
 	netns   string
 	trace   bool
@@ -132,8 +134,10 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs := flag.NewFlagSet("tund", flag.ContinueOnError)
 	fs.SetOutput(out)
 	tunName := fs.String("tun", "tund0", "TUN device `name`: attach if it exists (persistent), else create it and remove it on exit")
-	addr := fs.String("addr", "198.18.0.2", "the stack's own IPv4 `address`")
-	host := fs.String("host", "198.18.0.1/24", "kernel-side `address/prefix` given to a device tund creates")
+	addr := fs.String("addr", "198.18.0.2", "the stack's own IPv4 `address` (\"\": no IPv4)")
+	host := fs.String("host", "198.18.0.1/24", "kernel-side IPv4 `address/prefix` given to a device tund creates")
+	addr6 := fs.String("addr6", "fd00:7:5eed::2", "the stack's own IPv6 `address` (\"\": no IPv6)")
+	host6 := fs.String("host6", "fd00:7:5eed::1/64", "kernel-side IPv6 `address/prefix` given to a device tund creates")
 	mtu := fs.Int("mtu", 1500, "device `MTU` in bytes (68..65535)")
 	netns := fs.String("netns", "", "run inside this network `namespace` (created if missing, deleted on exit if created)")
 	trace := fs.Bool("trace", false, "log every TCP state transition with its trigger")
@@ -204,14 +208,34 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		noDelay: *noDelay, cc: *cc, rtoInitial: *rtoInitial, rtoMin: *rtoMin, rtoMax: *rtoMax,
 		noSACK: *noSACK, lossDetection: *lossDetection, prrBound: *prrBound, noTimestamps: *noTimestamps, offload: *offload, queues: *queues, apps: apps, forwards: forwards, forwardsOut: forwardsOut, forwardWait: *forwardTimeout}
 	var err error
-	if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
-		return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
+	if *addr != "" {
+		if o.addr, err = netip.ParseAddr(*addr); err != nil || !o.addr.Is4() {
+			return o, fmt.Errorf("-addr %q: not an IPv4 address", *addr)
+		}
+		if o.host, err = netip.ParsePrefix(*host); err != nil || !o.host.Addr().Is4() {
+			return o, fmt.Errorf("-host %q: not an IPv4 address/prefix such as 198.18.0.1/24", *host)
+		}
+		if o.host.Addr() == o.addr {
+			return o, fmt.Errorf("-host %q: the kernel side cannot have the stack's own address %s", *host, o.addr)
+		}
 	}
-	if o.host, err = netip.ParsePrefix(*host); err != nil || !o.host.Addr().Is4() {
-		return o, fmt.Errorf("-host %q: not an IPv4 address/prefix such as 198.18.0.1/24", *host)
+	if *addr6 != "" {
+		if o.addr6, err = netip.ParseAddr(*addr6); err != nil || !o.addr6.Is6() || o.addr6.Is4In6() || o.addr6.Zone() != "" ||
+			!o.addr6.IsGlobalUnicast() {
+			return o, fmt.Errorf("-addr6 %q: not a unicast IPv6 address such as fd00:7:5eed::2", *addr6)
+		}
+		if o.host6, err = netip.ParsePrefix(*host6); err != nil || !o.host6.Addr().Is6() || o.host6.Addr().Is4In6() {
+			return o, fmt.Errorf("-host6 %q: not an IPv6 address/prefix such as fd00:7:5eed::1/64", *host6)
+		}
+		if o.host6.Addr() == o.addr6 {
+			return o, fmt.Errorf("-host6 %q: the kernel side cannot have the stack's own address %s", *host6, o.addr6)
+		}
 	}
-	if o.host.Addr() == o.addr {
-		return o, fmt.Errorf("-host %q: the kernel side cannot have the stack's own address %s", *host, o.addr)
+	if !o.addr.IsValid() && !o.addr6.IsValid() {
+		return o, errors.New(`-addr "" and -addr6 "": the stack needs an address in at least one family`)
+	}
+	if o.addr6.IsValid() && *mtu < 1280 {
+		return o, fmt.Errorf("-mtu %d: IPv6 needs at least 1280 (RFC 8200 §5); run with -addr6 \"\" for IPv4 alone", *mtu)
 	}
 	if o.queues < 1 || o.queues > tun.MaxQueues {
 		return o, fmt.Errorf("-queues %d: must be between 1 and %d", o.queues, tun.MaxQueues)
@@ -376,15 +400,19 @@ func run(o options) error {
 	var dev *tun.TUN
 	err := tun.InNetNS(o.netns, func() error {
 		var err error
-		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host, Offload: o.offload, Queues: o.linkQueues()})
+		dev, err = tun.Open(tun.Config{Name: o.tunName, MTU: o.mtu, Host: o.host, Host6: o.host6, Offload: o.offload, Queues: o.linkQueues()})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("open TUN device %q: %w", o.tunName, err)
 	}
-	if dev.Created() && !o.host.Contains(o.addr) {
+	if dev.Created() && o.addr.IsValid() && !o.host.Contains(o.addr) {
 		dev.Close()
 		return fmt.Errorf("-addr %s is outside -host %s: the kernel would not route to it", o.addr, o.host)
+	}
+	if dev.Created() && o.addr6.IsValid() && !o.host6.Contains(o.addr6) {
+		dev.Close()
+		return fmt.Errorf("-addr6 %s is outside -host6 %s: the kernel would not route to it", o.addr6, o.host6)
 	}
 	if err := dev.OffloadErr(); err != nil {
 		log.Warn("TUN offloads refused; running without them", "dev", dev.Name(), "err", err)
@@ -393,10 +421,11 @@ func run(o options) error {
 		log.Warn("TUN queues refused; running with one", "dev", dev.Name(), "err", err)
 	}
 	log.Info("TUN device ready", "dev", dev.Name(), "created", dev.Created(), "mtu", dev.MTU(),
-		"offload", dev.MaxOffload() > 0, "queues", dev.Queues(), "host", o.host, "addr", o.addr, "netns", o.netns)
+		"offload", dev.MaxOffload() > 0, "queues", dev.Queues(), "host", o.host, "addr", o.addr, "host6", o.host6, "addr6", o.addr6, "netns", o.netns)
 
 	cfg := stack.Config{
-		Addr: o.addr,
+		Addr:  o.addr,
+		Addr6: o.addr6,
 		TCP: tcp.Config{MSL: o.msl, FinTimeout: o.finTimeout, SynAckRetries: o.synAckRetries,
 			RcvBuf: o.rcvBuf, NoAutoTune: o.rcvBuf != 0, RcvBufMax: o.rcvBufMax, SndBuf: o.sndBuf, NoDelay: o.noDelay,
 			CongestionControl: o.cc, InitialRTO: o.rtoInitial, MinRTO: o.rtoMin, MaxRTO: o.rtoMax,
@@ -526,7 +555,7 @@ func run(o options) error {
 		if err := startForward(st, f, o.netns, o.backlog, o.forwardWait, log); err != nil {
 			return err
 		}
-		log.Info("forwarding", "from", fmt.Sprintf("%s:%d", o.addr, f.port), "to", f.target, "dialed_in", cmp.Or(o.netns, "the host's namespace"))
+		log.Info("forwarding", "from", o.where(f.port), "to", f.target, "dialed_in", cmp.Or(o.netns, "the host's namespace"))
 	}
 	for _, f := range o.forwardsOut {
 		if err := startForwardOut(st, f, o.forwardWait, log); err != nil {
@@ -537,7 +566,7 @@ func run(o options) error {
 		if err := startApp(st, a, o.backlog, log); err != nil {
 			return err
 		}
-		log.Info("misbehaving application", "app", a.String(), "does", appKinds[a.kind], "addr", fmt.Sprintf("%s:%d", o.addr, a.port))
+		log.Info("misbehaving application", "app", a.String(), "does", appKinds[a.kind], "addr", o.where(a.port))
 	}
 	hl, err := st.Listen("tcp", ":80")
 	if err != nil {
@@ -550,8 +579,7 @@ func run(o options) error {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
-	log.Info("serving", "echo", fmt.Sprintf("%s:7", o.addr), "discard", fmt.Sprintf("%s:9", o.addr),
-		"chargen", fmt.Sprintf("%s:19", o.addr), "http", fmt.Sprintf("http://%s/", o.addr))
+	log.Info("serving", "echo", o.where(7), "discard", o.where(9), "chargen", o.where(19), "http", o.urls())
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -637,4 +665,27 @@ func parseBytes(s string, lo, hi int64, example, bounds string) (int64, error) {
 		return 0, fmt.Errorf("must be between %s", bounds)
 	}
 	return v * mult, nil
+}
+
+// where names port on each of the stack's addresses, as a user would
+// type them: "198.18.0.2:7 [fd00:7:5eed::2]:7".
+func (o options) where(port int) string {
+	var out []string
+	for _, a := range []netip.Addr{o.addr, o.addr6} {
+		if a.IsValid() {
+			out = append(out, netip.AddrPortFrom(a, uint16(port)).String())
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// urls is the built-in web server's address on each family.
+func (o options) urls() string {
+	var out []string
+	for _, a := range []netip.Addr{o.addr, o.addr6} {
+		if a.IsValid() {
+			out = append(out, "http://"+netip.AddrPortFrom(a, 80).String()+"/")
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -1,0 +1,385 @@
+package stack
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/nettest"
+
+	"github.com/tund-project/tund/ip"
+	"github.com/tund-project/tund/tcp"
+	"github.com/tund-project/tund/tun"
+)
+
+// The addresses of the dual-stack pair: a dials, b listens.
+var (
+	dualA4, dualB4 = netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
+	dualA6, dualB6 = netip.MustParseAddr("fd00:9::1"), netip.MustParseAddr("fd00:9::2")
+)
+
+// dualPair starts two stacks with an IPv4 and an IPv6 address each,
+// joined by an in-memory link of the given MTU (with offloads unless
+// TUND_TEST_OFFLOAD=0, like every pair). wrap, if not nil, wraps a's end.
+func dualPair(t testing.TB, mtu int, wrap func(tun.Device) tun.Device) (a, b *Stack) {
+	t.Helper()
+	da, db := testPipe(mtu)
+	if wrap != nil {
+		da, db = testPipeQueues(mtu, 1)
+		da = wrap(da)
+	}
+	var err error
+	if a, err = New(da, Config{Addr: dualA4, Addr6: dualA6}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = New(db, Config{Addr: dualB4, Addr6: dualB6}); err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// A transfer over IPv6 is byte-exact both ways, with the MSS IPv6's
+// header leaves (MTU-60), and the same stacks carry IPv4 beside it with
+// MTU-40.
+func TestIPv6TransferByteExact(t *testing.T) {
+	a, b := dualPair(t, 1500, nil)
+	l, err := b.Listen("tcp", ":5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		network, addr string
+		mss           int
+	}{
+		{"tcp6", "[fd00:9::2]:5001", 1500 - 60},
+		{"tcp4", "10.9.0.2:5001", 1500 - 40},
+		{"tcp", "[fd00:9::2]:5001", 1500 - 60},
+	} {
+		t.Run(tc.network+" "+tc.addr, func(t *testing.T) {
+			data := randomBytes(8<<20, uint64(tc.mss))
+			done := hashReceiver(l, time.Now().Add(60*time.Second))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := a.DialContext(ctx, tc.network, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := c.(*Conn)
+			if got := sc.RemoteAddr().String(); got != tc.addr {
+				t.Errorf("RemoteAddr %s, want %s", got, tc.addr)
+			}
+			if info := tcbInfo(sc); info.MSS != tc.mss {
+				t.Errorf("MSS %d, want %d", info.MSS, tc.mss)
+			}
+			if _, err := c.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			r := <-done
+			if r.err != nil || r.n != int64(len(data)) || r.sum != sha256.Sum256(data) {
+				t.Fatalf("received %d bytes (err %v), sha256 match %v; sent %d", r.n, r.err, r.sum == sha256.Sum256(data), len(data))
+			}
+		})
+	}
+}
+
+// Listen takes one family or both: "tcp" takes both on a dual-stack
+// stack, "tcp4" and "tcp6" one each and may share a port; a SYN of a
+// family nobody listens on is refused; addresses name their family.
+func TestListenFamilies(t *testing.T) {
+	a, b := dualPair(t, 1500, nil)
+	dial := func(network, addr string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := a.DialContext(ctx, network, addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	accept := func(l net.Listener) {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+
+	both, err := b.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(both)
+	if got := both.Addr().String(); got != "[::]:80" {
+		t.Errorf("dual-stack listener's Addr %s, want [::]:80", got)
+	}
+	for _, addr := range []string{"10.9.0.2:80", "[fd00:9::2]:80"} {
+		if err := dial("tcp", addr); err != nil {
+			t.Errorf("dial %s on a listener of both families: %v", addr, err)
+		}
+	}
+	if _, err := b.Listen("tcp6", ":80"); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("tcp6 on a port taken by both families: %v, want EADDRINUSE", err)
+	}
+	both.Close()
+
+	l4, err := b.Listen("tcp4", ":81")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(l4)
+	if got := l4.Addr().String(); got != "10.9.0.2:81" {
+		t.Errorf("tcp4 listener's Addr %s", got)
+	}
+	if err := dial("tcp6", "[fd00:9::2]:81"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("IPv6 dial to a tcp4-only port: %v, want ECONNREFUSED", err)
+	}
+	l6, err := b.Listen("tcp6", "[fd00:9::2]:81")
+	if err != nil {
+		t.Fatalf("tcp6 beside tcp4 on one port: %v", err)
+	}
+	accept(l6)
+	if got := l6.Addr().String(); got != "[fd00:9::2]:81" {
+		t.Errorf("tcp6 listener's Addr %s", got)
+	}
+	for _, addr := range []string{"10.9.0.2:81", "[fd00:9::2]:81"} {
+		if err := dial("tcp", addr); err != nil {
+			t.Errorf("dial %s with a listener per family: %v", addr, err)
+		}
+	}
+	l4.Close()
+	l6.Close()
+
+	for _, tc := range []struct{ network, addr string }{
+		{"tcp4", "[fd00:9::2]:82"},   // an IPv6 address for tcp4
+		{"tcp6", "10.9.0.2:82"},      // an IPv4 address for tcp6
+		{"tcp", "[fd00:9::99]:82"},   // not the stack's address
+		{"tcp6", "[fd00:9::1]:82"},   // the other stack's
+		{"tcp4", "0.0.0.0:82"},       // fine: listed below as a success
+		{"udp6", "[fd00:9::2]:82"},   // not TCP
+		{"tcp", "[fe80::1%lo]:82"},   // a zone
+		{"tcp6", "[::ffff:1.2.3.4]:82"},
+	} {
+		l, err := b.Listen(tc.network, tc.addr)
+		if tc.addr == "0.0.0.0:82" {
+			if err != nil {
+				t.Errorf("Listen(%s, %s): %v", tc.network, tc.addr, err)
+			} else {
+				l.Close()
+			}
+			continue
+		}
+		if err == nil {
+			l.Close()
+			t.Errorf("Listen(%s, %s) succeeded", tc.network, tc.addr)
+		}
+	}
+
+	for _, tc := range []struct{ network, addr string }{
+		{"tcp4", "[fd00:9::2]:80"},
+		{"tcp6", "10.9.0.2:80"},
+		{"tcp6", "[fe80::1%lo]:80"},
+	} {
+		if err := dial(tc.network, tc.addr); err == nil {
+			t.Errorf("Dial(%s, %s) succeeded", tc.network, tc.addr)
+		}
+	}
+
+	// A stack with no IPv6 address cannot reach an IPv6 peer, and its
+	// "tcp" listeners are IPv4 only.
+	v4only, _ := pipePair(t, 1500)
+	if _, err := v4only.Dial("tcp", "[fd00:9::2]:80"); !errors.Is(err, syscall.ENETUNREACH) {
+		t.Errorf("IPv6 dial from an IPv4-only stack: %v, want ENETUNREACH", err)
+	}
+	if _, err := v4only.Listen("tcp6", ":80"); !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		t.Errorf("tcp6 listener on an IPv4-only stack: %v, want EADDRNOTAVAIL", err)
+	}
+	l, err := v4only.Listen("tcp", ":83")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Addr().String(); got != "10.9.0.1:83" {
+		t.Errorf("an IPv4-only stack's tcp listener: Addr %s", got)
+	}
+	l.Close()
+}
+
+// TestNetTestConnIPv6 runs nettest's net.Conn conformance suite over
+// IPv6 connections between two stacks.
+func TestNetTestConnIPv6(t *testing.T) {
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		a, b := dualPair(t, 1500, nil)
+		l, err := b.Listen("tcp6", ":0")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				accepted <- nil
+				return
+			}
+			accepted <- c
+		}()
+		c1, err = a.Dial("tcp6", l.Addr().String())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c2 = <-accepted
+		stop = func() {
+			c1.Close()
+			if c2 != nil {
+				c2.Close()
+			}
+			l.Close()
+		}
+		return c1, c2, stop, nil
+	})
+}
+
+// recordDev keeps a copy of the IPv6 TCP packets written through it, for
+// a test to read their headers.
+type recordDev struct {
+	tun.Device
+	mu   sync.Mutex
+	pkts [][]byte
+}
+
+func (d *recordDev) Write(p []byte) (int, error) {
+	if ip.Version(p) == 6 {
+		d.mu.Lock()
+		d.pkts = append(d.pkts, slices.Clone(p))
+		d.mu.Unlock()
+	}
+	return d.Device.Write(p)
+}
+
+// Every packet of an IPv6 connection carries one flow label (RFC 6437
+// §3), not zero, and another connection gets another one.
+func TestIPv6FlowLabelPerConnection(t *testing.T) {
+	rec := &recordDev{}
+	t.Setenv("TUND_TEST_OFFLOAD", "0") // the recorder sees whole packets
+	a, b := dualPair(t, 1500, func(d tun.Device) tun.Device { rec.Device = d; return rec })
+	l, err := b.Listen("tcp6", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); buf := make([]byte, 100); c.Read(buf) }()
+		}
+	}()
+	ports := map[uint16]bool{}
+	for range 4 {
+		c, err := a.Dial("tcp6", "[fd00:9::2]:7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[uint16(c.LocalAddr().(*net.TCPAddr).Port)] = true
+		c.Write([]byte("hello"))
+		c.Close()
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	labels := map[uint16]uint32{} // by source port
+	for _, p := range rec.pkts {
+		pkt, r := ip.Parse(p, netip.Addr{})
+		if r != ip.DropNone || pkt.Protocol != ip.ProtoTCP {
+			t.Fatalf("a's packet does not parse: %v", r)
+		}
+		var seg tcp.Segment
+		if err := tcp.Parse(pkt.Payload, &seg); err != nil {
+			t.Fatal(err)
+		}
+		if pkt.FlowLabel == 0 {
+			t.Errorf("port %d: flow label 0", seg.SrcPort)
+		}
+		if was, ok := labels[seg.SrcPort]; ok && was != pkt.FlowLabel {
+			t.Errorf("port %d: flow label %#x, then %#x", seg.SrcPort, was, pkt.FlowLabel)
+		}
+		labels[seg.SrcPort] = pkt.FlowLabel
+	}
+	if len(labels) != len(ports) {
+		t.Fatalf("saw %d connections' packets, dialed %d", len(labels), len(ports))
+	}
+	distinct := map[uint32]bool{}
+	for _, f := range labels {
+		distinct[f] = true
+	}
+	if len(distinct) < len(labels)-1 { // 20 random bits: one collision in four is already unlikely
+		t.Errorf("flow labels %v: connections share them", labels)
+	}
+}
+
+// Connections and listeners of both families appear in the snapshot
+// with their addresses; an IPv6 one in brackets, as ss shows it.
+func TestSnapshotShowsBothFamilies(t *testing.T) {
+	a, b := dualPair(t, 1500, nil)
+	l, err := b.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	c6, err := a.Dial("tcp6", "[fd00:9::2]:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c6.Close()
+	c4, err := a.Dial("tcp4", "10.9.0.2:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c4.Close()
+	var got []string
+	for _, ci := range a.Connections() {
+		got = append(got, ci.State.String()+" "+ci.Local.String()+" "+ci.Remote.String())
+	}
+	want := []string{
+		"ESTABLISHED " + c4.LocalAddr().String() + " 10.9.0.2:7",
+		"ESTABLISHED " + c6.LocalAddr().String() + " [fd00:9::2]:7",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("a's connections\n got %q\nwant %q", got, want)
+	}
+	listening := 0
+	for _, ci := range b.Connections() {
+		if ci.State == tcp.Listen {
+			listening++
+			if ci.Local != netip.AddrPortFrom(dualB4, 7) && ci.Local != netip.AddrPortFrom(dualB6, 7) {
+				t.Errorf("listener at %v", ci.Local)
+			}
+		}
+	}
+	if listening != 2 {
+		t.Errorf("a listener of both families shows %d times, want once per family", listening)
+	}
+}
