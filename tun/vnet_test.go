@@ -2,6 +2,7 @@ package tun
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
@@ -167,4 +168,72 @@ func TestOffloadTUNWithTheKernel(t *testing.T) {
 		t.Fatal("the kernel sent no super-segment: TSO on the device is not working")
 	}
 	t.Logf("the kernel's 60,000 bytes came in %d super-segments among the packets", supers)
+}
+
+// TestVnetHeaderRoundTrip: the virtio-net header encodeVnet writes for a
+// super-segment says what the kernel expects, field by field (GSO type
+// TCPV4 or TCPV6 by the IP version, hdr_len the IP and TCP headers,
+// csum_start the TCP header, csum_offset 16), and decodeVnet reads it
+// back into the same offload; what the kernel may send (TCPV6 with the ECN
+// bit, checksum only, DATA_VALID) decodes, and UDP segmentation, which
+// tund never asks for, does not.
+func TestVnetHeaderRoundTrip(t *testing.T) {
+	ne := binary.NativeEndian
+	families(t, func(t *testing.T, v int) {
+		pkt := superSegmentOf(v, header.TCPFlagAck, randomPayload(3000, 10))
+		hl, gsoType := header.IPv4MinimumSize, byte(1) // VIRTIO_NET_HDR_GSO_TCPV4
+		if v == 6 {
+			hl, gsoType = header.IPv6MinimumSize, 4 // VIRTIO_NET_HDR_GSO_TCPV6
+		}
+		head := pkt[:headLen(v)]
+		var b [vnetHdrLen]byte
+		for _, o := range []Offload{
+			{GSOSize: 1400, CsumPartial: true},
+			{CsumPartial: true},
+			{},
+		} {
+			encodeVnet(b[:], head, o)
+			var want [vnetHdrLen]byte
+			if o.CsumPartial {
+				want[0] = 1 // NEEDS_CSUM
+				ne.PutUint16(want[6:], uint16(hl))
+				ne.PutUint16(want[8:], 16)
+			}
+			if o.GSOSize > 0 {
+				want[1] = gsoType
+				ne.PutUint16(want[2:], uint16(len(head)))
+				ne.PutUint16(want[4:], o.GSOSize)
+			}
+			if b != want {
+				t.Fatalf("%+v: header %x, want %x", o, b, want)
+			}
+			got, ok := decodeVnet(b[:])
+			if o.CsumPartial {
+				o.csumStart, o.csumOffset = uint16(hl), 16
+			}
+			if !ok || got != o {
+				t.Fatalf("decoded %+v, %v; want %+v", got, ok, o)
+			}
+		}
+	})
+	// From the kernel: TCPV6 with ECN, and DATA_VALID.
+	var b [vnetHdrLen]byte
+	b[0], b[1] = 1, 4|0x80
+	ne.PutUint16(b[2:], 72)
+	ne.PutUint16(b[4:], 1428)
+	ne.PutUint16(b[6:], 40)
+	ne.PutUint16(b[8:], 16)
+	if o, ok := decodeVnet(b[:]); !ok || o != (Offload{GSOSize: 1428, CsumPartial: true, csumStart: 40, csumOffset: 16}) {
+		t.Fatalf("TCPV6|ECN: %+v, %v", o, ok)
+	}
+	b = [vnetHdrLen]byte{2}
+	if o, ok := decodeVnet(b[:]); !ok || o != (Offload{CsumValid: true}) || !o.Trusted() {
+		t.Fatalf("DATA_VALID: %+v, %v", o, ok)
+	}
+	for _, typ := range []byte{3, 5} { // VIRTIO_NET_HDR_GSO_UDP, _UDP_L4
+		b = [vnetHdrLen]byte{1, typ}
+		if o, ok := decodeVnet(b[:]); ok {
+			t.Fatalf("GSO type %d accepted: %+v", typ, o)
+		}
+	}
 }
