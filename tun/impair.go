@@ -94,7 +94,10 @@ type Impairment struct {
 	// flipped, in the wrapper's copy, never in the caller's buffer. The
 	// Internet checksum always catches a single flipped bit, so corruption
 	// exercises the receivers' checksums: tund drops such packets and
-	// counts them by reason, and to TCP they are losses.
+	// counts them by reason, and to TCP they are losses. In an IPv6
+	// packet, whose header has no checksum, the bit is never one of the
+	// 36 that no checksum covers (Traffic Class, Flow Label, Hop Limit),
+	// so there too every corrupted packet is one the receiver drops.
 	Corrupt float64
 	// Rate limits the direction to Rate bytes per second; 0 means no
 	// limit. Each packet occupies the link for its length divided by Rate
@@ -452,6 +455,34 @@ type slot struct {
 	passes uint64 // held packets only: lane.passes when it was held back
 }
 
+// corruptBit chooses, for the draw u, the bit of the packet p that
+// Corrupt flips, numbered as bit%8 of byte bit/8 (least significant
+// first): any bit of an IPv4 packet, whose header checksum covers its
+// header, or of anything else. In an IPv6 packet (version 6, 40 bytes or
+// more) it skips the fixed header's bits that neither a header checksum
+// (there is none, RFC 8200 §3) nor the upper-layer pseudo-header (RFC 8200
+// §8.1: addresses, length, next header) covers: Traffic Class and Flow
+// Label (the low nibble of byte 0 and bytes 1 to 3) and Hop Limit (byte
+// 7). A flip there would reach the receiver's TCP unnoticed. The Version
+// nibble (byte 0's high bits, here bits 4 to 7) stays eligible: a packet
+// of the wrong version is dropped too.
+func corruptBit(p []byte, u uint64) uint64 {
+	n := uint64(len(p)) * 8
+	if len(p) < 40 || p[0]>>4 != 6 {
+		return u % n
+	}
+	const unchecked = 4 + 24 + 8
+	b := u % (n - unchecked)
+	switch {
+	case b < 4:
+		return 4 + b // Version
+	case b < 4+24:
+		return 32 + (b - 4) // Payload Length, Next Header
+	default:
+		return 64 + (b - 4 - 24) // the addresses and all after them
+	}
+}
+
 // lane is the impairment of one direction as a pure function of the
 // packets offered and the time: submit takes a packet and decides its
 // fate, next says which packet is due now or how long until one is. It
@@ -524,7 +555,7 @@ func (l *lane) submit(p []byte, now int64) {
 		l.st.Duplicated++
 	}
 	if chance(u[2], l.imp.Corrupt) && s.n > 0 {
-		bit := u[3] % uint64(s.n*8)
+		bit := corruptBit(s.buf[:s.n], u[3])
 		s.buf[bit/8] ^= 1 << (bit % 8)
 		l.st.Corrupted++
 	}

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // numbered returns a 16-byte test packet carrying seq, with a fixed tail so
@@ -630,4 +633,71 @@ func ExampleParseImpairment() {
 	// Output:
 	// loss=1%,delay=10ms,jitter=2ms,rate=100mbit
 	// tun: impairment loss="150%": want 0..1 (0%..100%)
+}
+
+// TestImpairCorruptBitIPv6: in an IPv6 packet the bit Corrupt flips is
+// never one that no checksum covers (Traffic Class, Flow Label, Hop
+// Limit), and every other bit can be drawn; in anything else any bit can.
+func TestImpairCorruptBitIPv6(t *testing.T) {
+	p := superSegmentOf(6, header.TCPFlagAck, randomPayload(20, 11))
+	n := uint64(len(p)) * 8
+	unchecked := func(bit uint64) bool {
+		byteAt, mask := bit/8, byte(1)<<(bit%8)
+		return byteAt == 0 && mask&0x0f != 0 || byteAt >= 1 && byteAt <= 3 || byteAt == 7
+	}
+	seen := map[uint64]bool{}
+	for u := range n - 36 {
+		bit := corruptBit(p, u+(n-36)*12345) // any draw: taken modulo
+		if bit >= n || unchecked(bit) || seen[bit] {
+			t.Fatalf("draw %d flips bit %d (unchecked %v, seen %v)", u, bit, unchecked(bit), seen[bit])
+		}
+		seen[bit] = true
+	}
+	for bit := range n {
+		if !unchecked(bit) && !seen[bit] {
+			t.Fatalf("bit %d is never drawn", bit)
+		}
+	}
+	v4 := superSegment(header.TCPFlagAck, randomPayload(20, 11))
+	for _, q := range [][]byte{v4, p[:39], numbered(7)} {
+		for u := range uint64(1000) {
+			if got := corruptBit(q, u); got != u%uint64(len(q)*8) {
+				t.Fatalf("%d-byte packet %x: draw %d flips bit %d", len(q), q[:1], u, got)
+			}
+		}
+	}
+}
+
+// TestImpairCorruptIPv6Noticed: every IPv6 TCP packet Corrupt changes is
+// one a receiver drops: wrong version, a Payload Length that is not the
+// packet's, another Next Header, or a TCP checksum that fails.
+func TestImpairCorruptIPv6Noticed(t *testing.T) {
+	d, peer := newImpaired(t, ImpairConfig{Seed: 9, Out: Impairment{Corrupt: 1}})
+	var pkt []byte
+	if err := SoftwareGSO(superSegmentOf(6, header.TCPFlagAck, randomPayload(20, 12)), Offload{CsumPartial: true},
+		make([]byte, 1500), func(p []byte) error { pkt = bytes.Clone(p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	for i := range 400 {
+		if _, err := d.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+		n, err := peer.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := buf[:n]
+		if bytes.Equal(p, pkt) {
+			t.Fatalf("packet %d was not corrupted", i)
+		}
+		ip := header.IPv6(p)
+		if header.IPVersion(p) != 6 || int(ip.PayloadLength())+header.IPv6MinimumSize != n || ip.NextHeader() != 6 {
+			continue
+		}
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(ip.Payload())))
+		if checksum.Checksum(ip.Payload(), xsum) == 0xffff {
+			t.Fatalf("packet %d corrupted unnoticed: %x, sent %x", i, p[:40], pkt[:40])
+		}
+	}
 }

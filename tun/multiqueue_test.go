@@ -31,6 +31,21 @@ func udpPacket(sport, dport uint16, payload []byte) []byte {
 	return pkt
 }
 
+// udpPacket6 is udpPacket over IPv6: from [testPeer6]:sport to
+// [testHost6's address]:dport.
+func udpPacket6(sport, dport uint16, payload []byte) []byte {
+	pkt := make([]byte, header.IPv6MinimumSize+header.UDPMinimumSize+len(payload))
+	src, dst := tcpip.AddrFrom16(testPeer6.As16()), tcpip.AddrFrom16(testHost6.Addr().As16())
+	header.IPv6(pkt).Encode(&header.IPv6Fields{PayloadLength: uint16(len(pkt) - header.IPv6MinimumSize),
+		TransportProtocol: header.UDPProtocolNumber, HopLimit: 64, SrcAddr: src, DstAddr: dst})
+	u := header.UDP(pkt[header.IPv6MinimumSize:])
+	u.Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(u))})
+	copy(u[header.UDPMinimumSize:], payload)
+	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, src, dst, uint16(len(u)))
+	u.SetChecksum(^checksum.Checksum(u, xsum))
+	return pkt
+}
+
 // TestMultiqueueSteersFlows opens a TUN with four queues inside a network
 // namespace of its own (a netns from newTestNetns, deleted afterwards; the device and
 // the kernel sockets live only there) and has the kernel sockets send UDP
@@ -38,30 +53,38 @@ func udpPacket(sport, dport uint16, payload []byte) []byte {
 // arrives on one queue, the flows spread over more than one, and once
 // a packet of a flow is written to another queue the kernel moves the
 // flow's next datagrams to that queue (the driver's flow steering that
-// Multiqueue promises). With offloads and without.
+// Multiqueue promises). With offloads and without, over IPv4 and IPv6.
 func TestMultiqueueSteersFlows(t *testing.T) {
 	needRoot(t)
 	for _, offload := range []bool{true, false} {
 		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
-			testMultiqueueSteers(t, offload)
+			families(t, func(t *testing.T, v int) { testMultiqueueSteers(t, offload, v) })
 		})
 	}
 }
 
-func testMultiqueueSteers(t *testing.T, offload bool) {
+func testMultiqueueSteers(t *testing.T, offload bool, v int) {
 	const queues, flows = 4, 16
 	ns := newTestNetns(t)
 	var dev *TUN
 	socks := make([]*net.UDPConn, flows)
+	cfg := Config{Name: "tunmq0", Host: netip.MustParsePrefix("198.18.7.1/24"), Offload: offload, Queues: queues}
+	network := "udp4"
+	local, remote := netip.MustParseAddr("198.18.7.1"), netip.MustParseAddr("198.18.7.2")
+	reply := udpPacket
+	if v == 6 {
+		cfg.Host, cfg.Host6 = netip.Prefix{}, testHost6
+		network, local, remote, reply = "udp6", testHost6.Addr(), testPeer6, udpPacket6
+	}
 	err := InNetNS(ns, func() error {
 		var err error
-		dev, err = Open(Config{Name: "tunmq0", Host: netip.MustParsePrefix("198.18.7.1/24"), Offload: offload, Queues: queues})
+		dev, err = Open(cfg)
 		if err != nil {
 			return err
 		}
 		for i := range socks {
-			socks[i], err = net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 18, 7, 1), Port: 6000 + i},
-				&net.UDPAddr{IP: net.IPv4(198, 18, 7, 2), Port: 7000})
+			socks[i], err = net.DialUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, uint16(6000+i))),
+				net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 7000)))
 			if err != nil {
 				return err
 			}
@@ -97,11 +120,10 @@ func testMultiqueueSteers(t *testing.T, offload bool) {
 				if err != nil {
 					return
 				}
-				ip := header.IPv4(buf[:n])
-				if !ip.IsValid(n) || ip.Protocol() != uint8(header.UDPProtocolNumber) {
-					continue // the kernel's own chatter (IGMP, router solicitations)
+				u := udpOf(buf[:n])
+				if u == nil {
+					continue // the kernel's own chatter (IGMP, MLD, router solicitations)
 				}
-				u := header.UDP(ip.Payload())
 				if u.DestinationPort() == 7000 {
 					arrivals <- arrival{q, int(u.SourcePort()) - 6000}
 				}
@@ -158,9 +180,9 @@ func testMultiqueueSteers(t *testing.T, offload bool) {
 
 	// A reply for each flow written to the next queue moves the flow.
 	for f, q := range first {
-		reply := udpPacket(7000, uint16(6000+f), []byte("reply"))
+		pkt := reply(7000, uint16(6000+f), []byte("reply"))
 		to := dev.Queue((q + 1) % queues)
-		if err := to.WriteOffload(reply, nil, Offload{}); err != nil {
+		if err := to.WriteOffload(pkt, nil, Offload{}); err != nil {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 16)
@@ -175,6 +197,24 @@ func testMultiqueueSteers(t *testing.T, offload bool) {
 			t.Errorf("flow %d: on queue %d after a write to queue %d (was %d)", f, moved[f], want, first[f])
 		}
 	}
+}
+
+// udpOf returns the UDP datagram of the IPv4 or IPv6 packet p (an IPv6
+// one without extension headers), or nil if p is not UDP.
+func udpOf(p []byte) header.UDP {
+	switch header.IPVersion(p) {
+	case header.IPv4Version:
+		if ip := header.IPv4(p); ip.IsValid(len(p)) && ip.Protocol() == uint8(header.UDPProtocolNumber) &&
+			len(ip.Payload()) >= header.UDPMinimumSize {
+			return header.UDP(ip.Payload())
+		}
+	case header.IPv6Version:
+		if ip := header.IPv6(p); ip.IsValid(len(p)) && ip.NextHeader() == uint8(header.UDPProtocolNumber) &&
+			len(ip.Payload()) >= header.UDPMinimumSize {
+			return header.UDP(ip.Payload())
+		}
+	}
+	return nil
 }
 
 // TestMultiqueueRefusedFallsBack: a persistent device made without

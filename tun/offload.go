@@ -9,7 +9,10 @@ import (
 )
 
 // MaxOffloadSize is the largest packet an Offloader carries: the largest
-// IPv4 packet, whose Total Length field is 16 bits.
+// IPv4 packet, whose Total Length field is 16 bits. An IPv6 packet is held
+// to the same bound, header included, although its Payload Length (16
+// bits too, but not counting the 40-byte fixed header) would allow 40
+// bytes more.
 const MaxOffloadSize = 65535
 
 // Offload is what travels beside a packet on a device with offloads: the
@@ -17,20 +20,22 @@ const MaxOffloadSize = 65535
 // terms tund uses. The zero Offload is an ordinary packet with a complete
 // checksum.
 type Offload struct {
-	// GSOSize, when nonzero, makes the packet a TCP super-segment: one
-	// IPv4 and TCP header followed by a payload that stands for a run of
-	// segments of GSOSize bytes each (the last may be shorter). Whoever
-	// puts it on a wire cuts it up as the kernel's GSO does (SoftwareGSO):
-	// each piece gets a copy of the headers, its own sequence number,
-	// length, IP ID and checksums, and FIN and PSH only on the last piece.
-	// A stack receiving it may take it whole, as one segment.
+	// GSOSize, when nonzero, makes the packet a TCP super-segment: one IP
+	// header (IPv4, or IPv6 without extension headers) and one TCP header
+	// followed by a payload that stands for a run of segments of GSOSize
+	// bytes each (the last may be shorter). Whoever puts it on a wire cuts
+	// it up as the kernel's GSO does (SoftwareGSO): each piece gets a copy
+	// of the headers, its own sequence number, length (IPv4's Total
+	// Length or IPv6's Payload Length), IPv4 ID and checksums, and FIN and
+	// PSH only on the last piece. A stack receiving it may take it whole,
+	// as one segment.
 	GSOSize uint16
 	// CsumPartial means the TCP checksum field holds only the sum of the
-	// pseudo-header (over the packet's whole TCP length), folded but not
-	// inverted: the rest of the checksum is still to be done. A writer
-	// leaves that to the device; a reader may skip checking the checksum,
-	// because such a packet never left this host's memory (the kernel's
-	// CHECKSUM_PARTIAL, virtio-net's NEEDS_CSUM).
+	// pseudo-header (IPv4's or IPv6's, over the packet's whole TCP
+	// length), folded but not inverted: the rest of the checksum is still
+	// to be done. A writer leaves that to the device; a reader may skip
+	// checking the checksum, because such a packet never left this host's
+	// memory (the kernel's CHECKSUM_PARTIAL, virtio-net's NEEDS_CSUM).
 	CsumPartial bool
 	// CsumValid means the device already verified the TCP checksum
 	// (virtio-net's DATA_VALID); a reader may skip it.
@@ -48,10 +53,10 @@ func (o Offload) Trusted() bool { return o.CsumPartial || o.CsumValid }
 
 // Offloader is a Device that can carry TCP super-segments and leave
 // checksums to the device: segmentation offload, as virtio-net offers it
-// and Linux's TUN with IFF_VNET_HDR. Read and Write keep working on every
-// Offloader and always carry ordinary packets with complete checksums
-// (cutting a super-segment that arrived into pieces); ReadOffload and
-// WriteOffload are the fast path.
+// and Linux's TUN with IFF_VNET_HDR, for IPv4 and IPv6 alike. Read and
+// Write keep working on every Offloader and always carry ordinary packets
+// with complete checksums (cutting a super-segment that arrived into
+// pieces); ReadOffload and WriteOffload are the fast path.
 type Offloader interface {
 	Device
 	// ReadOffload reads one packet, possibly a super-segment of up to
@@ -74,21 +79,25 @@ type Offloader interface {
 
 // Errors of SoftwareGSO for a packet it cannot cut.
 var (
-	errNotTCPv4 = errors.New("tun: offload: not an IPv4 TCP packet")
-	errBadGSO   = errors.New("tun: offload: malformed super-segment")
+	errNotTCP  = errors.New("tun: offload: not an IPv4 or IPv6 TCP packet")
+	errIPv6Ext = errors.New("tun: offload: an IPv6 packet with extension headers")
+	errBadGSO  = errors.New("tun: offload: malformed super-segment")
 )
 
 // SoftwareGSO does in software what a device does with a packet sent with
 // o: it cuts a TCP super-segment into segments of o.GSOSize payload bytes,
 // or completes the checksum of a packet with a partial one, writing each
 // resulting packet into buf (which must hold the largest of them, the
-// headers plus o.GSOSize) and calling emit with it. Each piece gets the
-// super-segment's headers with its own sequence number, total length and
-// IP ID (the first piece's plus its index, as Linux numbers them), FIN and
-// PSH only on the last piece and CWR only on the first (RFC 3168 §6.1.2's
-// rule for TSO), and complete IPv4 and TCP checksums: what a capture on
-// the wire would show. A packet with neither offload is passed to emit as
-// it is. A malformed packet is an error and nothing is emitted.
+// headers plus o.GSOSize) and calling emit with it. The packet is IPv4 or
+// IPv6, as its version nibble says; an IPv6 packet must have no extension
+// headers (tund sends none). Each piece gets the super-segment's headers
+// with its own sequence number and length (IPv4's Total Length, IPv6's
+// Payload Length), for IPv4 its own IP ID (the first piece's plus its
+// index, as Linux numbers them) and header checksum, FIN and PSH only on
+// the last piece and CWR only on the first (RFC 3168 §6.1.2's rule for
+// TSO), and a complete TCP checksum: what a capture on the wire would
+// show. A packet with neither offload is passed to emit as it is. A
+// malformed packet is an error and nothing is emitted.
 func SoftwareGSO(pkt []byte, o Offload, buf []byte, emit func([]byte) error) error {
 	if o.GSOSize == 0 {
 		if !o.CsumPartial {
@@ -96,13 +105,13 @@ func SoftwareGSO(pkt []byte, o Offload, buf []byte, emit func([]byte) error) err
 		}
 		n := len(pkt)
 		if o.csumStart == 0 {
-			// Our own stack's packet: the checksum goes where its IPv4
-			// header says, over exactly its total length.
-			ip := header.IPv4(pkt)
-			if !ip.IsValid(len(pkt)) {
-				return errNotTCPv4
+			// Our own stack's packet: the checksum goes where its IP
+			// header says, over exactly the length the header gives.
+			_, _, total, err := ipHeader(pkt)
+			if err != nil {
+				return err
 			}
-			n = int(ip.TotalLength())
+			n = total
 		}
 		if len(buf) < n {
 			return errBadGSO
@@ -148,11 +157,12 @@ const udpChecksumOffset = 6
 func completeChecksum(pkt []byte, o Offload) bool {
 	start, off := int(o.csumStart), int(o.csumOffset)
 	if start == 0 {
-		if !header.IPv4(pkt).IsValid(len(pkt)) {
+		hl, proto, _, err := ipHeader(pkt)
+		if err != nil {
 			return false
 		}
-		start = int(header.IPv4(pkt).HeaderLength())
-		switch header.IPv4(pkt).Protocol() {
+		start = hl
+		switch proto {
 		case uint8(header.TCPProtocolNumber):
 			off = header.TCPChecksumOffset
 		case uint8(header.UDPProtocolNumber):
@@ -166,26 +176,80 @@ func completeChecksum(pkt []byte, o Offload) bool {
 	}
 	sum := ^checksum.Checksum(pkt[start:], 0)
 	if sum == 0 && off == udpChecksumOffset {
-		sum = 0xffff // RFC 768: a computed zero is sent as all ones
+		// RFC 768: a computed zero is sent as all ones (and RFC 8200
+		// §8.1 keeps the rule for UDP over IPv6, where zero is not
+		// allowed at all).
+		sum = 0xffff
 	}
 	binary.BigEndian.PutUint16(pkt[start+off:], sum)
 	return true
 }
 
-// tcpHeaders checks that pkt is an IPv4 TCP packet whose headers SoftwareGSO
-// can copy and returns the IP header length, the IP+TCP header length and
-// the total length.
+// ipHeader reads the IP header of pkt as tund's stack sends one, IPv4 or
+// IPv6 by the version nibble: the header's length, the transport protocol
+// and the packet's total length, which must fit in pkt. An IPv6 packet
+// must have no extension headers: its fixed header (RFC 8200 §3) is then
+// all of its IP header, and Next Header the transport protocol.
+func ipHeader(pkt []byte) (hl int, proto uint8, total int, err error) {
+	if len(pkt) == 0 {
+		return 0, 0, 0, errNotTCP
+	}
+	switch pkt[0] >> 4 {
+	case header.IPv4Version:
+		ip := header.IPv4(pkt)
+		if !ip.IsValid(len(pkt)) {
+			return 0, 0, 0, errNotTCP
+		}
+		return int(ip.HeaderLength()), ip.Protocol(), int(ip.TotalLength()), nil
+	case header.IPv6Version:
+		if len(pkt) < header.IPv6MinimumSize {
+			return 0, 0, 0, errNotTCP
+		}
+		ip := header.IPv6(pkt)
+		total = header.IPv6MinimumSize + int(ip.PayloadLength())
+		if total > len(pkt) {
+			return 0, 0, 0, errBadGSO
+		}
+		if ipv6Extension(ip.NextHeader()) {
+			return 0, 0, 0, errIPv6Ext
+		}
+		return header.IPv6MinimumSize, ip.NextHeader(), total, nil
+	}
+	return 0, 0, 0, errNotTCP
+}
+
+// ipv6Extension reports whether an IPv6 Next Header value names an
+// extension header (RFC 8200 §4 and IANA's list of them) rather than an
+// upper-layer protocol.
+func ipv6Extension(next uint8) bool {
+	switch next {
+	case 0, // Hop-by-Hop Options
+		43,       // Routing
+		44,       // Fragment
+		50,       // Encapsulating Security Payload
+		51,       // Authentication Header
+		60,       // Destination Options
+		135,      // Mobility
+		139,      // Host Identity Protocol
+		140,      // Shim6
+		253, 254: // experimentation and testing (RFC 3692)
+		return true
+	}
+	return false
+}
+
+// tcpHeaders checks that pkt is a TCP packet, IPv4 or IPv6 without
+// extension headers, whose headers SoftwareGSO can copy and returns the IP
+// header length, the IP+TCP header length and the total length.
 func tcpHeaders(pkt []byte) (hl, hdrLen, total int, err error) {
-	if len(pkt) < header.IPv4MinimumSize || pkt[0]>>4 != 4 {
-		return 0, 0, 0, errNotTCPv4
+	hl, proto, total, err := ipHeader(pkt)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	h := header.IPv4(pkt)
-	hl = int(h.HeaderLength())
-	total = int(h.TotalLength())
-	if h.Protocol() != uint8(header.TCPProtocolNumber) || hl < header.IPv4MinimumSize {
-		return 0, 0, 0, errNotTCPv4
+	if proto != uint8(header.TCPProtocolNumber) {
+		return 0, 0, 0, errNotTCP
 	}
-	if total > len(pkt) || total < hl+header.TCPMinimumSize {
+	if total < hl+header.TCPMinimumSize {
 		return 0, 0, 0, errBadGSO
 	}
 	thl := int(header.TCP(pkt[hl:]).DataOffset())
@@ -201,11 +265,19 @@ func tcpHeaders(pkt []byte) (hl, hdrLen, total int, err error) {
 func cutPiece(dst, pkt []byte, hl, hdrLen, off, n, i int, last bool) int {
 	copy(dst, pkt[:hdrLen])
 	copy(dst[hdrLen:], pkt[hdrLen+off:hdrLen+off+n])
-	ip := header.IPv4(dst)
-	ip.SetTotalLength(uint16(hdrLen + n))
-	ip.SetID(header.IPv4(pkt).ID() + uint16(i))
-	ip.SetChecksum(0)
-	ip.SetChecksum(^ip.CalculateChecksum())
+	if dst[0]>>4 == header.IPv6Version {
+		// RFC 8200 §3: the Payload Length counts all that follows the
+		// fixed header. IPv6 has no ID to number (that lives in the
+		// Fragment header, which a TCP segment never has) and no header
+		// checksum.
+		header.IPv6(dst).SetPayloadLength(uint16(hdrLen - hl + n))
+	} else {
+		ip := header.IPv4(dst)
+		ip.SetTotalLength(uint16(hdrLen + n))
+		ip.SetID(header.IPv4(pkt).ID() + uint16(i))
+		ip.SetChecksum(0)
+		ip.SetChecksum(^ip.CalculateChecksum())
+	}
 	t := header.TCP(dst[hl : hdrLen+n])
 	t.SetSequenceNumber(header.TCP(pkt[hl:]).SequenceNumber() + uint32(off))
 	flags := t.Flags()
@@ -222,21 +294,38 @@ func cutPiece(dst, pkt []byte, hl, hdrLen, off, n, i int, last bool) int {
 }
 
 // pseudoSum is the folded, uninverted sum of the TCP pseudo-header of the
-// IPv4 packet pkt for a TCP length of tcpLen (RFC 9293 §3.1), read
-// straight from the packet's address fields.
+// IP packet pkt for a TCP length of tcpLen, read straight from the
+// packet's address fields; the version nibble says which pseudo-header.
 func pseudoSum(pkt []byte, tcpLen int) uint16 {
+	if pkt[0]>>4 == header.IPv6Version {
+		// RFC 8200 §8.1: upper-layer checksums over IPv6 MUST cover
+		// the 128-bit source and destination addresses, the
+		// upper-layer packet length as 32 bits, three zero bytes and
+		// the upper-layer protocol's Next Header value (TCP's, not
+		// that of any extension header before it).
+		var tail [8]byte
+		binary.BigEndian.PutUint32(tail[0:], uint32(tcpLen))
+		tail[7] = uint8(header.TCPProtocolNumber)
+		return checksum.Checksum(tail[:], checksum.Checksum(pkt[8:40], 0))
+	}
+	// RFC 9293 §3.1: source and destination address, a zero byte, the
+	// protocol and the TCP length in 16 bits.
 	var tail [4]byte
 	tail[1] = uint8(header.TCPProtocolNumber)
 	binary.BigEndian.PutUint16(tail[2:], uint16(tcpLen))
 	return checksum.Checksum(tail[:], checksum.Checksum(pkt[12:20], 0))
 }
 
-// PartialChecksum sets the TCP checksum field of the IPv4 TCP packet pkt
-// (of which only the headers need be present) to what a sender with
-// checksum offload puts there: the pseudo-header sum over a TCP length of
-// tcpLen, folded, not inverted (Offload.CsumPartial).
+// PartialChecksum sets the TCP checksum field of the TCP packet pkt (of
+// which only the headers need be present), IPv4 or IPv6 without extension
+// headers as its version nibble says, to what a sender with checksum
+// offload puts there: the pseudo-header sum over a TCP length of tcpLen,
+// folded, not inverted (Offload.CsumPartial).
 func PartialChecksum(pkt []byte, tcpLen int) {
-	hl := int(header.IPv4(pkt).HeaderLength())
+	hl := header.IPv6MinimumSize
+	if pkt[0]>>4 != header.IPv6Version {
+		hl = int(header.IPv4(pkt).HeaderLength())
+	}
 	header.TCP(pkt[hl:]).SetChecksum(pseudoSum(pkt, tcpLen))
 }
 
@@ -255,30 +344,36 @@ const (
 	vnetGSOECN   = 0x80
 )
 
-// encodeVnet writes the virtio-net header for a packet whose IPv4 and TCP
-// headers are head (at least) with offload o into b[:10].
+// encodeVnet writes the virtio-net header for a packet whose IP and TCP
+// headers are head (at least) with offload o into b[:10]. The version
+// nibble chooses the GSO type: TCPV4, or TCPV6 for an IPv6 packet (whose
+// IP header is the 40-byte fixed one: tund sends no extension headers).
 func encodeVnet(b []byte, head []byte, o Offload) {
 	clear(b[:vnetHdrLen])
 	if !o.CsumPartial && o.GSOSize == 0 {
 		return
 	}
 	ne := binary.NativeEndian
-	hl := int(head[0]&0x0f) * 4
+	hl, gso := int(head[0]&0x0f)*4, uint8(vnetGSOTCPv4)
+	if head[0]>>4 == header.IPv6Version {
+		hl, gso = header.IPv6MinimumSize, vnetGSOTCPv6
+	}
 	if o.CsumPartial {
 		b[0] = vnetNeedsCsum
 		ne.PutUint16(b[6:], uint16(hl))                       // csum_start: the TCP header
 		ne.PutUint16(b[8:], uint16(header.TCPChecksumOffset)) // csum_offset within it
 	}
 	if o.GSOSize > 0 {
-		b[1] = vnetGSOTCPv4
+		b[1] = gso
 		thl := int(head[hl+12]>>4) * 4
 		ne.PutUint16(b[2:], uint16(hl+thl)) // hdr_len
 		ne.PutUint16(b[4:], o.GSOSize)
 	}
 }
 
-// decodeVnet reads the virtio-net header b. ok is false for an offload
-// tund cannot take (UDP or IPv6 segmentation, which it never asks for).
+// decodeVnet reads the virtio-net header b. TCP super-segments of either
+// family (GSO_TCPV4, GSO_TCPV6) are taken; ok is false for an offload
+// tund cannot take (UDP segmentation, which it never asks for).
 func decodeVnet(b []byte) (o Offload, ok bool) {
 	ne := binary.NativeEndian
 	o.CsumPartial = b[0]&vnetNeedsCsum != 0
@@ -288,7 +383,7 @@ func decodeVnet(b []byte) (o Offload, ok bool) {
 	}
 	switch b[1] &^ vnetGSOECN {
 	case vnetGSONone:
-	case vnetGSOTCPv4:
+	case vnetGSOTCPv4, vnetGSOTCPv6:
 		o.GSOSize = ne.Uint16(b[4:])
 	default:
 		return o, false

@@ -23,10 +23,13 @@ const (
 	// microseconds.
 	PcapMagicNanos = 0xa1b23c4d
 	// PcapLinkTypeRaw is LINKTYPE_RAW: each record is a bare IP packet,
-	// with no link-layer header, exactly what a Device carries.
+	// IPv4 or IPv6 (readers tell them apart by the version nibble), with
+	// no link-layer header, exactly what a Device carries. One capture
+	// holds both families.
 	PcapLinkTypeRaw = 101
 	// PcapSnapLen is the largest number of bytes recorded per packet; it
-	// is the largest IPv4 packet, so no packet is cut short.
+	// is MaxOffloadSize, the largest packet a Device carries, so no
+	// packet is cut short.
 	PcapSnapLen = 65535
 )
 
@@ -75,7 +78,7 @@ type Captured struct {
 // writes and flushes before it returns (so a w that cannot be written is
 // an error at once). The format is described at PcapMagicNanos: classic
 // pcap, nanosecond timestamps from time.Now, link type LINKTYPE_RAW (raw
-// IPv4), snap length 65535.
+// IPv4 and IPv6), snap length 65535.
 //
 // A packet given to Write is recorded before it is passed on to dev, so a
 // reply read from dev can never precede it in the file; a packet longer

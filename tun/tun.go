@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
@@ -19,9 +20,17 @@ type Config struct {
 	// MTU in bytes; 0 means 1500 for a created device and "leave it" for
 	// an attached one.
 	MTU int
-	// Host is the kernel-side address and prefix given to a device Open
-	// creates (e.g. 198.18.0.1/24). The zero value assigns none.
+	// Host is the kernel-side IPv4 address and prefix given to a device
+	// Open creates (e.g. 198.18.0.1/24). The zero value assigns none.
 	Host netip.Prefix
+	// Host6 is the kernel-side IPv6 address and prefix given to a device
+	// Open creates (e.g. fd00:7:5eed::1/64), usable once Open returns:
+	// IPv6 is enabled on the device first if it was disabled, the
+	// address is assigned without duplicate address detection
+	// (IFA_F_NODAD), so it is never tentative, and Open waits for the
+	// kernel to route the address to itself. The zero value assigns
+	// none.
+	Host6 netip.Prefix
 	// Offload asks for segmentation and checksum offload: the device is
 	// opened with IFF_VNET_HDR and TUNSETOFFLOAD (TUN_F_CSUM, TUN_F_TSO4,
 	// TUN_F_TSO6), and the TUN is an Offloader that carries TCP
@@ -36,6 +45,10 @@ type Config struct {
 	// without multi_queue, say), with QueuesErr saying why.
 	Queues int
 }
+
+// host6Wait is how long Open waits for the kernel to route Host6 to
+// itself; it takes well under a millisecond.
+const host6Wait = 2 * time.Second
 
 // MaxQueues is the most queues Open opens (the kernel's limit is 256).
 const MaxQueues = 64
@@ -57,10 +70,10 @@ type Multiqueue interface {
 	Queue(i int) Offloader
 }
 
-// TUN is a real Linux TUN device carrying raw IPv4 packets (IFF_TUN |
-// IFF_NO_PI), with offloads (IFF_VNET_HDR) if Config.Offload asked for
-// them and the kernel agreed. It is an Offloader either way; MaxOffload
-// tells whether offloads are on.
+// TUN is a real Linux TUN device carrying raw IP packets, IPv4 and IPv6
+// (IFF_TUN | IFF_NO_PI), with offloads (IFF_VNET_HDR) if Config.Offload
+// asked for them and the kernel agreed. It is an Offloader either way;
+// MaxOffload tells whether offloads are on.
 type TUN struct {
 	ifce    *water.Interface // the plain device, without offloads
 	vq      *vnetQueue       // the device with offloads
@@ -79,8 +92,8 @@ type TUN struct {
 // Open attaches to the persistent TUN device cfg.Name if it exists in the
 // calling thread's network namespace (made with `ip tuntap add dev NAME
 // mode tun`; it is left as it was on Close), and otherwise creates it:
-// MTU, cfg.Host and link up, removed again on Close. Run it inside
-// InNetNS to put the device in a namespace.
+// MTU, cfg.Host, cfg.Host6 and link up, removed again on Close. Run it
+// inside InNetNS to put the device in a namespace.
 func Open(cfg Config) (*TUN, error) {
 	if len(cfg.Name) > 15 {
 		return nil, fmt.Errorf("tun: device name %q is longer than 15 bytes", cfg.Name)
@@ -90,6 +103,12 @@ func Open(cfg Config) (*TUN, error) {
 	}
 	if cfg.Host.IsValid() && !cfg.Host.Addr().Is4() {
 		return nil, fmt.Errorf("tun: host address %s is not IPv4", cfg.Host)
+	}
+	if cfg.Host6.IsValid() && !cfg.Host6.Addr().Is6() {
+		return nil, fmt.Errorf("tun: IPv6 host address %s is not IPv6", cfg.Host6)
+	}
+	if cfg.Host6.IsValid() && cfg.Host6.Addr().Is4In6() {
+		return nil, fmt.Errorf("tun: IPv6 host address %s is IPv4-mapped, not IPv6", cfg.Host6)
 	}
 	if cfg.Queues < 0 || cfg.Queues > MaxQueues {
 		return nil, fmt.Errorf("tun: %d queues is outside 1..%d", cfg.Queues, MaxQueues)
@@ -241,16 +260,36 @@ func (t *TUN) configure(cfg Config) error {
 		return fmt.Errorf("tun: read MTU of %s: %w", t.name, err)
 	}
 	t.mtu = m
-	if t.created && cfg.Host.IsValid() {
+	if t.created && (cfg.Host.IsValid() || cfg.Host6.IsValid()) {
 		idx, err := linkIndex(t.name)
 		if err != nil {
 			return err
 		}
-		if err := addAddress(idx, cfg.Host); err != nil {
-			return fmt.Errorf("tun: add address %s to %s: %w", cfg.Host, t.name, err)
+		if cfg.Host.IsValid() {
+			if err := addAddress(idx, cfg.Host); err != nil {
+				return fmt.Errorf("tun: add address %s to %s: %w", cfg.Host, t.name, err)
+			}
+		}
+		if cfg.Host6.IsValid() {
+			if err := enableIPv6(t.name); err != nil {
+				return err
+			}
+			if err := addAddress(idx, cfg.Host6); err != nil {
+				return fmt.Errorf("tun: add address %s to %s: %w", cfg.Host6, t.name, err)
+			}
 		}
 	}
-	return LinkUp(t.name)
+	if err := LinkUp(t.name); err != nil {
+		return err
+	}
+	if t.created && cfg.Host6.IsValid() {
+		// Usable at once means both ways: packets from the address
+		// (it is not tentative) and to it (its local route is in).
+		if err := waitLocalRoute(cfg.Host6.Addr(), host6Wait); err != nil {
+			return fmt.Errorf("tun: address %s on %s: %w", cfg.Host6, t.name, err)
+		}
+	}
+	return nil
 }
 
 // Read implements Device. Once the device has been deleted (`ip link

@@ -16,7 +16,7 @@ import (
 const (
 	tunFCsum = 0x01 // TUN_F_CSUM: we take packets with partial checksums
 	tunFTSO4 = 0x02 // TUN_F_TSO4: ... and IPv4 TCP super-segments
-	tunFTSO6 = 0x04 // TUN_F_TSO6: ... and IPv6 ones (ready for IPv6)
+	tunFTSO6 = 0x04 // TUN_F_TSO6: ... and IPv6 ones
 )
 
 // vnetQueue is a TUN file opened with IFF_VNET_HDR: every packet read or
