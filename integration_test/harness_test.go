@@ -26,12 +26,39 @@ import (
 	"github.com/tund-project/tund/tun"
 )
 
-// Addresses inside every test namespace (RFC 2544 benchmarking range).
+// Addresses inside every test namespace: IPv4 from the RFC 2544
+// benchmarking range, IPv6 from a unique local prefix (tund's defaults).
 const (
-	hostAddr  = "198.18.0.1"
-	stackAddr = "198.18.0.2"
-	hostCIDR  = "198.18.0.1/24"
+	hostAddr   = "198.18.0.1"
+	stackAddr  = "198.18.0.2"
+	hostCIDR   = "198.18.0.1/24"
+	hostAddr6  = "fd00:7:5eed::1"
+	stackAddr6 = "fd00:7:5eed::2"
+	hostCIDR6  = "fd00:7:5eed::1/64"
 )
+
+// ipFamily is one address family as the tools are told it: every test of
+// curl, nc, ping and kernel sockets runs once for each, in one namespace.
+type ipFamily struct {
+	name        string // "IPv4", "IPv6": the subtest's name
+	flag        string // "-4" or "-6", for curl, nc and ping
+	stack, host string // the stack's and the kernel side's address
+}
+
+var families = []ipFamily{
+	{"IPv4", "-4", stackAddr, hostAddr},
+	{"IPv6", "-6", stackAddr6, hostAddr6},
+}
+
+// stackAt is the stack's address with port, as a dialer writes it
+// ("198.18.0.2:7", "[fd00:7:5eed::2]:7").
+func (f ipFamily) stackAt(port int) string { return net.JoinHostPort(f.stack, fmt.Sprint(port)) }
+
+// hostAt is the kernel side's address with port.
+func (f ipFamily) hostAt(port int) string { return net.JoinHostPort(f.host, fmt.Sprint(port)) }
+
+// url is the URL of path on the stack's web server.
+func (f ipFamily) url(path string) string { return "http://" + f.stackAt(80) + path }
 
 var (
 	tundBin string // built once by TestMain
@@ -253,7 +280,8 @@ func offloadOn() bool { return os.Getenv("TUND_TEST_OFFLOAD") != "0" }
 // -offload=false unless extra says otherwise.
 func startTund(t *testing.T, ns string, extra ...string) *tundProc {
 	t.Helper()
-	args := append([]string{"-netns", ns, "-tun", "tund0", "-addr", stackAddr, "-host", hostCIDR}, extra...)
+	args := append([]string{"-netns", ns, "-tun", "tund0", "-addr", stackAddr, "-host", hostCIDR,
+		"-addr6", stackAddr6, "-host6", hostCIDR6}, extra...)
 	if !offloadOn() && !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "-offload") }) {
 		args = append(args, "-offload=false")
 	}
@@ -320,7 +348,8 @@ func startLibraryStackCfg(t *testing.T, ns string, cfg stack.Config, wrap func(t
 	var dev *tun.TUN
 	err := tun.InNetNS(ns, func() error {
 		var err error
-		dev, err = tun.Open(tun.Config{Name: "tund0", MTU: 1500, Host: netip.MustParsePrefix(hostCIDR), Offload: offloadOn()})
+		dev, err = tun.Open(tun.Config{Name: "tund0", MTU: 1500, Host: netip.MustParsePrefix(hostCIDR),
+			Host6: netip.MustParsePrefix(hostCIDR6), Offload: offloadOn()})
 		return err
 	})
 	if err != nil {
@@ -330,7 +359,7 @@ func startLibraryStackCfg(t *testing.T, ns string, cfg stack.Config, wrap func(t
 	if wrap != nil {
 		d = wrap(dev)
 	}
-	cfg.Addr = netip.MustParseAddr(stackAddr)
+	cfg.Addr, cfg.Addr6 = netip.MustParseAddr(stackAddr), netip.MustParseAddr(stackAddr6)
 	st, err := stack.New(d, cfg)
 	if err != nil {
 		dev.Close()
@@ -502,6 +531,11 @@ type hashingWriter struct {
 // down its sending side at the end of the input, so the echo server sees
 // EOF, finishes echoing and closes, which ends nc.
 func ncEcho(ctx context.Context, ns, path string, size int64, want string) error {
+	return ncEchoFamily(ctx, ns, families[0], path, size, want)
+}
+
+// ncEchoFamily is ncEcho over the family f (nc -4 or nc -6).
+func ncEchoFamily(ctx context.Context, ns string, f ipFamily, path string, size int64, want string) error {
 	in, err := os.Open(path)
 	if err != nil {
 		return err
@@ -509,7 +543,7 @@ func ncEcho(ctx context.Context, ns, path string, size int64, want string) error
 	defer in.Close()
 	out := newHashingWriter()
 	var stderr strings.Builder
-	cmd := inNS(ctx, ns, "nc", "-N", stackAddr, "7")
+	cmd := inNS(ctx, ns, "nc", f.flag, "-N", f.stack, "7")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("nc: %v: %s", err, stderr.String())

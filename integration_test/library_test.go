@@ -38,10 +38,18 @@ func TestKernelClientToLibraryEcho(t *testing.T) {
 		}
 	}()
 
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { kernelEcho(t, ns, f) })
+	}
+}
+
+// kernelEcho has a kernel socket in ns send 8 MiB to the echo service at
+// the stack's address of family f and checks every byte comes back.
+func kernelEcho(t *testing.T, ns string, f ipFamily) {
 	var kc net.Conn
-	err = tun.InNetNS(ns, func() error {
+	err := tun.InNetNS(ns, func() error {
 		var err error
-		kc, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", stackAddr+":7")
+		kc, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", f.stackAt(7))
 		return err
 	})
 	if err != nil {
@@ -70,16 +78,22 @@ func TestKernelClientToLibraryEcho(t *testing.T) {
 	}
 }
 
-// TestLibraryDialsNcListener: the stack dials out to `nc -l` in the
-// namespace and sends it 10 MiB.
+// TestLibraryDialsNcListener: the stack dials out to `nc -l` (-4, then
+// -6) in the namespace and sends it 10 MiB.
 func TestLibraryDialsNcListener(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	st := startLibraryStack(t, ns)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { dialNc(t, ns, st, f) })
+	}
+}
+
+func dialNc(t *testing.T, ns string, st *stack.Stack, f ipFamily) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	got := newHashingWriter()
-	nc := inNS(ctx, ns, "nc", "-l", hostAddr, "5001")
+	nc := inNS(ctx, ns, "nc", f.flag, "-l", f.host, "5001")
 	nc.Stdout = got
 	if err := nc.Start(); err != nil {
 		t.Fatal(err)
@@ -91,7 +105,7 @@ func TestLibraryDialsNcListener(t *testing.T) {
 	var c net.Conn
 	for {
 		var err error
-		c, err = st.DialContext(ctx, "tcp", hostAddr+":5001")
+		c, err = st.DialContext(ctx, "tcp", f.hostAt(5001))
 		if err == nil {
 			break
 		}
@@ -128,10 +142,16 @@ func TestLibraryDialsKernelListenerBothWays(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	st := startLibraryStack(t, ns)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { bothWays(t, ns, st, f) })
+	}
+}
+
+func bothWays(t *testing.T, ns string, st *stack.Stack, f ipFamily) {
 	var kl net.Listener
 	if err := tun.InNetNS(ns, func() error {
 		var err error
-		kl, err = net.Listen("tcp", hostAddr+":5002")
+		kl, err = net.Listen("tcp", f.hostAt(5002))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -168,7 +188,7 @@ func TestLibraryDialsKernelListenerBothWays(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := st.DialContext(ctx, "tcp", hostAddr+":5002")
+	c, err := st.DialContext(ctx, "tcp", f.hostAt(5002))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,13 +229,15 @@ func TestDialRefusedByKernel(t *testing.T) {
 	st := startLibraryStack(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := st.DialContext(ctx, "tcp", hostAddr+":5999")
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("dial: %v, want ECONNREFUSED", err)
-	}
-	var opErr *net.OpError
-	if !errors.As(err, &opErr) {
-		t.Fatalf("dial error %T is not a *net.OpError", err)
+	for _, f := range families {
+		_, err := st.DialContext(ctx, "tcp", f.hostAt(5999))
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v, want ECONNREFUSED", f.hostAt(5999), err)
+		}
+		var opErr *net.OpError
+		if !errors.As(err, &opErr) {
+			t.Fatalf("dial error %T is not a *net.OpError", err)
+		}
 	}
 	_ = os.Getpid
 }

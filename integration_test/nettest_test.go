@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/nettest"
+
+	"github.com/tund-project/tund/stack"
 )
 
 // TestNetTestConnStackToKernel runs x/net/nettest's net.Conn conformance
@@ -14,7 +16,15 @@ func TestNetTestConnStackToKernel(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	st := startLibraryStack(t, ns)
-	kl := nsListen(t, ns, hostAddr+":0")
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { netTestTo(t, ns, st, f) })
+	}
+}
+
+// netTestTo runs the suite with the kernel listening on its address of
+// family f.
+func netTestTo(t *testing.T, ns string, st *stack.Stack, f ipFamily) {
+	kl := nsListen(t, ns, f.hostAt(0))
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
 		accepted := make(chan net.Conn, 1)
 		go func() {

@@ -26,40 +26,50 @@ func tundBodySHA(n int) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// curl -4 and curl -6 download 100 MiB from one tund, byte for byte.
 func TestCurlDownload100MiB(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	startTund(t, ns)
-	const size = 100 << 20
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	body := newHashingWriter()
-	var stderr bytes.Buffer
-	cmd := inNS(ctx, ns, "curl", "--fail", "-sS", "--max-time", "170", "http://"+stackAddr+"/bytes/104857600")
-	cmd.Stdout, cmd.Stderr = body, &stderr
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("curl: %v: %s", err, stderr.String())
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			const size = 100 << 20
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			body := newHashingWriter()
+			var stderr bytes.Buffer
+			cmd := inNS(ctx, ns, "curl", f.flag, "--fail", "-sS", "--max-time", "170", f.url("/bytes/104857600"))
+			cmd.Stdout, cmd.Stderr = body, &stderr
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("curl: %v: %s", err, stderr.String())
+			}
+			elapsed := time.Since(start)
+			if body.n != size {
+				t.Fatalf("downloaded %d bytes, want %d", body.n, size)
+			}
+			if got, want := body.sum(), tundBodySHA(size); got != want {
+				t.Fatalf("body sha256 %s, want %s", got, want)
+			}
+			t.Logf("100 MiB in %v (%.2f Gbit/s)", elapsed.Round(time.Millisecond), float64(size*8)/elapsed.Seconds()/1e9)
+		})
 	}
-	elapsed := time.Since(start)
-	if body.n != size {
-		t.Fatalf("downloaded %d bytes, want %d", body.n, size)
-	}
-	if got, want := body.sum(), tundBodySHA(size); got != want {
-		t.Fatalf("body sha256 %s, want %s", got, want)
-	}
-	t.Logf("100 MiB in %v (%.2f Gbit/s)", elapsed.Round(time.Millisecond), float64(size*8)/elapsed.Seconds()/1e9)
 }
 
+// nc -4 and nc -6 have 10 MiB echoed by one tund.
 func TestNcEcho10MiB(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	startTund(t, ns)
 	path, want := randomFile(t, 10<<20, 42)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := ncEcho(ctx, ns, path, 10<<20, want); err != nil {
-		t.Fatal(err)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := ncEchoFamily(ctx, ns, f, path, 10<<20, want); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
@@ -99,20 +109,31 @@ func TestNcDiscardAndStats(t *testing.T) {
 	}
 }
 
+// ping -4 and ping -6 get every echo answered, small and large; the
+// IPv6 replies come from the stack (ICMPv6 echo, RFC 4443 §4.2).
 func TestPing(t *testing.T) {
 	need(t)
 	ns := newNetNS(t)
 	startTund(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, size := range []string{"56", "1400"} {
-		out, err := inNS(ctx, ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", size, stackAddr).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ping -s %s: %v\n%s", size, err, out)
+	for _, f := range families {
+		for _, size := range []string{"56", "1400"} {
+			out, err := inNS(ctx, ns, "ping", f.flag, "-c", "3", "-i", "0.2", "-W", "2", "-s", size, f.stack).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ping %s -s %s: %v\n%s", f.flag, size, err, out)
+			}
+			if !strings.Contains(string(out), "3 received") {
+				t.Fatalf("ping %s -s %s:\n%s", f.flag, size, out)
+			}
 		}
-		if !strings.Contains(string(out), "3 received") {
-			t.Fatalf("ping -s %s:\n%s", size, out)
-		}
+	}
+	stats, err := inNS(ctx, ns, "curl", "--fail", "-sS", families[0].url("/stats")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(stats), "echo_replies 12\n") {
+		t.Errorf("stats do not count 12 echo replies (6 per family):\n%s", stats)
 	}
 }
 
@@ -122,15 +143,18 @@ func TestHTTPIndexListsConnections(t *testing.T) {
 	startTund(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := inNS(ctx, ns, "curl", "--fail", "-sS", "http://"+stackAddr+"/").Output()
-	if err != nil {
-		t.Fatalf("curl /: %v", err)
-	}
-	page := string(out)
-	// Our own request is a live connection from the kernel's address.
-	for _, want := range []string{"LISTEN", "198.18.0.2:80", "ESTABLISHED", hostAddr + ":"} {
-		if !strings.Contains(page, want) {
-			t.Fatalf("index page lacks %q:\n%s", want, page)
+	for _, f := range families {
+		out, err := inNS(ctx, ns, "curl", f.flag, "--fail", "-sS", f.url("/")).Output()
+		if err != nil {
+			t.Fatalf("curl %s /: %v", f.flag, err)
+		}
+		page := string(out)
+		// Our own request is a live connection from the kernel's
+		// address; an IPv6 one in brackets, as ss shows it.
+		for _, want := range []string{"LISTEN", f.stackAt(80), "ESTABLISHED", f.hostAt(0)[:len(f.hostAt(0))-1]} {
+			if !strings.Contains(page, want) {
+				t.Fatalf("index page lacks %q:\n%s", want, page)
+			}
 		}
 	}
 }
@@ -141,18 +165,20 @@ func TestClosedPortIsRefused(t *testing.T) {
 	startTund(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := inNS(ctx, ns, "curl", "-sS", "--max-time", "5", "http://"+stackAddr+":81/").CombinedOutput()
-	// curl's exit status 7 is "failed to connect"; a dropped SYN would be
-	// 28 (timeout) instead.
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 7 {
-		t.Fatalf("curl to a closed port: %v, want exit status 7 (refused)\n%s", err, out)
+	for _, f := range families {
+		out, err := inNS(ctx, ns, "curl", f.flag, "-sS", "--max-time", "5", "http://"+f.stackAt(81)+"/").CombinedOutput()
+		// curl's exit status 7 is "failed to connect"; a dropped SYN would be
+		// 28 (timeout) instead.
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 7 {
+			t.Fatalf("curl %s to a closed port: %v, want exit status 7 (refused)\n%s", f.flag, err, out)
+		}
 	}
 	stats, err := inNS(ctx, ns, "curl", "--fail", "-sS", "http://"+stackAddr+"/stats").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"resets_sent 1\n", `drops{reason="no_listener"} 1` + "\n"} {
+	for _, want := range []string{"resets_sent 2\n", `drops{reason="no_listener"} 2` + "\n"} {
 		if !strings.Contains(string(stats), want) {
 			t.Fatalf("stats lack %q:\n%s", want, stats)
 		}

@@ -24,28 +24,54 @@ type rawPeer struct {
 	clock *ManualClock
 	dev   tun.Device
 	addr  netip.Addr // the peer's address
+	net   ip.Network // the peer's network layer, which builds its packets
+	dst   netip.Addr // the stack's address
 	in    chan []byte
 	buf   []byte
 	sent  uint64        // packets written
 	got   atomic.Uint64 // packets the stack wrote that the peer has read
 }
 
-var rawStackAddr = netip.MustParseAddr("10.9.0.2")
+var (
+	rawStackAddr  = netip.MustParseAddr("10.9.0.2")
+	rawStackAddr6 = netip.MustParseAddr("fd00:9::2")
+)
 
 // newRawPeer starts a stack with cfg (Addr and Clock are set here) and a
-// raw peer facing it.
+// raw peer facing it over IPv4.
 func newRawPeer(t *testing.T, cfg Config) *rawPeer {
+	t.Helper()
+	return newRawPeerAt(t, cfg, netip.AddrFrom4([4]byte{10, 9, 0, 1}), rawStackAddr)
+}
+
+// newRawPeer6 is newRawPeer over IPv6: the stack's address is Addr6.
+func newRawPeer6(t *testing.T, cfg Config) *rawPeer {
+	t.Helper()
+	return newRawPeerAt(t, cfg, netip.MustParseAddr("fd00:9::1"), rawStackAddr6)
+}
+
+// newRawPeerAt starts a stack at stackAddr and a raw peer at addr.
+func newRawPeerAt(t *testing.T, cfg Config, addr, stackAddr netip.Addr) *rawPeer {
 	t.Helper()
 	// A plain link, whatever TUND_TEST_OFFLOAD says: the peer speaks in
 	// wire segments and keeps in step by counting packets.
 	da, db := tun.Pipe(1500)
 	clock := NewManualClock()
-	cfg.Addr, cfg.Clock = rawStackAddr, clock
+	if stackAddr.Is4() {
+		cfg.Addr = stackAddr
+	} else {
+		cfg.Addr6 = stackAddr
+	}
+	cfg.Clock = clock
 	s, err := New(da, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rawPeer{t: t, s: s, clock: clock, dev: db, addr: netip.AddrFrom4([4]byte{10, 9, 0, 1}),
+	var n ip.Network = ip.NewIPv4(addr)
+	if addr.Is6() {
+		n = ip.NewIPv6(addr)
+	}
+	p := &rawPeer{t: t, s: s, clock: clock, dev: db, addr: addr, net: n, dst: stackAddr,
 		in: make(chan []byte, 1<<16), buf: make([]byte, 1500)}
 	go func() {
 		for {
@@ -70,15 +96,8 @@ func newRawPeer(t *testing.T, cfg Config) *rawPeer {
 // given) from the peer's address, with correct checksums.
 func (p *rawPeer) send(seg tcp.Segment) {
 	p.t.Helper()
-	n := seg.HeaderLen() + len(seg.Payload)
-	dst := rawStackAddr
-	h := ip.BuildIPv4(p.buf, p.addr, dst, ip.ProtoTCP, 1, n)
-	seg.Marshal(p.buf[h : h+n])
-	b := p.buf[h : h+n]
-	b[16], b[17] = 0, 0
-	sum := ip.TCPChecksum(p.addr, dst, b)
-	b[16], b[17] = byte(sum>>8), byte(sum)
-	p.write(p.buf[:h+n])
+	_, n := ip.BuildTCP(p.net, p.buf, p.dst, 0, &seg, false)
+	p.write(p.buf[:n])
 }
 
 // write hands a raw packet to the stack.
@@ -126,13 +145,17 @@ func (p *rawPeer) recv() tcp.Segment {
 	return seg
 }
 
-// recvRaw is recv that also returns the whole IPv4 packet.
+// recvRaw is recv that also returns the whole IP packet.
 func (p *rawPeer) recvRaw() (tcp.Segment, []byte) {
 	p.t.Helper()
 	select {
 	case b := <-p.in:
 		var seg tcp.Segment
-		if err := tcp.Parse(b[ip.IPv4HeaderLen:], &seg); err != nil {
+		pkt, r := ip.Parse(b, p.addr)
+		if r != ip.DropNone || pkt.Protocol != ip.ProtoTCP || pkt.Src != p.dst {
+			p.t.Fatalf("stack sent a packet the peer drops (%v, protocol %d, from %v)", r, pkt.Protocol, pkt.Src)
+		}
+		if err := tcp.Parse(pkt.Payload, &seg); err != nil {
 			p.t.Fatalf("stack sent a bad segment: %v", err)
 		}
 		return seg, b
