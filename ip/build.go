@@ -82,8 +82,7 @@ func PseudoHeaderChecksum(src, dst netip.Addr, proto uint8, length int) uint16 {
 	if src.Is4() {
 		return pseudoSum4(src.As4(), dst.As4(), proto, length)
 	}
-	return header.PseudoHeaderChecksum(tcpip.TransportProtocolNumber(proto),
-		tcpip.AddrFrom16(src.As16()), tcpip.AddrFrom16(dst.As16()), uint16(length))
+	return pseudoSum6(src.As16(), dst.As16(), proto, length)
 }
 
 // pseudoSum4 is PseudoHeaderChecksum for IPv4 addresses as arrays.

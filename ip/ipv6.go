@@ -1,17 +1,30 @@
 package ip
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
 
-// parse6 is to come (a helper writes it).
-func parse6(b []byte, local netip.Addr, trusted bool) (Packet, DropReason) {
-	return Packet{}, DropVersion
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// IPv6 is the Network of IPv6 (RFC 8200, with the addressing rules of
+// RFC 4291 and as much of neighbour discovery, RFC 4861, as a
+// point-to-point TUN needs) for the stack's address addr. It holds no
+// mutable state and is safe for concurrent use.
+type IPv6 struct {
+	addr netip.Addr
 }
 
-// IPv6 is a placeholder until the IPv6 layer lands.
-type IPv6 struct{ addr netip.Addr }
-
-// NewIPv6 is a placeholder.
-func NewIPv6(addr netip.Addr) *IPv6 { return &IPv6{addr: addr} }
+// NewIPv6 returns the IPv6 network layer for the local address addr,
+// which must be an IPv6 address and not a v4-mapped one (NewIPv6 panics
+// otherwise: that is a caller's bug, not a packet's). A zone is dropped.
+func NewIPv6(addr netip.Addr) *IPv6 {
+	if !addr.Is6() || addr.Is4In6() {
+		panic("ip.NewIPv6: " + addr.String() + " is not an IPv6 address")
+	}
+	return &IPv6{addr: addr.WithZone("")}
+}
 
 // Version returns 6.
 func (n *IPv6) Version() int { return 6 }
@@ -19,19 +32,276 @@ func (n *IPv6) Version() int { return 6 }
 // Addr returns the stack's IPv6 address.
 func (n *IPv6) Addr() netip.Addr { return n.addr }
 
-// HeaderLen returns 40.
+// HeaderLen returns 40: we send no extension headers.
 func (n *IPv6) HeaderLen() int { return IPv6HeaderLen }
 
-// MinMTU returns 1280.
+// MinMTU returns 1280 (RFC 8200 §5).
 func (n *IPv6) MinMTU() int { return IPv6MinMTU }
 
-// Parse is a placeholder.
-func (n *IPv6) Parse(b []byte, trusted bool) (Packet, DropReason) { return parse6(b, n.addr, trusted) }
+// Parse validates b as an inbound IPv6 packet for n's address (RFC 8200):
+// the fixed header (version, payload length, link padding removed), the
+// addresses (RFC 4291: a destination that is n's address, or its
+// solicited-node group for ICMPv6; a source that names a single other
+// node), every extension header up to the upper layer (hop-by-hop first
+// only, destination options and hop-by-hop options walked and acted on,
+// a routing header only with no segments left; fragments dropped), and
+// then, for TCP, the data offset and the checksum over the IPv6
+// pseudo-header (unless trusted, see [ParseTrusted]); for ICMPv6, the
+// minimum length and the checksum (RFC 4443 §2.3). It never allocates
+// and never panics.
+func (n *IPv6) Parse(b []byte, trusted bool) (Packet, DropReason) {
+	return parse6(b, n.addr, trusted)
+}
 
-// BuildHeader writes the IPv6 header.
+// BuildHeader writes the 40-byte header of [BuildIPv6] from n's address
+// with the flow label flow.
 func (n *IPv6) BuildHeader(b []byte, dst netip.Addr, proto uint8, flow uint32, payloadLen int) int {
 	return BuildIPv6(b, n.addr, dst, proto, flow, payloadLen)
 }
 
-// ICMP is a placeholder.
-func (n *IPv6) ICMP(pkt *Packet, out []byte) (int, ICMPError, bool) { return 0, ICMPError{}, false }
+// ICMP answers an echo request ([EchoReply6], reflecting the request's
+// flow label) or a neighbour solicitation for n's address
+// ([NeighborAdvert]), or reads an error about one of n's TCP segments
+// ([ParseICMPv6Error]).
+func (n *IPv6) ICMP(pkt *Packet, out []byte) (reply int, e ICMPError, isErr bool) {
+	if r := EchoReply6(out, pkt, pkt.FlowLabel); r > 0 {
+		return r, e, false
+	}
+	if r := NeighborAdvert(out, pkt, n.addr); r > 0 {
+		return r, e, false
+	}
+	e, isErr = ParseICMPv6Error(pkt, n.addr)
+	return 0, e, isErr
+}
+
+// The IPv6 next-header values parse6 knows (IANA's "Assigned Internet
+// Protocol Numbers"; RFC 8200 §4).
+const (
+	nextHopByHop  = 0
+	nextRouting   = 43
+	nextFragment  = 44
+	nextNone      = 59
+	nextDestOpts  = 60
+	maxExtHeaders = 8 // more than any sane packet carries; bounds the walk
+)
+
+// parse6 validates b as an inbound IPv6 packet for local (see
+// [IPv6.Parse]); a zero or unspecified local accepts any unicast
+// destination. trusted skips the TCP checksum, as for parse4.
+func parse6(b []byte, local netip.Addr, trusted bool) (pkt Packet, reason DropReason) {
+	if len(b) < header.IPv6MinimumSize {
+		return pkt, DropShort
+	}
+	if b[0]>>4 != header.IPv6Version {
+		return pkt, DropVersion
+	}
+	// RFC 8200 §3: Payload Length counts everything after the fixed
+	// header. Bytes beyond it are link-layer padding; a packet longer
+	// than what arrived is truncated. Zero means a jumbogram (RFC 2675,
+	// which needs a link MTU above 65575 that a TUN never has) or an
+	// empty payload, which cannot hold a TCP or ICMPv6 header either.
+	pl := int(binary.BigEndian.Uint16(b[4:6]))
+	if pl == 0 || header.IPv6MinimumSize+pl > len(b) {
+		return pkt, DropTotalLength
+	}
+	b = b[:header.IPv6MinimumSize+pl]
+	src, dst := [16]byte(b[8:24]), [16]byte(b[24:40])
+
+	var l16 [16]byte
+	specific := local.IsValid() && !local.IsUnspecified()
+	if specific {
+		l16 = local.As16()
+	}
+	// Our solicited-node group is the one multicast destination we take,
+	// and then only for ICMPv6 (a neighbour solicitation, checked once
+	// the upper layer is known).
+	solicited := specific && dst == solicitedNode(l16)
+	if !solicited {
+		// RFC 4291 §2.5.3: a packet received with the loopback
+		// destination must be dropped; §2.5.2: the unspecified address
+		// is never a destination; and we speak no multicast (TCP MUST
+		// NOT accept it, RFC 9293 §3.9.1 / RFC 1122 §4.2.3.10).
+		if !isUnicast6(dst) {
+			return pkt, DropNotForUs
+		}
+		if specific && dst != l16 {
+			return pkt, DropNotForUs
+		}
+	}
+	// The source must name a single other node: not the unspecified
+	// address (RFC 4291 §2.5.2), not loopback (§2.5.3: never sent
+	// outside a node), not multicast (§2.7: never a source), not
+	// v4-mapped (RFC 4038 §4.2: never on the wire), and not ours (a loop
+	// or a spoof). The one exception is RFC 4861 §7.1.1: duplicate
+	// address detection solicits from the unspecified address to a
+	// solicited-node group, which NeighborAdvert then validates.
+	if !isUnicast6(src) || src == dst || (specific && src == l16) {
+		if !(solicited && src == [16]byte{}) {
+			return pkt, DropSource
+		}
+	}
+
+	// RFC 8200 §4: walk the extension headers to the upper layer.
+	next, off := b[6], header.IPv6MinimumSize
+	for i := 0; ; i++ {
+		if next == ProtoTCP || next == ProtoICMPv6 {
+			break
+		}
+		if i == maxExtHeaders {
+			return pkt, DropExtension
+		}
+		switch next {
+		case nextHopByHop, nextDestOpts:
+			// RFC 8200 §4.3: Hop-by-Hop Options is restricted to
+			// appear immediately after the fixed header.
+			if next == nextHopByHop && i != 0 {
+				return pkt, DropExtension
+			}
+			hl, ok := extLen(b[off:])
+			if !ok || !walkOptions(b[off+2:off+hl]) {
+				return pkt, DropExtension
+			}
+			next, off = b[off], off+hl
+		case nextRouting:
+			// RFC 8200 §4.4: with Segments Left zero a node must
+			// ignore the Routing header, whatever its type; with
+			// Segments Left nonzero and a type it does not know, it
+			// must discard the packet (we route nothing, so every
+			// type is unknown; RFC 5095 §3 has RH0 treated so too).
+			hl, ok := extLen(b[off:])
+			if !ok || b[off+3] != 0 {
+				return pkt, DropExtension
+			}
+			next, off = b[off], off+hl
+		case nextFragment:
+			// We do not reassemble (RFC 8200 §4.5); fragments are
+			// counted and dropped, as for IPv4.
+			return pkt, DropFragment
+		default:
+			// No Next Header (59), ESP, AH, UDP and everything else:
+			// no upper layer we speak.
+			return pkt, DropProtocol
+		}
+	}
+	if solicited && next != ProtoICMPv6 {
+		return pkt, DropNotForUs
+	}
+
+	pkt.Version = 6
+	pkt.Src, pkt.Dst = netip.AddrFrom16(src), netip.AddrFrom16(dst)
+	pkt.Protocol = next
+	pkt.TTL = b[7]
+	pkt.FlowLabel = binary.BigEndian.Uint32(b[0:4]) & 0xfffff
+	pkt.Header = b[:off:off]
+	pkt.Payload = b[off:len(b):len(b)]
+	switch next {
+	case ProtoTCP:
+		t := header.TCP(pkt.Payload)
+		if len(t) < header.TCPMinimumSize {
+			return pkt, DropTCPShort
+		}
+		if doff := int(t.DataOffset()); doff < header.TCPMinimumSize || doff > len(t) {
+			return pkt, DropTCPShort
+		}
+		if trusted {
+			break
+		}
+		// RFC 8200 §8.1: the TCP checksum covers the IPv6
+		// pseudo-header; RFC 9293 §3.1 and RFC 1122 §4.2.2.7: it MUST
+		// be checked.
+		if checksum.Checksum(t, pseudoSum6(src, dst, ProtoTCP, len(t))) != 0xffff {
+			return pkt, DropTCPChecksum
+		}
+	case ProtoICMPv6:
+		// RFC 4443 §2.3: the checksum covers the pseudo-header and the
+		// whole message, and is always checked. Every message we act on
+		// has at least the 4 bytes of type-specific data (§2.1).
+		m := pkt.Payload
+		if len(m) < header.ICMPv6MinimumSize || checksum.Checksum(m, pseudoSum6(src, dst, ProtoICMPv6, len(m))) != 0xffff {
+			return pkt, DropICMP
+		}
+	}
+	return pkt, DropNone
+}
+
+// extLen returns the length in bytes of the hop-by-hop, destination
+// options or routing header at the start of b (RFC 8200 §4.3-§4.4: Hdr
+// Ext Len counts 8-byte units beyond the first), and false if b does not
+// hold all of it.
+func extLen(b []byte) (int, bool) {
+	if len(b) < 8 {
+		return 0, false
+	}
+	hl := (int(b[1]) + 1) * 8
+	return hl, hl <= len(b)
+}
+
+// walkOptions walks the TLV-encoded options of a hop-by-hop or
+// destination options header (RFC 8200 §4.2) and reports whether the
+// packet may be processed further: every option must lie within opts,
+// and an option we do not recognise must have 00 in the two high bits of
+// its type ("skip over this option"). Any other action (01 discard; 10
+// and 11 discard and maybe send a Parameter Problem) drops the packet;
+// we send no Parameter Problem, which the stack may add.
+func walkOptions(opts []byte) bool {
+	for i := 0; i < len(opts); {
+		typ := opts[i]
+		if typ == 0 { // Pad1: a single zero byte
+			i++
+			continue
+		}
+		if i+2 > len(opts) {
+			return false
+		}
+		end := i + 2 + int(opts[i+1])
+		if end > len(opts) {
+			return false
+		}
+		// PadN (1) and options of action 00 (Router Alert, RFC 2711,
+		// among them) are skipped; Jumbo Payload (0xc2, action 11) is
+		// refused here, as RFC 2675 requires of a node without jumbogram
+		// support.
+		if typ != 1 && typ>>6 != 0 {
+			return false
+		}
+		i = end
+	}
+	return true
+}
+
+// isUnicast6 reports whether a can name a single node: not the
+// unspecified address (RFC 4291 §2.5.2), not loopback (§2.5.3), not
+// multicast (ff00::/8, §2.7), not v4-mapped (::ffff:0:0/96, §2.5.5.2,
+// which belongs to IPv4 and never appears in an IPv6 header).
+func isUnicast6(a [16]byte) bool {
+	if a[0] == 0xff {
+		return false
+	}
+	if [10]byte(a[:10]) == [10]byte{} {
+		if a[10] == 0xff && a[11] == 0xff {
+			return false
+		}
+		if [4]byte(a[10:14]) == [4]byte{} && a[14] == 0 && a[15] <= 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// solicitedNode returns the solicited-node multicast address of a,
+// ff02::1:ff00:0/104 with a's low 24 bits (RFC 4291 §2.7.1).
+func solicitedNode(a [16]byte) [16]byte {
+	return [16]byte{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, a[13], a[14], a[15]}
+}
+
+// pseudoSum6 returns the ones'-complement sum, folded but not inverted,
+// of the IPv6 pseudo-header of RFC 8200 §8.1: source, destination, the
+// upper-layer length as 32 bits, three zero bytes and the next header.
+func pseudoSum6(src, dst [16]byte, proto uint8, length int) uint16 {
+	var p [40]byte
+	copy(p[0:16], src[:])
+	copy(p[16:32], dst[:])
+	binary.BigEndian.PutUint32(p[32:36], uint32(length))
+	p[39] = proto
+	return checksum.Checksum(p[:], 0)
+}

@@ -190,6 +190,8 @@ func TestParseDrops(t *testing.T) {
 		{"valid ICMP", icmp(), us, DropNone},
 		{"valid ICMP echo reply", icmpPacket(peer, us, header.ICMPv4EchoReply, nil), us, DropNone},
 		{"valid TCP", tcp(), us, DropNone},
+		// Parse dispatches on the version; TestParse6Drops has the rest.
+		{"IPv6 routing header with segments left", ipv6(peer6, us6, 43, routingHdr(6, 0, 1, 2), tcp6(peer6, us6, nil)), us6, DropExtension},
 	}
 	seen := map[DropReason]bool{}
 	for _, tc := range tests {
@@ -201,7 +203,6 @@ func TestParseDrops(t *testing.T) {
 		})
 		seen[tc.want] = true
 	}
-	seen[DropExtension] = true // IPv6 only: TestParse6Drops
 	for r := DropNone; r < NumDropReasons; r++ {
 		if !seen[r] {
 			t.Errorf("no case produces %v", r)
