@@ -33,6 +33,7 @@ TARGETS=(
   # 60 s would leave no time to fuzz.
   "./stack FuzzStackDemux -fuzzminimizetime=10x"
   "./ip FuzzParse"
+  "./ip FuzzParse6"
   "./tun FuzzParseImpairment"
   "./tun FuzzSoftwareGSO"
 )
