@@ -387,8 +387,8 @@ func TestCloseWaitLeakVisibleInTundSS(t *testing.T) {
 		}
 	}
 	listen := withPrefix(lines, "LISTEN")
-	if len(listen) != 1 || !strings.Contains(listen[0], stackAddr+":8080") {
-		t.Errorf("LISTEN lines %q, want one for %s:8080", listen, stackAddr)
+	if len(listen) != 1 || !strings.Contains(listen[0], "[::]:8080") {
+		t.Errorf("LISTEN lines %q, want one for [::]:8080 (both families)", listen)
 	}
 	const total = "Total: 4 (LISTEN 1, CLOSE-WAIT 3)"
 	if lines[len(lines)-1] != total {

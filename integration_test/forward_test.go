@@ -58,7 +58,7 @@ func TestForwardHTTP(t *testing.T) {
 			ns := newNetNS(t)
 			ctl := filepath.Join(t.TempDir(), "ctl.sock")
 			proc := startTund(t, ns, append([]string{"-control", ctl, "-forward", "8080=" + hostAddr + ":8081"}, tc.flags...)...)
-			if !strings.Contains(proc.log(), `msg=forwarding from=198.18.0.2:8080 to=198.18.0.1:8081`) {
+			if !strings.Contains(proc.log(), `msg=forwarding from="198.18.0.2:8080 [fd00:7:5eed::2]:8080" to=198.18.0.1:8081`) {
 				t.Fatalf("tund did not log the forward:\n%s", proc.log())
 			}
 			web := startNginx(t, ns, hostAddr+":8081")

@@ -34,14 +34,14 @@ func TestLabs(t *testing.T) {
 			`ESTABLISHED → CLOSE-WAIT on rcv FIN .*\(send ACK\)$`: 3,
 		}},
 		{"accept-queue.sh", nil, map[string]int{
-			`^LISTEN\s+2\s+2\s+198\.18\.0\.2:8002\s+\*:\*\s+syn-queue 0/2$`:    1,
+			`^LISTEN\s+2\s+2\s+\[::\]:8002\s+\*:\*\s+syn-queue 0/2$`:           1,
 			`^SYN-SENT\s.*198\.18\.0\.2:8002`:                                  2,
 			`LISTEN → LISTEN on rcv SYN .*\(accept queue full: drop the SYN\)`: 0,
 		}},
 		{"syn-queue.sh", nil, map[string]int{
-			`^LISTEN\s+0\s+2\s+198\.18\.0\.2:8003\s+\*:\*\s+syn-queue 2/2$`: 1,
-			`^SYN-RECEIVED\s.*198\.18\.0\.2:8003`:                           2,
-			`\(SYN queue full: send SYN\+ACK with a cookie\)`:               0,
+			`^LISTEN\s+0\s+2\s+\[::\]:8003\s+\*:\*\s+syn-queue 2/2$`: 1,
+			`^SYN-RECEIVED\s.*198\.18\.0\.2:8003`:                    2,
+			`\(SYN queue full: send SYN\+ACK with a cookie\)`:        0,
 		}},
 		{"syn-queue.sh", []string{"-syncookies=false"}, map[string]int{
 			`\(SYN queue full: drop the SYN\)`: 0,

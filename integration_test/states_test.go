@@ -504,14 +504,14 @@ func TestTundTraceAndSS(t *testing.T) {
 		t.Errorf("trace never showed the close:\n%s", strings.Join(lines, "\n"))
 	}
 	wantTrace(t, lines, want...)
-	wantTrace(t, lines, stackAddr+":80 CLOSED → LISTEN on app listen")
+	wantTrace(t, lines, "[::]:80 CLOSED → LISTEN on app listen") // tund's services listen on both families
 
 	ssOut, err := exec.Command(tundBin, "ss", "-control", ctl).CombinedOutput()
 	if err != nil {
 		t.Fatalf("tund ss: %v\n%s", err, ssOut)
 	}
 	for _, port := range []string{"7", "9", "19", "80"} {
-		if !regexpLine(string(ssOut), `^LISTEN\s+0\s+1024\s+`+regexp.QuoteMeta(stackAddr+":"+port)+`\s+\*:\*`) {
+		if !regexpLine(string(ssOut), `^LISTEN\s+0\s+1024\s+`+regexp.QuoteMeta("[::]:"+port)+`\s+\*:\*`) {
 			t.Errorf("tund ss lacks the listener on port %s:\n%s", port, ssOut)
 		}
 	}

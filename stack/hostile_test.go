@@ -67,8 +67,10 @@ func newRawPeerAt(t *testing.T, cfg Config, addr, stackAddr netip.Addr) *rawPeer
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n ip.Network = ip.NewIPv4(addr)
-	if addr.Is6() {
+	var n ip.Network
+	if addr.Is4() {
+		n = ip.NewIPv4(addr)
+	} else {
 		n = ip.NewIPv6(addr)
 	}
 	p := &rawPeer{t: t, s: s, clock: clock, dev: db, addr: addr, net: n, dst: stackAddr,

@@ -30,7 +30,8 @@ import (
 type Listener struct {
 	s       *Stack
 	port    uint16
-	keys    []lkey // its entries in the listener table: one per family
+	keys    []lkey     // its entries in the listener table: one per family
+	local   netip.Addr // the address it is bound to: the stack's, or [::] for both families
 	addr    *net.TCPAddr
 	backlog int
 
@@ -199,6 +200,7 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 	if v4 && v6 {
 		local = netip.IPv6Unspecified()
 	}
+	l.local = local
 	l.addr = &net.TCPAddr{IP: local.AsSlice(), Port: int(port)}
 	l.tl = tcp.NewListening(tcp.Config{Trace: s.tracer(netip.AddrPortFrom(local, port), netip.AddrPort{})})
 	for _, k := range l.keys {

@@ -31,18 +31,17 @@ func (s *Stack) Connections() []ConnInfo {
 	var out []ConnInfo
 	s.lmu.Lock()
 	for k, l := range s.listeners {
+		if l.keys[0] != k {
+			continue // a listener of both families: shown once
+		}
 		// As ss shows a listener: Recv-Q is its accept queue now,
-		// Send-Q its backlog. A listener on both families is shown
-		// once for each, with the queues they share.
+		// Send-Q its backlog. Its address is the one it is bound to:
+		// the stack's own in its one family, [::] for both.
 		l.mu.Lock()
 		queued, half := len(l.queue), l.synq.len()
 		l.mu.Unlock()
-		local := s.cfg.Addr
-		if k.v6 {
-			local = s.cfg.Addr6
-		}
 		out = append(out, ConnInfo{
-			Local:    netip.AddrPortFrom(local, k.port),
+			Local:    netip.AddrPortFrom(l.local, k.port),
 			Info:     tcp.Info{State: tcp.Listen, RecvQ: queued, SendQ: l.backlog},
 			SynQueue: half,
 		})
@@ -94,8 +93,10 @@ func (s *Stack) Connections() []ConnInfo {
 func (s *Stack) StateCounts() map[tcp.State]int {
 	counts := map[tcp.State]int{}
 	s.lmu.Lock()
-	if n := len(s.listeners); n > 0 {
-		counts[tcp.Listen] = n
+	for k, l := range s.listeners {
+		if l.keys[0] == k { // once per listener, whatever its families
+			counts[tcp.Listen]++
+		}
 	}
 	s.lmu.Unlock()
 	// Each shard's connections and TIME-WAIT entries are taken under its

@@ -550,8 +550,10 @@ func (s *Stack) Shutdown(ctx context.Context) error {
 func (s *Stack) closeListeners() {
 	s.lmu.Lock()
 	ls := make([]*Listener, 0, len(s.listeners))
-	for _, l := range s.listeners {
-		ls = append(ls, l)
+	for k, l := range s.listeners {
+		if l.keys[0] == k { // a listener of both families is there twice
+			ls = append(ls, l)
+		}
 	}
 	s.lmu.Unlock()
 	for _, l := range ls {
