@@ -107,8 +107,8 @@ func dialCommand(args []string, out, errOut io.Writer) error {
 // check validates a request; its errors name the flag and the value.
 func (r dialRequest) check() error {
 	ap, err := netip.ParseAddrPort(r.Addr)
-	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		return fmt.Errorf("dial: %q is not an IPv4 ADDR:PORT such as 198.18.0.1:8080", r.Addr)
+	if err != nil || ap.Addr().Zone() != "" || ap.Port() == 0 {
+		return fmt.Errorf("dial: %q is not an ADDR:PORT such as 198.18.0.1:8080 or [fd00:7:5eed::1]:8080", r.Addr)
 	}
 	if _, ok := closeOrders[r.Close]; !ok {
 		return fmt.Errorf("dial: -close %q: want first, second, both or never", r.Close)

@@ -281,8 +281,8 @@ func (l *forwardOutList) Set(v string) error {
 		return bad("the listening port must be a number between 0 and 65535")
 	}
 	ap, err := netip.ParseAddrPort(target)
-	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		return bad("the target must be an IPv4 ADDR:PORT on the kernel side, e.g. 198.18.0.1:22")
+	if err != nil || ap.Addr().Zone() != "" || ap.Port() == 0 {
+		return bad("the target must be an ADDR:PORT on the kernel side, e.g. 198.18.0.1:22 or [fd00:7:5eed::1]:22")
 	}
 	*l = append(*l, forwardOut{listen: listen, target: target})
 	return nil

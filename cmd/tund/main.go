@@ -234,14 +234,14 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if !o.addr.IsValid() && !o.addr6.IsValid() {
 		return o, errors.New(`-addr "" and -addr6 "": the stack needs an address in at least one family`)
 	}
-	if o.addr6.IsValid() && *mtu < 1280 {
-		return o, fmt.Errorf("-mtu %d: IPv6 needs at least 1280 (RFC 8200 §5); run with -addr6 \"\" for IPv4 alone", *mtu)
-	}
 	if o.queues < 1 || o.queues > tun.MaxQueues {
 		return o, fmt.Errorf("-queues %d: must be between 1 and %d", o.queues, tun.MaxQueues)
 	}
 	if *mtu < 68 || *mtu > 65535 {
 		return o, fmt.Errorf("-mtu %d: must be between 68 and 65535", *mtu)
+	}
+	if o.addr6.IsValid() && *mtu < 1280 {
+		return o, fmt.Errorf("-mtu %d: IPv6 needs at least 1280 (RFC 8200 §5); run with -addr6 \"\" for IPv4 alone", *mtu)
 	}
 	if len(o.tunName) == 0 || len(o.tunName) > 15 {
 		return o, fmt.Errorf("-tun %q: an interface name has 1 to 15 characters", o.tunName)

@@ -86,6 +86,21 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if !o.host.Contains(o.addr) {
 		t.Fatal("default stack address outside the default host prefix")
 	}
+	if o.addr6.String() != "fd00:7:5eed::2" || o.host6.String() != "fd00:7:5eed::1/64" || !o.host6.Contains(o.addr6) {
+		t.Fatalf("IPv6 defaults: addr6 %v host6 %v", o.addr6, o.host6)
+	}
+	if o, err := parseFlags([]string{"-addr6", ""}, io.Discard); err != nil || o.addr6.IsValid() || !o.addr.IsValid() || o.mtu != 1500 {
+		t.Errorf(`-addr6 "": %v %v, want IPv4 alone`, o.addr6, err)
+	}
+	if o, err := parseFlags([]string{"-addr6", "", "-mtu", "576"}, io.Discard); err != nil || o.mtu != 576 {
+		t.Errorf(`-addr6 "" -mtu 576 (below IPv6's minimum, fine for IPv4 alone): %v`, err)
+	}
+	if o, err := parseFlags([]string{"-addr", ""}, io.Discard); err != nil || o.addr.IsValid() || !o.addr6.IsValid() {
+		t.Errorf(`-addr "": %v %v, want IPv6 alone`, o.addr, err)
+	}
+	if got, want := o.where(7), "198.18.0.2:7 [fd00:7:5eed::2]:7"; got != want {
+		t.Errorf("where(7) = %q, want %q", got, want)
+	}
 	if o.maxConns != 65536 || o.maxOrphans != 16384 || o.orphanRetries != 8 || o.maxTimeWait != 262144 ||
 		o.memLimit != 1<<30 || o.minPMTU != 552 {
 		t.Errorf("limit defaults: %+v", o)
@@ -113,6 +128,14 @@ func TestParseFlagsErrorsNameTheValue(t *testing.T) {
 		{[]string{"-addr", "::1"}, `-addr "::1"`},
 		{[]string{"-addr", "198.18.0.1"}, "198.18.0.1"}, // collides with -host
 		{[]string{"-host", "198.18.0.1"}, `-host "198.18.0.1"`},
+		{[]string{"-addr6", "198.18.0.9"}, `-addr6 "198.18.0.9"`},
+		{[]string{"-addr6", "::ffff:1.2.3.4"}, `-addr6 "::ffff:1.2.3.4"`},
+		{[]string{"-addr6", "ff02::1"}, `-addr6 "ff02::1"`},
+		{[]string{"-addr6", "fd00:7:5eed::1"}, "fd00:7:5eed::1"}, // collides with -host6
+		{[]string{"-host6", "fd00::1"}, `-host6 "fd00::1"`},
+		{[]string{"-host6", "10.0.0.1/24"}, `-host6 "10.0.0.1/24"`},
+		{[]string{"-addr", "", "-addr6", ""}, `-addr "" and -addr6 ""`},
+		{[]string{"-mtu", "1000"}, "-mtu 1000"}, // below IPv6's 1280
 		{[]string{"-tun", "a-very-long-interface-name"}, `-tun "a-very-long-interface-name"`},
 		{[]string{"-log-level", "loud"}, `-log-level "loud"`},
 		{[]string{"-backlog", "0"}, "-backlog 0"},
