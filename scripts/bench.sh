@@ -11,6 +11,8 @@
 #                printed under the table, lists every option set)
 #   tund         tund's defaults (offloads on, once tund has them)
 #   tund -offload=false   only if this tund has the flag, else "n/a"
+#   tund IPv6    with -cols tund6: tund's defaults, every client over IPv6
+#                (to fd00:7:5eed::2): what the family costs
 #   kernel       scripts/gvisorhttp -kernel: the kernel's TCP across a veth
 #                pair between two namespaces, default offloads (the ceiling)
 # Sections (-only picks some):
@@ -41,7 +43,8 @@
 #   -quick      1 round, 256 MiB transfers, 1,000 held connections, shorter
 #               windows: about a minute
 #   -only LIST  comma-separated sections: download,upload,conns,echo,rss,parallel,tunraw
-#   -cols LIST  comma-separated columns: gvisor,tund,tundoff,kernel
+#   -cols LIST  comma-separated columns: gvisor,tund,tund6,tundoff,kernel
+#               (default all but tund6)
 #   -tundflags FLAGS  more flags for both tund columns, e.g. "-cc cubic"
 #   -gvisorflags FLAGS  more flags for scripts/gvisorhttp's gVisor column,
 #               e.g. "-gro=false" to see what one of its options is worth
@@ -91,7 +94,7 @@ for s in ${SECTIONS//,/ }; do
   case $s in download|upload|conns|echo|rss|parallel|tunraw) ;; *) echo "$0: unknown section $s" >&2; exit 2 ;; esac
 done
 for c in ${COLS//,/ }; do
-  case $c in gvisor|tund|tundoff|kernel) ;; *) echo "$0: unknown column $c" >&2; exit 2 ;; esac
+  case $c in gvisor|tund|tund6|tundoff|kernel) ;; *) echo "$0: unknown column $c" >&2; exit 2 ;; esac
 done
 want() { case ",$SECTIONS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 need_root
@@ -171,8 +174,12 @@ srv_start() {
   local col=$1 mtu=$2
   SEQ=$((SEQ + 1))
   NS=tb-$$-$SEQ
+  # Where the clients go: the stack's IPv4 address, or for tund6 its IPv6
+  # one (TARGET in brackets, for HOST:PORT and URLs; TARGET_HOST bare).
+  TARGET=$STACK TARGET_HOST=$STACK
+  if [ "$col" = tund6 ]; then TARGET=[$STACK6] TARGET_HOST=$STACK6; fi
   case $col in
-    tund|tundoff)
+    tund|tund6|tundoff)
       local extra=("${TUNDFLAGS_A[@]}" "${SCALE_EXTRA[@]}")
       [ "$col" = tundoff ] && extra+=(-offload=false)
       start_tund -mtu "$mtu" -control "$WORK/ctl-$SEQ.sock" "${extra[@]}"
@@ -262,7 +269,7 @@ do_download() { # MTU
   local c0 c1 out speed size
   perf_start "$1-download-$3" "$2"
   c0=$(cpu_ticks "$TUND_PID")
-  out=$(in_ns curl -sS --max-time 60 -o /dev/null -w '%{speed_download} %{size_download}' "http://$STACK/bytes/$DL" 2>/dev/null) || true
+  out=$(in_ns curl -sS --max-time 60 -o /dev/null -w '%{speed_download} %{size_download}' "http://$TARGET/bytes/$DL" 2>/dev/null) || true
   c1=$(cpu_ticks "$TUND_PID")
   perf_stop
   read -r speed size <<<"${out:-0 0}"
@@ -278,7 +285,7 @@ do_upload() {
   local c0 c1 out t0 t1
   perf_start "$1-upload" "$2"
   c0=$(cpu_ticks "$TUND_PID")
-  out=$(in_ns "$WORK/upload" -addr "$STACK:9" -bytes "$UP" -limit 60s -json) || true
+  out=$(in_ns "$WORK/upload" -addr "$TARGET:9" -bytes "$UP" -limit 60s -json) || true
   c1=$(cpu_ticks "$TUND_PID")
   perf_stop
   if [ -n "$out" ]; then
@@ -287,7 +294,7 @@ do_upload() {
   fi
   [ "${3:-}" != go ] || return 0
   t0=$(date +%s%N)
-  if head -c "$UP" /dev/zero | in_ns timeout 60 nc -N "$STACK" 9; then
+  if head -c "$UP" /dev/zero | in_ns timeout 60 nc -N "$TARGET_HOST" 9; then
     t1=$(date +%s%N)
     rec up_nc "$1" "$2" "$(awk -v n="$UP" -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", n * 8 / ns }')"
   fi
@@ -295,7 +302,7 @@ do_upload() {
 
 do_conns() {
   local out
-  out=$(in_ns "$WORK/load" churn -addr "$STACK:80" -n "$CONNS" -dialers 8 -size 100 -limit 60s -json -dev none) || true
+  out=$(in_ns "$WORK/load" churn -addr "$TARGET:80" -n "$CONNS" -dialers 8 -size 100 -limit 60s -json -dev none) || true
   if [ "$(jnum done <<<"$out")" != "$CONNS" ]; then
     echo "  conns on $1: $(jnum done <<<"$out") of $CONNS requests answered" >&2
   fi
@@ -306,11 +313,11 @@ do_echo() {
   local all=0-$((NCPU - 1)) out
   taskset -a -p -c 0 "$TUND_PID" >/dev/null
   if [ "$NCPU" -ge 2 ]; then
-    out=$(in_ns taskset -c 1 "$WORK/echolat" -addr "$STACK:7" -n "$ECHO_N" -size 64 -limit 30s -json) || true
+    out=$(in_ns taskset -c 1 "$WORK/echolat" -addr "$TARGET:7" -n "$ECHO_N" -size 64 -limit 30s -json) || true
     rec rtt_split_p50 "$1" "$2" "$(jnum p50_us <<<"$out" | awk '{printf "%.0f", $1}')"
     rec rtt_split_p99 "$1" "$2" "$(jnum p99_us <<<"$out" | awk '{printf "%.0f", $1}')"
   fi
-  out=$(in_ns taskset -c 0 "$WORK/echolat" -addr "$STACK:7" -n "$ECHO_N" -size 64 -limit 30s -json) || true
+  out=$(in_ns taskset -c 0 "$WORK/echolat" -addr "$TARGET:7" -n "$ECHO_N" -size 64 -limit 30s -json) || true
   rec rtt_same_p50 "$1" "$2" "$(jnum p50_us <<<"$out" | awk '{printf "%.0f", $1}')"
   rec rtt_same_p99 "$1" "$2" "$(jnum p99_us <<<"$out" | awk '{printf "%.0f", $1}')"
   taskset -a -p -c "$all" "$TUND_PID" >/dev/null
@@ -318,7 +325,7 @@ do_echo() {
 
 do_rss() { # N
   local out
-  out=$(in_ns "$WORK/load" conns -addr "$STACK:7" -n "$3" -dialers 32 -size 64 -pid "$TUND_PID" -dev none -limit 120s -json) || true
+  out=$(in_ns "$WORK/load" conns -addr "$TARGET:7" -n "$3" -dialers 32 -size 64 -pid "$TUND_PID" -dev none -limit 120s -json) || true
   if [ "$(jnum verified <<<"$out")" != "$3" ]; then
     echo "  rss on $1: $(jnum verified <<<"$out") of $3 connections held and echoed" >&2
     return
@@ -329,7 +336,7 @@ do_rss() { # N
 do_parallel() {
   local in0 out0 out
   in0=$(devstat $DROPS_IN) out0=$(devstat $DROPS_OUT)
-  out=$(in_ns "$WORK/pardl" -addr "$STACK:80" -flows 32 -warmup 1s -window "$PAR_WINDOW" -limit 60s -json) || true
+  out=$(in_ns "$WORK/pardl" -addr "$TARGET:80" -flows 32 -warmup 1s -window "$PAR_WINDOW" -limit 60s -json) || true
   [ -n "$out" ] || return 0
   rec par_gbps "$1" "$2" "$(jnum aggregate_gbit_per_second <<<"$out" | awk '{printf "%.2f", $1}')"
   rec par_jain "$1" "$2" "$(jnum jain <<<"$out" | awk '{printf "%.3f", $1}')"
@@ -429,15 +436,26 @@ ratio() {
 row() { # LABEL KEY...
   local label=$1
   shift
-  [ -n "$(awk -v k="$1" '$1 == k && $2 ~ /^(gvisor|tund|tundoff|kernel)$/' "$RESULTS" | head -1)" ] || return 0
-  echo "| $label | $(cell gvisor "$@") | $(cell tund "$@") | $(cell tundoff "$@") | $(cell kernel "$@") | $(ratio "$@") |"
+  [ -n "$(awk -v k="$1" '$1 == k && $2 ~ /^(gvisor|tund|tund6|tundoff|kernel)$/' "$RESULTS" | head -1)" ] || return 0
+  echo "| $label | $(cell gvisor "$@") | $(cell tund "$@")$(v6cell "$@") | $(cell tundoff "$@") | $(cell kernel "$@") | $(ratio "$@") |"
+}
+# v6cell KEY...: the tund IPv6 column's cell, with its separator, when
+# that column was asked for.
+v6cell() {
+  case ",$COLS," in *,tund6,*) echo " | $(cell tund6 "$@")" ;; esac
 }
 
 echo
 echo "tund bench, $NCPU cores, $(date -u +%Y-%m-%d), $(go env GOVERSION), kernel $(uname -r), tund $REV; median of $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ' (-quick)'), $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
 echo
-echo "| figure | gVisor | tund | tund -offload=false | kernel (veth) | tund/gVisor |"
-echo "|---|---|---|---|---|---|"
+case ",$COLS," in
+  *,tund6,*)
+    echo "| figure | gVisor | tund | tund IPv6 | tund -offload=false | kernel (veth) | tund/gVisor |"
+    echo "|---|---|---|---|---|---|---|" ;;
+  *)
+    echo "| figure | gVisor | tund | tund -offload=false | kernel (veth) | tund/gVisor |"
+    echo "|---|---|---|---|---|---|" ;;
+esac
 row "download, curl, MTU 1500 (Gbit/s)" dl1500
 row "download, curl, MTU 9000 (Gbit/s)" dl9000
 row "upload, Go client / nc, MTU 1500 (Gbit/s)" up_go up_nc

@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NS=${NS:-tund-$$}
 STACK=198.18.0.2
+STACK6=fd00:7:5eed::2 # tund's default -addr6 (kernel side fd00:7:5eed::1/64)
 HOSTCIDR=198.18.0.1/24
 WORK=$(mktemp -d)
 TUND_PID=

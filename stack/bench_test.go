@@ -3,7 +3,6 @@ package stack
 import (
 	"io"
 	"net"
-	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -26,20 +25,24 @@ func BenchmarkPipeTransfer(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		pipe func(mtu int) (tun.Device, tun.Device)
-	}{{"pipe", tun.Pipe}, {"offload", tun.PipeOffload}} {
+		to   string // the discard server: its family is the connection's
+	}{
+		{"pipe", tun.Pipe, "10.9.0.2:9"}, {"offload", tun.PipeOffload, "10.9.0.2:9"},
+		{"pipe-IPv6", tun.Pipe, "[fd00:9::2]:9"}, {"offload-IPv6", tun.PipeOffload, "[fd00:9::2]:9"},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			da, db := bc.pipe(1500)
-			x, err := New(da, Config{Addr: netip.MustParseAddr("10.9.0.1")})
+			x, err := New(da, Config{Addr: dualA4, Addr6: dualA6})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer x.Close()
-			y, err := New(db, Config{Addr: netip.MustParseAddr("10.9.0.2")})
+			y, err := New(db, Config{Addr: dualB4, Addr6: dualB6})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer y.Close()
-			c := discardConn(b, x, y)
+			c := discardConnTo(b, x, y, bc.to)
 			chunk := make([]byte, 1<<20)
 			for range 64 { // warm-up
 				if _, err := c.Write(chunk); err != nil {
@@ -72,6 +75,12 @@ func BenchmarkPipeTransfer(b *testing.B) {
 // reads and throws away everything; it is closed when the test ends.
 func discardConn(tb testing.TB, x, y *Stack) net.Conn {
 	tb.Helper()
+	return discardConnTo(tb, x, y, "10.9.0.2:9")
+}
+
+// discardConnTo is discardConn to the address to (port 9) of y.
+func discardConnTo(tb testing.TB, x, y *Stack, to string) net.Conn {
+	tb.Helper()
 	l, err := y.Listen("tcp", ":9")
 	if err != nil {
 		tb.Fatal(err)
@@ -83,7 +92,7 @@ func discardConn(tb testing.TB, x, y *Stack) net.Conn {
 		}
 		io.Copy(io.Discard, c)
 	}()
-	c, err := x.Dial("tcp", "10.9.0.2:9")
+	c, err := x.Dial("tcp", to)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -132,7 +141,13 @@ func TestSteadyTransferDoesNotAllocatePerSegment(t *testing.T) {
 // old connection's sequence space, and waits out the entry. ns/op is the
 // cost of one whole connection on both stacks; conns/s is the rate.
 func BenchmarkConnChurn(b *testing.B) {
-	x, y := pipePairCfg(b, Config{TCP: tcp.Config{MSL: 100 * time.Millisecond}}, Config{})
+	b.Run("IPv4", func(b *testing.B) { connChurn(b, "10.9.0.2:80") })
+	b.Run("IPv6", func(b *testing.B) { connChurn(b, "[fd00:9::2]:80") })
+}
+
+// connChurn is BenchmarkConnChurn with the server at to.
+func connChurn(b *testing.B, to string) {
+	x, y := pipePairCfg(b, Config{TCP: tcp.Config{MSL: 100 * time.Millisecond}, Addr6: dualA6}, Config{Addr6: dualB6})
 	l, err := y.Listen("tcp", ":80")
 	if err != nil {
 		b.Fatal(err)
@@ -155,7 +170,7 @@ func BenchmarkConnChurn(b *testing.B) {
 		go func() {
 			req, resp := make([]byte, 100), make([]byte, 100)
 			for next.Add(1) <= int64(b.N) {
-				c, err := x.Dial("tcp", "10.9.0.2:80")
+				c, err := x.Dial("tcp", to)
 				if err != nil {
 					errs <- err
 					return

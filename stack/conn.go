@@ -114,7 +114,7 @@ func (c *Conn) tcpConfig() tcp.Config {
 // for the write and write it. Called with c.mu held.
 func (c *Conn) SendSegment(seg *tcp.Segment) {
 	bp := c.s.pkts.Get().(*[]byte)
-	c.s.writeSegment(*bp, c.key, c.flow, seg)
+	c.s.writeSegment(*bp, c.fam, c.key, c.flow, seg)
 	c.s.pkts.Put(bp)
 }
 

@@ -368,7 +368,7 @@ func (s *Stack) sendCookie(key tuple, syn *tcp.Segment, out []byte) {
 	iss := s.cookies.Make(f.net.Addr(), key.addr(), syn, mss, s.now())
 	synack := tcp.CookieSynAck(f.tcp, syn, iss)
 	s.stats.synCookiesSent.Add(1)
-	s.writeSegment(out, key, s.flowLabel(key), &synack)
+	s.writeSegment(out, f, key, s.flowLabel(key), &synack)
 }
 
 // onCookieAck tries seg, an ACK that found no connection, as the end of

@@ -580,11 +580,11 @@ type paddedCount struct {
 // queueFor is the queue the flow with the peer dst and these ports is
 // written to: always the same one, so the device steers the flow's
 // inbound packets to the same queue, and its reader.
-func (s *Stack) queueFor(dst netip.Addr, lport, rport uint16) *devQueue {
+func (s *Stack) queueFor(key tuple, lport, rport uint16) *devQueue {
 	if len(s.queues) == 1 {
 		return &s.queues[0]
 	}
-	a := dst.As16()
+	a := &key.raddr
 	h := (binary.BigEndian.Uint32(a[12:]) ^ binary.BigEndian.Uint32(a[8:]) ^ uint32(lport)<<16 ^ uint32(rport)) * 0x9e3779b1
 	return &s.queues[(uint64(h)*uint64(len(s.queues)))>>32]
 }
@@ -772,25 +772,25 @@ func (s *Stack) sendReset(key tuple, in *tcp.Segment, out []byte) {
 		return
 	}
 	s.stats.resetsSent.Add(1)
-	s.writeSegment(out, key, s.flowLabel(key), &rst)
+	s.writeSegment(out, s.familyOf(key.addr()), key, s.flowLabel(key), &rst)
 }
 
-// writeSegment builds the packet for seg, sent on the connection key
-// (with flow label flow, for IPv6), in buf and writes it. buf holds the
+// writeSegment builds the packet for seg, sent on the connection key of
+// the family f (with flow label flow, for IPv6), in buf and writes it. buf holds the
 // headers, and, on a device without offloads, the whole packet (an MTU).
 // On a device with offloads only the headers are built: the payload goes
 // from the send ring to the device as it is (WriteOffload's second
 // slice), and the TCP checksum is left to the device, which for a
 // super-segment computes one per piece. ip.BuildTCP makes every TCP
 // packet; the stack only chooses where it goes.
-func (s *Stack) writeSegment(buf []byte, key tuple, flow uint32, seg *tcp.Segment) {
-	f := s.familyOf(key.addr())
+func (s *Stack) writeSegment(buf []byte, f *family, key tuple, flow uint32, seg *tcp.Segment) {
+	dst := key.addr()
 	// Segments count as on the wire, a super-segment as its pieces, as
 	// Linux counts OutSegs.
 	s.stats.segmentsOut.Add(uint64(pieces(len(seg.Payload), seg.GSOSize)))
-	q := s.queueFor(key.addr(), seg.SrcPort, seg.DstPort)
+	q := s.queueFor(key, seg.SrcPort, seg.DstPort)
 	if q.off != nil {
-		hdr, _ := ip.BuildTCP(f.net, buf, key.addr(), flow, seg, true)
+		hdr, _ := ip.BuildTCP(f.net, buf, dst, flow, seg, true)
 		o := tun.Offload{CsumPartial: true}
 		if seg.GSOSize > 0 {
 			o.GSOSize = uint16(seg.GSOSize)
@@ -806,7 +806,7 @@ func (s *Stack) writeSegment(buf []byte, key tuple, flow uint32, seg *tcp.Segmen
 		}
 		return
 	}
-	_, n := ip.BuildTCP(f.net, buf, key.addr(), flow, seg, false)
+	_, n := ip.BuildTCP(f.net, buf, dst, flow, seg, false)
 	_, err := q.dev.Write(buf[:n])
 	s.wrote(err)
 }

@@ -224,7 +224,7 @@ func (s *Stack) handleTimeWait(key tuple, seg *tcp.Segment, out []byte) (handled
 	sh.mu.Unlock()
 	switch v {
 	case tcp.TWAck:
-		s.writeSegment(out, key, s.flowLabel(key), &ack)
+		s.writeSegment(out, s.familyOf(key.addr()), key, s.flowLabel(key), &ack)
 		if restarted {
 			s.traceLoop(key, tcp.LoopTimeWaitFin, seg)
 		}
