@@ -177,10 +177,9 @@ func FuzzParse6(f *testing.F) {
 		// The upper layer.
 		switch pkt.Protocol {
 		case ProtoTCP:
-			doff := int(header.TCP(pkt.Payload).DataOffset())
-			if len(pkt.Payload) < 20 || doff < 20 || doff > len(pkt.Payload) ||
-				rfc1071(pseudo6(pkt.Src, pkt.Dst, 6, len(pkt.Payload)), pkt.Payload) != 0 {
-				t.Fatalf("accepted a bad TCP segment")
+			// The header's structure is tcp.Parse's; the checksum is ours.
+			if rfc1071(pseudo6(pkt.Src, pkt.Dst, 6, len(pkt.Payload)), pkt.Payload) != 0 {
+				t.Fatalf("accepted a TCP segment with a bad checksum")
 			}
 		case ProtoICMPv6:
 			if len(pkt.Payload) < 8 || rfc1071(pseudo6(pkt.Src, pkt.Dst, 58, len(pkt.Payload)), pkt.Payload) != 0 {

@@ -96,10 +96,9 @@ func FuzzParse(f *testing.F) {
 		}
 		switch pkt.Protocol {
 		case ProtoTCP:
-			off := int(header.TCP(pkt.Payload).DataOffset())
-			if len(pkt.Payload) < 20 || off < 20 || off > len(pkt.Payload) ||
-				rfc1071(pseudo(pkt.Src, pkt.Dst, 6, len(pkt.Payload)), pkt.Payload) != 0 {
-				t.Fatalf("accepted a bad TCP segment")
+			// The header's structure is tcp.Parse's; the checksum is ours.
+			if rfc1071(pseudo(pkt.Src, pkt.Dst, 6, len(pkt.Payload)), pkt.Payload) != 0 {
+				t.Fatalf("accepted a TCP segment with a bad checksum")
 			}
 		case ProtoICMP:
 			if len(pkt.Payload) < 8 || rfc1071(pkt.Payload) != 0 {

@@ -141,6 +141,9 @@ type ICMPError struct {
 	MTU int
 }
 
+// ICMPv4Echo is the type of an ICMP echo request (RFC 792).
+const ICMPv4Echo = uint8(header.ICMPv4Echo)
+
 // The ICMP error types a TCP sender cares about (RFC 792, RFC 1122 §4.2.3.9).
 const (
 	ICMPDestUnreachable  = uint8(header.ICMPv4DstUnreachable)

@@ -30,7 +30,7 @@ const (
 	DropFragment                       // a fragment: MF or offset (v4), a Fragment header (v6); we do not reassemble
 	DropNotForUs                       // destination is not our address (broadcast/multicast/other)
 	DropProtocol                       // protocol we do not speak (not TCP, not ICMP)
-	DropTCPShort                       // TCP header shorter than 20 bytes or data offset out of range
+	DropTCPShort                       // TCP header shorter than 20 bytes or data offset out of range (tcp.Parse's check; the stack counts it)
 	DropTCPChecksum                    // bad TCP checksum (pseudo-header included)
 	DropICMP                           // malformed/bad-checksum ICMP or ICMP type we ignore
 	DropSource                         // unusable source address (RFC 1122 §3.2.1.3, §4.2.3.10; RFC 4291 §2.5.2, §2.7)
@@ -145,8 +145,8 @@ func parseAny(b []byte, local netip.Addr, trusted bool) (Packet, DropReason) {
 // nonzero the destination must equal it; when local is zero any unicast
 // destination is accepted.
 //
-// For TCP it also checks that the data offset lies within the segment and
-// verifies the TCP checksum over the pseudo-header; for ICMP it checks the
+// For TCP it also verifies the TCP checksum over the pseudo-header (the
+// TCP header's structure is tcp.Parse's to check); for ICMP it checks the
 // minimum length and the ICMP checksum. A packet that passes can therefore
 // be trusted byte for byte by the transport.
 func parse4(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReason) {
@@ -213,19 +213,16 @@ func parse4(b []byte, local [4]byte, trusted bool) (pkt Packet, reason DropReaso
 	pkt.Payload = b[hl:tl:tl]
 	switch pkt.Protocol {
 	case ProtoTCP:
-		t := header.TCP(pkt.Payload)
-		if len(t) < header.TCPMinimumSize {
-			return pkt, DropTCPShort
-		}
-		if off := int(t.DataOffset()); off < header.TCPMinimumSize || off > len(t) {
-			return pkt, DropTCPShort
-		}
 		// RFC 9293 §3.1: the checksum covers the pseudo-header, the
 		// header and the data; a segment that fails it is dropped
-		// (RFC 1122 §4.2.2.7: the checksum MUST be checked).
+		// (RFC 1122 §4.2.2.7: the checksum MUST be checked). It is
+		// checked here because the pseudo-header is the network
+		// layer's; the TCP header's own structure (length, data offset)
+		// is tcp.Parse's to check, once.
 		if trusted {
 			break
 		}
+		t := pkt.Payload
 		xsum := pseudoSum4(src, dst, ProtoTCP, len(t))
 		if checksum.Checksum(t, xsum) != 0xffff {
 			return pkt, DropTCPChecksum

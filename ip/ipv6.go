@@ -45,8 +45,9 @@ func (n *IPv6) MinMTU() int { return IPv6MinMTU }
 // node), every extension header up to the upper layer (hop-by-hop first
 // only, destination options and hop-by-hop options walked and acted on,
 // a routing header only with no segments left; fragments dropped), and
-// then, for TCP, the data offset and the checksum over the IPv6
-// pseudo-header (unless trusted, see [ParseTrusted]); for ICMPv6, the
+// then, for TCP, the checksum over the IPv6 pseudo-header (unless
+// trusted, see [ParseTrusted]; the TCP header's structure is tcp.Parse's
+// to check); for ICMPv6, the
 // minimum length and the checksum (RFC 4443 §2.3). It never allocates
 // and never panics.
 func (n *IPv6) Parse(b []byte, trusted bool) (Packet, DropReason) {
@@ -196,13 +197,10 @@ func parse6(b []byte, local netip.Addr, trusted bool) (pkt Packet, reason DropRe
 	pkt.Payload = b[off:len(b):len(b)]
 	switch next {
 	case ProtoTCP:
-		t := header.TCP(pkt.Payload)
-		if len(t) < header.TCPMinimumSize {
-			return pkt, DropTCPShort
-		}
-		if doff := int(t.DataOffset()); doff < header.TCPMinimumSize || doff > len(t) {
-			return pkt, DropTCPShort
-		}
+		// The TCP header's structure is tcp.Parse's to check, once;
+		// the checksum is the network layer's, which owns the
+		// pseudo-header.
+		t := pkt.Payload
 		if trusted {
 			break
 		}

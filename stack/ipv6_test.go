@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/net/nettest"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tund-project/tund/ip"
 	"github.com/tund-project/tund/tcp"
@@ -563,4 +564,46 @@ func TestIPv6ThroughLossReorderingAndDuplication(t *testing.T) {
 		t.Errorf("no retransmissions through 5%% loss: the impairment did not bite")
 	}
 	t.Logf("16 MiB over IPv6 at 5%% loss: %d retransmitted segments, dropped %+v", info.Retransmits, imp.Stats())
+}
+
+// TestShortTCPHeaderCountedOnce: a TCP header shorter than 20 bytes, or
+// with a data offset below 5 words or past the segment, with a good
+// checksum, is dropped in either family and counted as tcp_short. The
+// network layer checks only the checksum (its pseudo-header); the header's
+// structure is checked once, by tcp.Parse.
+func TestShortTCPHeaderCountedOnce(t *testing.T) {
+	for _, p := range []*rawPeer{newRawPeer(t, Config{}), newRawPeer6(t, Config{})} {
+		seg := tcp.Segment{SrcPort: 40000, DstPort: 80, Seq: 1, Flags: tcp.FlagSYN, Window: 65535}
+		buf := make([]byte, 100)
+		hdr, n := ip.BuildTCP(p.net, buf, p.dst, 0, &seg, false)
+		nl := hdr - seg.HeaderLen()
+		var bad [][]byte
+		for _, off := range []byte{0, 4, 15} { // data offset in words
+			b := slices.Clone(buf[:n])
+			b[nl+12] = off << 4
+			bad = append(bad, b)
+		}
+		bad = append(bad, slices.Clone(buf[:nl+19])) // 19 bytes of TCP
+		for _, b := range bad {
+			// Length fields and checksums made right for what is there.
+			seg := b[nl:]
+			if p.net.Version() == 4 {
+				h := header.IPv4(b)
+				h.SetTotalLength(uint16(len(b)))
+				h.SetChecksum(0)
+				h.SetChecksum(^h.CalculateChecksum())
+			} else {
+				header.IPv6(b).SetPayloadLength(uint16(len(seg)))
+			}
+			seg[16], seg[17] = 0, 0
+			sum := ip.TCPChecksum(p.addr, p.dst, seg)
+			seg[16], seg[17] = byte(sum>>8), byte(sum)
+			p.write(b)
+		}
+		p.settle()
+		st := p.s.Stats()
+		if st.Drops["tcp_short"] != 4 || st.Drops["tcp_checksum"] != 0 || st.ResetsSent != 0 {
+			t.Errorf("IPv%d: drops %v, resets %d; want 4 tcp_short and nothing else", p.net.Version(), st.Drops, st.ResetsSent)
+		}
+	}
 }

@@ -687,7 +687,10 @@ func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out [
 		n, e, isErr := f.net.ICMP(&m, out)
 		switch {
 		case n > 0:
-			s.stats.echoReplies.Add(1)
+			// An echo reply, or (IPv6) a neighbour advertisement.
+			if t := m.Payload[0]; t == ip.ICMPv4Echo && m.Version == 4 || t == ip.ICMPv6EchoRequest && m.Version == 6 {
+				s.stats.echoReplies.Add(1)
+			}
 			s.write(out[:n])
 		case isErr:
 			s.icmpError(f, &e)
@@ -696,8 +699,14 @@ func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out [
 		}
 		return
 	}
+	// The network layer checked the checksum (its pseudo-header); the
+	// TCP header's structure is checked here, once, by tcp.Parse.
 	if err := tcp.Parse(pkt.Payload, seg); err != nil {
-		s.stats.badTCPOptions.Add(1)
+		if errors.Is(err, tcp.ErrShortSegment) {
+			s.ipStats.Drop(ip.DropTCPShort)
+		} else {
+			s.stats.badTCPOptions.Add(1)
+		}
 		return
 	}
 	s.stats.segmentsIn.Add(uint64(pieces(len(seg.Payload), gso)))

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -191,8 +192,15 @@ func httpHandler(st *stack.Stack) http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		var b strings.Builder
-		fmt.Fprintf(&b, "<!doctype html><title>tund %s</title><h1>tund at %s</h1>\n", st.Addr(), st.Addr())
-		b.WriteString("<p>A userspace TCP/IPv4 stack. Try <a href=\"/bytes/1048576\">/bytes/1048576</a>.</p>\n")
+		var addrs []string
+		for _, a := range []netip.Addr{st.Addr(), st.Addr6()} {
+			if a.IsValid() {
+				addrs = append(addrs, a.String())
+			}
+		}
+		at := html.EscapeString(strings.Join(addrs, " and "))
+		fmt.Fprintf(&b, "<!doctype html><title>tund %s</title><h1>tund at %s</h1>\n", at, at)
+		b.WriteString("<p>A userspace TCP/IP stack (IPv4 and IPv6). Try <a href=\"/bytes/1048576\">/bytes/1048576</a>.</p>\n")
 		b.WriteString("<table border=1 cellpadding=3><tr><th>State</th><th>Local</th><th>Remote</th><th>Send-Q</th><th>Recv-Q</th><th>Timer</th></tr>\n")
 		conns := st.Connections()
 		const maxRows = 500 // thousands of TIME-WAIT entries make a useless page
