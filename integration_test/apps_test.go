@@ -93,7 +93,7 @@ func TestMisbehavingApps(t *testing.T) {
 			}
 			conns = append(conns, c)
 		}
-		ssLine(t, ctl, `^LISTEN\s+2\s+2\s+198\.18\.0\.2:8002\s+\*:\*\s+syn-queue 0/2$`)
+		ssLine(t, ctl, `^LISTEN\s+2\s+2\s+\[::\]:8002\s+\*:\*\s+syn-queue 0/2$`)
 		// The third finds the accept queue full: its SYN is dropped, and
 		// it sits in SYN-SENT retrying.
 		third := make(chan error, 1)

@@ -123,14 +123,17 @@ func FuzzParse6(f *testing.F) {
 			t.Fatalf("fields %+v", pkt)
 		}
 		// The chain, walked again: at most eight headers, hop-by-hop
-		// first only, no fragment, routing only with no segments left,
-		// every option one a host may skip.
+		// first only, no fragment but an atomic one (RFC 6946), routing
+		// only with no segments left, every option one a host may skip.
 		next, off := b[6], 40
 		for i := 0; next != 6 && next != 58; i++ {
 			if i == 8 || off+8 > end || (next == 0 && i > 0) {
 				t.Fatalf("accepted a bad chain at header %d (%d)", i, next)
 			}
 			l := 8 + 8*int(b[off+1])
+			if next == 44 {
+				l = 8 // a Fragment header's second byte is reserved, not a length
+			}
 			switch next {
 			case 0, 60:
 				o := b[off+2 : off+l]
@@ -147,6 +150,10 @@ func FuzzParse6(f *testing.F) {
 			case 43:
 				if b[off+3] != 0 {
 					t.Fatalf("accepted a routing header with segments left")
+				}
+			case 44:
+				if binary.BigEndian.Uint16(b[off+2:])&0xfff9 != 0 {
+					t.Fatalf("accepted a fragment that is not atomic")
 				}
 			default:
 				t.Fatalf("accepted next header %d", next)

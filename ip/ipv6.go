@@ -175,9 +175,19 @@ func parse6(b []byte, local netip.Addr, trusted bool) (pkt Packet, reason DropRe
 			}
 			next, off = b[off], off+hl
 		case nextFragment:
-			// We do not reassemble (RFC 8200 §4.5); fragments are
-			// counted and dropped, as for IPv4.
-			return pkt, DropFragment
+			// RFC 6946 §4: an atomic fragment (offset 0, M clear) is a
+			// whole packet and MUST be processed as one, in isolation
+			// from any other fragment: its Fragment header is skipped.
+			// Anything else is a piece of a larger packet: we do not
+			// reassemble (RFC 8200 §4.5), so it is counted and dropped,
+			// as for IPv4.
+			if off+8 > len(b) {
+				return pkt, DropExtension
+			}
+			if binary.BigEndian.Uint16(b[off+2:off+4])&0xfff9 != 0 { // offset and M (the 2 reserved bits aside)
+				return pkt, DropFragment
+			}
+			next, off = b[off], off+8
 		default:
 			// No Next Header (59), ESP, AH, UDP and everything else:
 			// no upper layer we speak.

@@ -322,6 +322,9 @@ func TestParse6ExtensionChains(t *testing.T) {
 			cat(optsHdr(60), optsHdr(43, 1, 0), routingHdr(60, 3, 0, 0), optsHdr(6)), seg},
 		{"eight headers", 60, eight, seg},
 		{"chain to ICMPv6", 0, cat(optsHdr(43), routingHdr(58, 2, 0, 1)), echo},
+		// RFC 6946 §4: an atomic fragment MUST be processed as a whole packet.
+		{"atomic fragment", 44, fragHdr(6, 0, false), seg},
+		{"hop-by-hop + atomic fragment to ICMPv6", 0, cat(optsHdr(44), fragHdr(58, 0, false)), echo},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := ipv6(peer6, us6, tc.first, tc.ext, tc.up)
@@ -384,7 +387,6 @@ func TestParse6Drops(t *testing.T) {
 		{"payload length 0, no next header", ipv6(peer6, us6, 59, nil, nil), us6, DropTotalLength},
 		{"fragment", withExt(44, fragHdr(6, 0, true)), us6, DropFragment},
 		{"fragment, offset", withExt(44, fragHdr(6, 185, false)), us6, DropFragment},
-		{"atomic fragment", withExt(44, fragHdr(6, 0, false)), us6, DropFragment},
 		{"fragment after hop-by-hop and routing", withExt(0, optsHdr(43), routingHdr(44, 0, 0, 0), fragHdr(6, 0, true)), us6, DropFragment},
 		{"wrong dst", tcp6Packet(peer6, other, nil), us6, DropNotForUs},
 		{"all-nodes dst", echo(peer6, netip.MustParseAddr("ff02::1")), us6, DropNotForUs},
