@@ -607,3 +607,60 @@ func TestShortTCPHeaderCountedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6TimeWait: the side that closes an IPv6 connection first holds
+// its TIME-WAIT, keyed by the IPv6 tuple and shown with it in brackets;
+// the side that closed second holds none; a new connection on another
+// tuple is unaffected.
+func TestIPv6TimeWait(t *testing.T) {
+	a, b := dualPair(t, 1500, nil)
+	l, err := b.Listen("tcp6", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := a.Dial("tcp6", "[fd00:9::2]:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := c.LocalAddr().String()
+	sc := <-accepted
+	c.Close() // a closes first: a ends in TIME-WAIT
+	buf := make([]byte, 1)
+	if _, err := sc.Read(buf); err == nil {
+		t.Fatal("b read data, want EOF")
+	}
+	sc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var tw []string
+		for _, ci := range a.Connections() {
+			if ci.State == tcp.TimeWait {
+				tw = append(tw, ci.Local.String()+" "+ci.Remote.String())
+			}
+		}
+		if len(tw) == 1 && tw[0] == local+" [fd00:9::2]:7" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a's TIME-WAIT entries %q, want %q", tw, local+" [fd00:9::2]:7")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := b.StateCounts()[tcp.TimeWait]; n != 0 {
+		t.Errorf("b, which closed second, holds %d TIME-WAIT entries", n)
+	}
+	// A new connection from another port is not held up by it.
+	c2, err := a.Dial("tcp6", "[fd00:9::2]:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Close()
+}
