@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/nettest"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/tund-project/tund/ip"
@@ -219,40 +218,6 @@ func TestListenFamilies(t *testing.T) {
 		t.Errorf("an IPv4-only stack's tcp listener: Addr %s", got)
 	}
 	l.Close()
-}
-
-// TestNetTestConnIPv6 runs nettest's net.Conn conformance suite over
-// IPv6 connections between two stacks.
-func TestNetTestConnIPv6(t *testing.T) {
-	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		a, b := dualPair(t, 1500, nil)
-		l, err := b.Listen("tcp6", ":0")
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, err := l.Accept()
-			if err != nil {
-				accepted <- nil
-				return
-			}
-			accepted <- c
-		}()
-		c1, err = a.Dial("tcp6", l.Addr().String())
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		c2 = <-accepted
-		stop = func() {
-			c1.Close()
-			if c2 != nil {
-				c2.Close()
-			}
-			l.Close()
-		}
-		return c1, c2, stop, nil
-	})
 }
 
 // recordDev keeps a copy of the IPv6 TCP packets written through it, for

@@ -12,9 +12,20 @@ import (
 // deadlines, deadlines moved while calls block) on connections between
 // two stacks over tun.Pipe.
 func TestNetTestConn(t *testing.T) {
+	netTest(t, "tcp", func() (a, b *Stack) { return pipePair(t, 1500) })
+}
+
+// TestNetTestConnIPv6 runs the suite over IPv6 connections.
+func TestNetTestConnIPv6(t *testing.T) {
+	netTest(t, "tcp6", func() (a, b *Stack) { return dualPair(t, 1500, nil) })
+}
+
+// netTest runs nettest.TestConn on connections of network from a to b,
+// a new pair of stacks for each.
+func netTest(t *testing.T, network string, pair func() (a, b *Stack)) {
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		a, b := pipePair(t, 1500)
-		l, err := b.Listen("tcp", ":0")
+		a, b := pair()
+		l, err := b.Listen(network, ":0")
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -27,7 +38,7 @@ func TestNetTestConn(t *testing.T) {
 			}
 			accepted <- c
 		}()
-		c1, err = a.Dial("tcp", l.Addr().String())
+		c1, err = a.Dial(network, l.Addr().String())
 		if err != nil {
 			return nil, nil, nil, err
 		}
