@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,10 +28,11 @@ import (
 
 var updateSeeds = flag.Bool("update", false, "rewrite the fuzz seed corpus under testdata/fuzz")
 
-// demuxFuzz is FuzzStackDemux's harness: stacks a (10.9.0.1) and b
-// (10.9.0.2) on one ManualClock, a live connection from a to b's port 80
-// moving verified bytes both ways, and packets from the fuzz input written
-// into the link towards b, as if from the network.
+// demuxFuzz is FuzzStackDemux's harness: stacks a (10.9.0.1, fd00:9::1)
+// and b (10.9.0.2, fd00:9::2) on one ManualClock, a live IPv4 connection
+// from a to b's port 80 moving verified bytes both ways, and packets of
+// either family from the fuzz input written into the link towards b, as
+// if from the network.
 type demuxFuzz struct {
 	t      *testing.T
 	a, b   *Stack
@@ -38,8 +40,11 @@ type demuxFuzz struct {
 	wire   tun.Device // a's end of the link: what is written here, b reads
 	aAddr  netip.Addr
 	bAddr  netip.Addr
-	aPort  uint16 // the live connection is aAddr:aPort -> bAddr:80
-	buf    []byte // scratch for EchoReply
+	aAddr6 netip.Addr
+	bAddr6 netip.Addr
+	b6     *ip.IPv6 // b's IPv6 layer, to predict its answers
+	aPort  uint16   // the live connection is aAddr:aPort -> bAddr:80
+	buf    []byte   // scratch for EchoReply
 	expect map[string]uint64
 	echoes uint64 // echo requests injected (b answers each)
 	// liveOOW counts segments injected on the live tuple, without a
@@ -79,10 +84,21 @@ func (r *fuzzReader) addr() netip.Addr {
 	return netip.AddrFrom4([4]byte{r.u8(), r.u8(), r.u8(), r.u8()})
 }
 
+// addr6 reads an IPv6 address: its first byte (fd for the harness's
+// prefix, ff multicast, 00 unspecified, loopback or v4-mapped, …) and its
+// last three; the rest is fd00:9::'s.
+func (r *fuzzReader) addr6() netip.Addr {
+	return netip.AddrFrom16([16]byte{0: r.u8(), 3: 9, 13: r.u8(), 14: r.u8(), 15: r.u8()})
+}
+
 // fixChecksums recomputes the IPv4 header checksum and, when the lengths
 // let it reach them, the TCP or ICMP checksum, so that the fuzzer also
 // gets packets past the checksum checks.
 func fixChecksums(p []byte) {
+	if ip.Version(p) == 6 {
+		fixChecksums6(p)
+		return
+	}
 	if len(p) < 20 {
 		return
 	}
@@ -109,6 +125,44 @@ func fixChecksums(p []byte) {
 			binary.BigEndian.PutUint16(body[2:], ^checksum.Checksum(body, 0))
 		}
 	}
+}
+
+// fixChecksums6 recomputes the TCP or ICMPv6 checksum of an IPv6 packet
+// whose upper layer follows the fixed header, when its payload length
+// lets it reach it.
+func fixChecksums6(p []byte) {
+	if len(p) < 40 {
+		return
+	}
+	end := 40 + int(binary.BigEndian.Uint16(p[4:6]))
+	if end > len(p) {
+		return
+	}
+	src, dst := netip.AddrFrom16([16]byte(p[8:24])), netip.AddrFrom16([16]byte(p[24:40]))
+	body := p[40:end]
+	switch p[6] {
+	case ip.ProtoTCP:
+		if len(body) >= 18 {
+			binary.BigEndian.PutUint16(body[16:], 0)
+			binary.BigEndian.PutUint16(body[16:], ip.TCPChecksum(src, dst, body))
+		}
+	case ip.ProtoICMPv6:
+		if len(body) >= 4 {
+			binary.BigEndian.PutUint16(body[2:], 0)
+			binary.BigEndian.PutUint16(body[2:], ^checksum.Checksum(body, ip.PseudoHeaderChecksum(src, dst, ip.ProtoICMPv6, len(body))))
+		}
+	}
+}
+
+// packet6 builds an IPv6 packet around body with a correct checksum, hop
+// limit 255 (what neighbour discovery requires of a solicitation).
+func packet6(src, dst netip.Addr, proto uint8, body []byte) []byte {
+	p := make([]byte, ip.IPv6HeaderLen+len(body))
+	ip.BuildIPv6(p, src, dst, proto, 0x12345, len(body))
+	p[7] = 255
+	copy(p[ip.IPv6HeaderLen:], body)
+	fixChecksums6(p)
+	return p
 }
 
 // packet builds an IPv4 packet around body with correct checksums.
@@ -169,8 +223,15 @@ func (f *demuxFuzz) liveRcvNxt() (tcp.Seq, bool) {
 //	5: another ICMP message (+1 type, +1 code, +1 length)
 //	6: a SYN to the listener, its IP header then broken (+1 how)
 //	7: let the clock run (+1 ms), nothing injected
+//
+// With bit 0x40 of the op set, ops 2 to 5 are IPv6 (addresses read by
+// addr6), and op 5's ICMPv6 message may be a neighbour solicitation for
+// b's address, to b's solicited-node group (bits of its length byte).
 func (f *demuxFuzz) build(r *fuzzReader) []byte {
 	op := r.u8()
+	if op&0x40 != 0 && op%8 >= 2 && op%8 <= 5 {
+		return f.build6(op, r)
+	}
 	switch op % 8 {
 	case 0:
 		p := bytes.Clone(r.bytes(int(r.u8()) * 6))
@@ -267,13 +328,69 @@ func (f *demuxFuzz) build(r *fuzzReader) []byte {
 	}
 }
 
+// build6 is build for the IPv6 forms of ops 2 to 5.
+func (f *demuxFuzz) build6(op byte, r *fuzzReader) []byte {
+	switch op % 8 {
+	case 2:
+		src, sport, seq := r.addr6(), r.u16(), r.u32()
+		flags, ack, win, opts, n := r.segmentFields()
+		return packet6(src, f.bAddr6, ip.ProtoTCP, tcpBody(sport, demuxPort, seq, ack, flags, win, opts, n))
+	case 3:
+		src := f.aAddr6
+		if r.u8()&1 != 0 {
+			src = r.addr6()
+		}
+		sport, dport, seq := r.u16(), r.u16(), r.u32()
+		flags, ack, win, opts, n := r.segmentFields()
+		return packet6(src, f.bAddr6, ip.ProtoTCP, tcpBody(sport, dport, seq, ack, flags, win, opts, n))
+	case 4:
+		// An ICMPv6 error (Packet Too Big is type 2) quoting a segment
+		// of b's to a over IPv6, whole or cut short.
+		typ, code, mtu, sel, seq := r.u8(), r.u8(), r.u16(), r.u8(), r.u32()
+		peer := f.aAddr6
+		if sel&1 != 0 {
+			peer = netip.AddrFrom16([16]byte{0: 0xfd, 3: 9, 15: byte(seq)})
+		}
+		quote := packet6(f.bAddr6, peer, ip.ProtoTCP, tcpBody(demuxPort, uint16(seq>>16), seq, 0, byte(tcp.FlagACK), 0, nil, 0))
+		if sel&8 != 0 {
+			quote = quote[:48]
+		}
+		body := make([]byte, 8+len(quote))
+		body[0], body[1] = typ, code
+		binary.BigEndian.PutUint32(body[4:], uint32(mtu))
+		copy(body[8:], quote)
+		return packet6(f.aAddr6, f.bAddr6, ip.ProtoICMPv6, body)
+	default: // 5
+		typ, code, n := r.u8(), r.u8(), r.u8()
+		body := make([]byte, 8+int(n&0x3f))
+		body[0], body[1] = typ, code
+		for i := 4; i < len(body); i++ {
+			body[i] = byte(i)
+		}
+		dst := f.bAddr6
+		if n&0x40 != 0 && len(body) >= 24 {
+			// A neighbour solicitation's target: b's address.
+			copy(body[8:24], f.bAddr6.AsSlice())
+		}
+		if n&0x80 != 0 {
+			b := f.bAddr6.As16()
+			dst = netip.AddrFrom16([16]byte{0: 0xff, 1: 2, 11: 1, 12: 0xff, 13: b[13], 14: b[14], 15: b[15]})
+		}
+		return packet6(f.aAddr6, dst, ip.ProtoICMPv6, body)
+	}
+}
+
 // inject writes p towards b after the live-tuple guard, and records what
 // b must count.
 func (f *demuxFuzz) inject(p []byte) {
 	if len(p) == 0 || len(p) > 1500 {
 		return
 	}
-	pkt, reason := ip.Parse(p, f.bAddr)
+	local := f.bAddr
+	if ip.Version(p) == 6 {
+		local = f.bAddr6
+	}
+	pkt, reason := ip.Parse(p, local)
 	if reason == ip.DropNone && pkt.Protocol == ip.ProtoTCP {
 		var seg tcp.Segment
 		if tcp.Parse(pkt.Payload, &seg) == nil && pkt.Src == f.aAddr && seg.SrcPort == f.aPort && seg.DstPort == demuxPort {
@@ -297,19 +414,30 @@ func (f *demuxFuzz) inject(p []byte) {
 			}
 		}
 	}
-	pkt, reason = ip.Parse(p, f.bAddr)
+	pkt, reason = ip.Parse(p, local)
 	switch {
 	case reason != ip.DropNone:
 		f.expect[reason.String()]++
 	case pkt.Protocol == ip.ProtoTCP:
 		var seg tcp.Segment
-		if tcp.Parse(pkt.Payload, &seg) != nil {
+		if err := tcp.Parse(pkt.Payload, &seg); errors.Is(err, tcp.ErrShortSegment) {
+			f.expect["tcp_short"]++
+		} else if err != nil {
 			f.expect["tcp_options"]++
 		}
 	case pkt.Protocol == ip.ProtoICMP:
 		if ip.EchoReply(f.buf, &pkt, 0) > 0 {
 			f.echoes++
 		} else if _, ok := ip.ParseICMPError(&pkt, f.bAddr); !ok {
+			f.expect["icmp"]++
+		}
+	case pkt.Protocol == ip.ProtoICMPv6:
+		n, _, isErr := f.b6.ICMP(&pkt, f.buf)
+		switch {
+		case n > 0 && pkt.Payload[0] == ip.ICMPv6EchoRequest:
+			f.echoes++
+		case n > 0: // a neighbour advertisement
+		case !isErr:
 			f.expect["icmp"]++
 		}
 	}
@@ -336,8 +464,9 @@ func runDemuxFuzz(t *testing.T, data []byte) {
 	f := &demuxFuzz{
 		t: t, clk: clk, buf: make([]byte, 1500), expect: map[string]uint64{},
 		aAddr: netip.AddrFrom4([4]byte{10, 9, 0, 1}), bAddr: netip.AddrFrom4([4]byte{10, 9, 0, 2}),
+		aAddr6: dualA6, bAddr6: dualB6, b6: ip.NewIPv6(dualB6),
 	}
-	f.a, f.b = pipePairWrap(t, Config{Clock: clk}, Config{Clock: clk, Backlog: demuxLog, NoSynCookies: flags&1 == 0},
+	f.a, f.b = pipePairWrap(t, Config{Clock: clk, Addr6: dualA6}, Config{Clock: clk, Addr6: dualB6, Backlog: demuxLog, NoSynCookies: flags&1 == 0},
 		func(d tun.Device) tun.Device { f.wire = d; return d })
 
 	// The clock runs while the live transfer does: delayed ACKs and
@@ -651,6 +780,28 @@ func demuxSeeds() []struct {
 	icmp.put(4, 4, 0).u16(0).put(0).u32(0)
 	icmp.put(5, 8, 0, 20).put(5, 0, 0, 4).put(5, 13, 0, 12).put(5, 3, 1, 0)
 	add("icmp", icmp)
+	// IPv6: a SYN flood from spoofed and invalid sources (multicast,
+	// unspecified, loopback), TCP to a closed port, ICMPv6 errors quoting
+	// b's segments (Packet Too Big with a tiny MTU, port unreachable, a
+	// short quote), echo requests, a neighbour solicitation for b to its
+	// solicited-node group and to b, router and multicast-listener junk,
+	// and raw bytes that start like an IPv6 header.
+	v6 := &demuxProg{}
+	v6.put(1)
+	for i := 0; i < demuxLog+4; i++ {
+		v6.put(0x42, 0xfd, 0, 0, byte(i)).u16(uint16(3000+i)).u32(uint32(i)*104729).fields(tcp.FlagSYN, 0, mss, 0)
+	}
+	for _, first := range []byte{0xff, 0x00, 0xfe} {
+		v6.put(0x42, first, 0, 0, 1).u16(4000).u32(1).fields(tcp.FlagSYN, 0, nil, 0)
+	}
+	v6.put(0x43, 0).u16(5555).u16(81).u32(1).fields(tcp.FlagSYN, 0, mss, 0)
+	v6.put(0x44, 2, 0).u16(100).put(0).u32(7)
+	v6.put(0x44, 1, 4).u16(0).put(0).u32(7)
+	v6.put(0x44, 2, 0).u16(1400).put(8).u32(7)
+	v6.put(0x45, 128, 0, 16).put(0x45, 135, 0, 0x40|0x80|16).put(0x45, 135, 0, 0x40|16)
+	v6.put(0x45, 133, 0, 8).put(0x45, 143, 0, 20).put(0x45, 136, 0, 24)
+	v6.put(0x80, 8).put(0x60, 0, 0, 0, 0, 8, 6, 64).put(bytes.Repeat([]byte{0xfd}, 40)...)
+	add("ipv6", v6)
 	return seeds
 }
 
