@@ -41,6 +41,17 @@ func tshark(t *testing.T, file string, args ...string) string {
 	return string(out)
 }
 
+// badTCPChecksum is the tshark display filter (with -o
+// tcp.check_checksum:TRUE) for a TCP checksum that is wrong. Wireshark
+// also calls a checksum of 0xffff "bad" where it computes 0x0000 ("see
+// RFC 1624"), though both are ones'-complement zero and a receiver that
+// sums the whole segment, tund included, accepts either. Linux writes
+// exactly that (skb_checksum_help's CSUM_MANGLED_0) when a segment it
+// checksums in software sums to zero, about once in 65,536 segments: CI
+// saw it twice on the kernel's pure ACKs in TestOffloadOnAndOff. That one
+// case is not counted as bad.
+const badTCPChecksum = "(tcp.checksum.status == 0 && !(tcp.checksum == 0xffff && tcp.checksum_calculated == 0x0000))"
+
 // tsharkBool reads a boolean field of tshark -T fields: "1"/"0" in
 // tshark 4.0, "True"/"False" in later versions.
 func tsharkBool(s string) bool { return s == "1" || s == "True" }
@@ -160,7 +171,7 @@ func TestTundPcap(t *testing.T) {
 	}
 	// Every checksum, the stack's and the kernel's, verifies.
 	bad := strings.TrimSpace(tshark(t, file, "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
-		"-Y", "ip.checksum.status == 0 || tcp.checksum.status == 0"))
+		"-Y", "ip.checksum.status == 0 || "+badTCPChecksum))
 	if bad != "" {
 		t.Errorf("packets with a bad checksum:\n%s", bad)
 	}

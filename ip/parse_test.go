@@ -262,3 +262,50 @@ func TestStats(t *testing.T) {
 		t.Errorf("out-of-range Dropped nonzero")
 	}
 }
+
+// TestChecksumNegativeZero: a TCP checksum of 0xffff where the computed
+// value is 0x0000 is the same ones'-complement zero (RFC 1624 §3), and
+// Linux sends it (skb_checksum_help's CSUM_MANGLED_0) whenever a segment
+// it checksums in software sums to zero: Parse accepts both forms, in
+// either family, and still refuses a wrong one.
+func TestChecksumNegativeZero(t *testing.T) {
+	for _, mk := range []struct {
+		name  string
+		build func(data []byte) []byte
+		local netip.Addr
+		tcpAt int
+	}{
+		{"IPv4", func(d []byte) []byte { return tcpPacket(peer, us, d) }, us, 20},
+		{"IPv6", func(d []byte) []byte { return tcp6Packet(peer6, us6, d) }, us6, 40},
+	} {
+		t.Run(mk.name, func(t *testing.T) {
+			b := mk.build([]byte{0, 0, 'z', 'e', 'r', 'o'})
+			seg := b[mk.tcpAt:]
+			// Make the segment sum to zero by choosing its first two
+			// payload bytes: the canonical checksum is then 0x0000.
+			var src, dst netip.Addr
+			if mk.tcpAt == 20 {
+				src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+			} else {
+				src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+			}
+			seg[16], seg[17] = 0, 0
+			sum := ^TCPChecksum(src, dst, seg) // the ones'-complement sum, folded
+			fill := ^sum                       // what brings it to 0xffff
+			seg[20], seg[21] = byte(fill>>8), byte(fill)
+			if c := TCPChecksum(src, dst, seg); c != 0 {
+				t.Fatalf("the crafted segment's checksum is %#04x, want 0x0000", c)
+			}
+			for _, field := range []uint16{0x0000, 0xffff} {
+				seg[16], seg[17] = byte(field>>8), byte(field)
+				if _, r := Parse(b, mk.local); r != DropNone {
+					t.Errorf("checksum field %#04x for a zero sum: %v, want accepted", field, r)
+				}
+			}
+			seg[16], seg[17] = 0xff, 0xfe
+			if _, r := Parse(b, mk.local); r != DropTCPChecksum {
+				t.Errorf("checksum field 0xfffe for a zero sum: %v, want tcp_checksum", r)
+			}
+		})
+	}
+}
