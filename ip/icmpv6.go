@@ -372,3 +372,42 @@ func upperLayer(q []byte) (proto uint8, off int, found bool) {
 		next, off = q[off], off+hl
 	}
 }
+
+// ParamProblem6 writes into out the ICMPv6 Parameter Problem (RFC 4443
+// §3.4) from local that RFC 8200 §4 asks a node to send about b, an IPv6
+// packet to local that Parse dropped for its extension headers or its
+// next header, and returns its length. The message carries the problem's
+// code (0 erroneous header field: a routing header we cannot follow; 1
+// unrecognized Next Header; 2 unrecognized option that asks to be
+// reported), the offset of the offending byte as its pointer, and as
+// much of b as fits in 1280 bytes.
+//
+// It returns 0, writing nothing, when no message is due: the packet has
+// no such problem, or one the RFC answers with silence (see chain6); its
+// source does not name a single other node (RFC 4443 §2.4 (e.6)); it was
+// not sent to local, or to a multicast group unless the option's action
+// asks for a report even then (§2.4 (e.3), RFC 8200 §4.2); or out is too
+// small. The caller limits the rate (RFC 4443 §2.4 (f)). It does not
+// allocate.
+func ParamProblem6(out []byte, local netip.Addr, b []byte) int {
+	if !local.Is6() || len(b) < header.IPv6MinimumSize || b[0]>>4 != header.IPv6Version {
+		return 0
+	}
+	pl := int(binary.BigEndian.Uint16(b[4:6]))
+	if pl == 0 || header.IPv6MinimumSize+pl > len(b) {
+		return 0
+	}
+	b = b[:header.IPv6MinimumSize+pl]
+	l16, src, dst := local.As16(), [16]byte(b[8:24]), [16]byte(b[24:40])
+	if !isUnicast6(src) || src == l16 {
+		return 0
+	}
+	_, _, reason, prob := chain6(b)
+	if reason == DropNone || !prob.report {
+		return 0
+	}
+	if dst != l16 && (isUnicast6(dst) || !prob.multicastToo) {
+		return 0
+	}
+	return icmpv6Error(out, l16, src, ICMPv6ParamProblem, prob.code, uint32(prob.pointer), b, nil)
+}

@@ -560,3 +560,70 @@ func TestNoAllocs6(t *testing.T) {
 		}
 	}
 }
+
+// TestParamProblem6: the problems RFC 8200 §4 asks a node to report get an
+// ICMPv6 Parameter Problem (RFC 4443 §3.4) with the right code and a
+// pointer to the offending byte, quoting the packet; the ones it asks to
+// be dropped silently get nothing; and so does a packet from a source
+// that names no single other node.
+func TestParamProblem6(t *testing.T) {
+	seg := tcp6(peer6, us6, []byte("x"))
+	solicited := netip.AddrFrom16(solicitedNode(us6.As16()))
+	for _, tc := range []struct {
+		name    string
+		pkt     []byte
+		code    int // -1: no message
+		pointer uint32
+	}{
+		{"option of action 10", ipv6(peer6, us6, 60, optsHdr(6, 0x80, 0), seg), 2, 42},
+		{"option of action 11, after padding", ipv6(peer6, us6, 60, optsHdr(6, 1, 0, 0xc5, 1, 7), seg), 2, 44},
+		{"hop-by-hop option of action 10", ipv6(peer6, us6, 0, optsHdr(6, 0x9e, 2, 0, 0), seg), 2, 42},
+		{"option of action 01: silent", ipv6(peer6, us6, 60, optsHdr(6, 0x45, 0), seg), -1, 0},
+		{"routing, segments left 1", ipv6(peer6, us6, 43, routingHdr(6, 4, 1, 2), seg), 0, 42},
+		{"unknown next header", ipv6(peer6, us6, 253, nil, seg), 1, 6},
+		{"unknown next header after options", ipv6(peer6, us6, 60, optsHdr(253), seg), 1, 40},
+		{"hop-by-hop not first", ipv6(peer6, us6, 60, cat(optsHdr(0), optsHdr(6)), seg), 1, 40},
+		{"ESP", ipv6(peer6, us6, 50, nil, seg), 1, 6},
+		{"no next header: silent", ipv6(peer6, us6, 59, nil, seg), -1, 0},
+		{"UDP: silent, as on IPv4", ipv6(peer6, us6, 17, nil, seg), -1, 0},
+		{"truncated options: silent", ipv6(peer6, us6, 60, []byte{6, 3, 1, 0, 0, 0, 0, 0}, seg), -1, 0},
+		{"a fine packet", tcp6Packet(peer6, us6, []byte("x")), -1, 0},
+		{"a fragment: dropped, not a parameter problem", ipv6(peer6, us6, 44, fragHdr(6, 0, true), seg), -1, 0},
+		{"action 10 to a multicast group: still reported", ipv6(peer6, solicited, 60, optsHdr(58, 0x80, 0), seg), 2, 42},
+		{"action 11 to a multicast group: silent", ipv6(peer6, solicited, 60, optsHdr(58, 0xc0, 0), seg), -1, 0},
+		{"from a multicast source", ipv6(netip.MustParseAddr("ff02::1"), us6, 60, optsHdr(6, 0x80, 0), seg), -1, 0},
+		{"from ourselves", ipv6(us6, us6, 60, optsHdr(6, 0x80, 0), seg), -1, 0},
+		{"to someone else", ipv6(peer6, netip.MustParseAddr("fd00:7:5eed::9"), 60, optsHdr(6, 0x80, 0), seg), -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := make([]byte, 1500)
+			n := ParamProblem6(out, us6, tc.pkt)
+			if tc.code < 0 {
+				if n != 0 {
+					t.Fatalf("sent %d bytes, want nothing", n)
+				}
+				return
+			}
+			if n == 0 {
+				t.Fatal("sent nothing")
+			}
+			// The message parses at its destination, the packet's source.
+			pkt, r := Parse(out[:n], peer6)
+			if r != DropNone || pkt.Protocol != ProtoICMPv6 || pkt.Src != us6 {
+				t.Fatalf("the message does not parse at %v: %v", peer6, r)
+			}
+			m := pkt.Payload
+			if m[0] != ICMPv6ParamProblem || int(m[1]) != tc.code || binary.BigEndian.Uint32(m[4:8]) != tc.pointer {
+				t.Errorf("type %d code %d pointer %d, want 4, %d, %d", m[0], m[1], binary.BigEndian.Uint32(m[4:8]), tc.code, tc.pointer)
+			}
+			if !bytes.Equal(m[8:], tc.pkt) {
+				t.Errorf("quote of %d bytes, not the packet's %d", len(m)-8, len(tc.pkt))
+			}
+		})
+	}
+	bad := ipv6(peer6, us6, 60, optsHdr(6, 0x80, 0), seg)
+	out := make([]byte, 1500)
+	if a := testing.AllocsPerRun(100, func() { ParamProblem6(out, us6, bad) }); a != 0 {
+		t.Errorf("%v allocations", a)
+	}
+}

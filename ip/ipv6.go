@@ -83,6 +83,7 @@ const (
 	nextFragment  = 44
 	nextNone      = 59
 	nextDestOpts  = 60
+	protoUDP      = 17
 	maxExtHeaders = 8 // more than any sane packet carries; bounds the walk
 )
 
@@ -143,56 +144,9 @@ func parse6(b []byte, local netip.Addr, trusted bool) (pkt Packet, reason DropRe
 	}
 
 	// RFC 8200 §4: walk the extension headers to the upper layer.
-	next, off := b[6], header.IPv6MinimumSize
-	for i := 0; ; i++ {
-		if next == ProtoTCP || next == ProtoICMPv6 {
-			break
-		}
-		if i == maxExtHeaders {
-			return pkt, DropExtension
-		}
-		switch next {
-		case nextHopByHop, nextDestOpts:
-			// RFC 8200 §4.3: Hop-by-Hop Options is restricted to
-			// appear immediately after the fixed header.
-			if next == nextHopByHop && i != 0 {
-				return pkt, DropExtension
-			}
-			hl, ok := extLen(b[off:])
-			if !ok || !walkOptions(b[off+2:off+hl]) {
-				return pkt, DropExtension
-			}
-			next, off = b[off], off+hl
-		case nextRouting:
-			// RFC 8200 §4.4: with Segments Left zero a node must
-			// ignore the Routing header, whatever its type; with
-			// Segments Left nonzero and a type it does not know, it
-			// must discard the packet (we route nothing, so every
-			// type is unknown; RFC 5095 §3 has RH0 treated so too).
-			hl, ok := extLen(b[off:])
-			if !ok || b[off+3] != 0 {
-				return pkt, DropExtension
-			}
-			next, off = b[off], off+hl
-		case nextFragment:
-			// RFC 6946 §4: an atomic fragment (offset 0, M clear) is a
-			// whole packet and MUST be processed as one, in isolation
-			// from any other fragment: its Fragment header is skipped.
-			// Anything else is a piece of a larger packet: we do not
-			// reassemble (RFC 8200 §4.5), so it is counted and dropped,
-			// as for IPv4.
-			if off+8 > len(b) {
-				return pkt, DropExtension
-			}
-			if binary.BigEndian.Uint16(b[off+2:off+4])&0xfff9 != 0 { // offset and M (the 2 reserved bits aside)
-				return pkt, DropFragment
-			}
-			next, off = b[off], off+8
-		default:
-			// No Next Header (59), ESP, AH, UDP and everything else:
-			// no upper layer we speak.
-			return pkt, DropProtocol
-		}
+	next, off, reason, _ := chain6(b)
+	if reason != DropNone {
+		return pkt, reason
 	}
 	if solicited && next != ProtoICMPv6 {
 		return pkt, DropNotForUs
@@ -232,6 +186,106 @@ func parse6(b []byte, local netip.Addr, trusted bool) (pkt Packet, reason DropRe
 	return pkt, DropNone
 }
 
+// problem6 is why a walk stopped, when RFC 8200 §4 asks the node to tell
+// the packet's source with an ICMPv6 Parameter Problem (RFC 4443 §3.4):
+// its code (0 erroneous header field, 1 unrecognized next header, 2
+// unrecognized option) and the offset of the offending byte from the
+// start of the packet. report is false when the RFC asks for silence (a
+// truncated or overlong chain, an option whose action is "discard", No
+// Next Header, UDP, which a host without it leaves unanswered as on
+// IPv4). multicastToo marks the one case reported even for a packet to a
+// multicast address: an option whose type's high bits are 10 (§4.2).
+type problem6 struct {
+	report       bool
+	code         uint8
+	pointer      int
+	multicastToo bool
+}
+
+// chain6 walks the extension headers of b, an IPv6 packet whose payload
+// length has been checked against len(b), to the upper layer (RFC 8200
+// §4): it returns the upper layer's protocol and offset, or the reason to
+// drop the packet and, where the RFC asks for one, the Parameter Problem
+// to send. It never reads outside b.
+func chain6(b []byte) (next uint8, off int, reason DropReason, prob problem6) {
+	next, off = b[6], header.IPv6MinimumSize
+	nextAt := 6 // where the Next Header field that names next is
+	for i := 0; ; i++ {
+		if next == ProtoTCP || next == ProtoICMPv6 {
+			return next, off, DropNone, prob
+		}
+		if i == maxExtHeaders {
+			return next, off, DropExtension, prob
+		}
+		switch next {
+		case nextHopByHop, nextDestOpts:
+			// RFC 8200 §4.3: Hop-by-Hop Options is restricted to
+			// appear immediately after the fixed header; anywhere else
+			// its Next Header value is one we cannot act on (Linux
+			// answers it as unrecognized, code 1).
+			if next == nextHopByHop && i != 0 {
+				return next, off, DropExtension, problem6{report: true, code: 1, pointer: nextAt}
+			}
+			hl, ok := extLen(b[off:])
+			if !ok {
+				return next, off, DropExtension, prob
+			}
+			if at, action, ok := walkOptions(b[off+2 : off+hl]); !ok {
+				// RFC 8200 §4.2: an unrecognized option whose type's
+				// high bits are 10 MUST be answered with code 2 even
+				// to a multicast destination, 11 only to a unicast one;
+				// 01 is a silent discard, and so is a malformed list.
+				if action >= 2 {
+					prob = problem6{report: true, code: 2, pointer: off + 2 + at, multicastToo: action == 2}
+				}
+				return next, off, DropExtension, prob
+			}
+			next, nextAt, off = b[off], off, off+hl
+		case nextRouting:
+			// RFC 8200 §4.4: with Segments Left zero a node must
+			// ignore the Routing header, whatever its type; with
+			// Segments Left nonzero and a type it does not know, it
+			// must discard the packet and send a Parameter Problem,
+			// code 0, pointing to the Routing Type (we route nothing,
+			// so every type is unknown; RFC 5095 §3 has RH0 treated so
+			// too).
+			hl, ok := extLen(b[off:])
+			if !ok {
+				return next, off, DropExtension, prob
+			}
+			if b[off+3] != 0 {
+				return next, off, DropExtension, problem6{report: true, code: 0, pointer: off + 2}
+			}
+			next, nextAt, off = b[off], off, off+hl
+		case nextFragment:
+			// RFC 6946 §4: an atomic fragment (offset 0, M clear) is a
+			// whole packet and MUST be processed as one, in isolation
+			// from any other fragment: its Fragment header is skipped.
+			// Anything else is a piece of a larger packet: we do not
+			// reassemble (RFC 8200 §4.5), so it is counted and dropped,
+			// as for IPv4.
+			if off+8 > len(b) {
+				return next, off, DropExtension, prob
+			}
+			if binary.BigEndian.Uint16(b[off+2:off+4])&0xfff9 != 0 { // offset and M (the 2 reserved bits aside)
+				return next, off, DropFragment, prob
+			}
+			next, nextAt, off = b[off], off, off+8
+		default:
+			// No Next Header (59), ESP, AH, UDP and everything else:
+			// no upper layer we speak. RFC 8200 §4: an unrecognized
+			// Next Header value should be answered with code 1,
+			// pointing to it; not No Next Header (§4.7: nothing
+			// follows, by design) nor UDP (left unanswered, as on
+			// IPv4).
+			if next != nextNone && next != protoUDP {
+				prob = problem6{report: true, code: 1, pointer: nextAt}
+			}
+			return next, off, DropProtocol, prob
+		}
+	}
+}
+
 // extLen returns the length in bytes of the hop-by-hop, destination
 // options or routing header at the start of b (RFC 8200 §4.3-§4.4: Hdr
 // Ext Len counts 8-byte units beyond the first), and false if b does not
@@ -248,10 +302,12 @@ func extLen(b []byte) (int, bool) {
 // destination options header (RFC 8200 §4.2) and reports whether the
 // packet may be processed further: every option must lie within opts,
 // and an option we do not recognise must have 00 in the two high bits of
-// its type ("skip over this option"). Any other action (01 discard; 10
-// and 11 discard and maybe send a Parameter Problem) drops the packet;
-// we send no Parameter Problem, which the stack may add.
-func walkOptions(opts []byte) bool {
+// its type ("skip over this option"). Otherwise it returns false, with
+// the offset in opts of the option we refuse and the two high bits of its
+// type (1 discard; 2 and 3 discard and send a Parameter Problem, which
+// chain6 turns into a problem6); a list that overruns its header gives
+// action 0.
+func walkOptions(opts []byte) (at int, action uint8, ok bool) {
 	for i := 0; i < len(opts); {
 		typ := opts[i]
 		if typ == 0 { // Pad1: a single zero byte
@@ -259,22 +315,22 @@ func walkOptions(opts []byte) bool {
 			continue
 		}
 		if i+2 > len(opts) {
-			return false
+			return i, 0, false
 		}
 		end := i + 2 + int(opts[i+1])
 		if end > len(opts) {
-			return false
+			return i, 0, false
 		}
 		// PadN (1) and options of action 00 (Router Alert, RFC 2711,
 		// among them) are skipped; Jumbo Payload (0xc2, action 11) is
 		// refused here, as RFC 2675 requires of a node without jumbogram
 		// support.
 		if typ != 1 && typ>>6 != 0 {
-			return false
+			return i, typ >> 6, false
 		}
 		i = end
 	}
-	return true
+	return 0, 0, true
 }
 
 // isUnicast6 reports whether a can name a single node: not the

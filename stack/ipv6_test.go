@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -628,4 +629,51 @@ func TestIPv6TimeWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.Close()
+}
+
+// TestParamProblemRateLimited: an IPv6 packet carrying an option whose
+// type asks to be reported (RFC 8200 §4.2) is answered with an ICMPv6
+// Parameter Problem pointing at it; a burst of them is answered at most
+// errorBurst times at one instant, the rest counted as rate-limited (RFC
+// 4443 §2.4 (f)), and the bucket refills with time.
+func TestParamProblemRateLimited(t *testing.T) {
+	p := newRawPeer6(t, Config{})
+	seg := tcp.Segment{SrcPort: 40000, DstPort: 80, Seq: 1, Flags: tcp.FlagSYN, Window: 65535}
+	tcpb := make([]byte, seg.HeaderLen())
+	seg.Marshal(tcpb)
+	opts := []byte{ip.ProtoTCP, 0, 0x80, 0, 1, 2, 0, 0} // option 0x80 (action 10), then PadN
+	pkt := make([]byte, ip.IPv6HeaderLen+len(opts)+len(tcpb))
+	ip.BuildIPv6(pkt, p.addr, p.dst, 60, 0, len(opts)+len(tcpb))
+	copy(pkt[ip.IPv6HeaderLen:], opts)
+	copy(pkt[ip.IPv6HeaderLen+len(opts):], tcpb)
+
+	p.write(pkt)
+	p.settle()
+	select {
+	case b := <-p.in:
+		m, r := ip.Parse(b, p.addr)
+		if r != ip.DropNone || m.Protocol != ip.ProtoICMPv6 || m.Payload[0] != ip.ICMPv6ParamProblem || m.Payload[1] != 2 ||
+			binary.BigEndian.Uint32(m.Payload[4:8]) != 42 {
+			t.Fatalf("the stack answered %v % x, want a Parameter Problem, code 2, pointer 42", r, b[:min(len(b), 48)])
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no Parameter Problem")
+	}
+	for range 99 {
+		p.write(pkt)
+	}
+	p.settle()
+	st := p.s.Stats()
+	if st.ICMPErrorsSent != errorBurst || st.ICMPErrorsLimited != 100-errorBurst || st.Drops["extension_header"] != 100 {
+		t.Fatalf("sent %d, limited %d, dropped %d; want %d, %d, 100", st.ICMPErrorsSent, st.ICMPErrorsLimited,
+			st.Drops["extension_header"], errorBurst, 100-errorBurst)
+	}
+	p.clock.Advance(10 * time.Millisecond) // room for 10 more
+	for range 20 {
+		p.write(pkt)
+	}
+	p.settle()
+	if st := p.s.Stats(); st.ICMPErrorsSent != errorBurst+10 {
+		t.Fatalf("10 ms later: %d sent in all, want %d", st.ICMPErrorsSent, errorBurst+10)
+	}
 }

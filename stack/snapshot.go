@@ -141,6 +141,8 @@ type Stats struct {
 	QueuePacketsIn            []uint64
 	ResetsSent                uint64
 	EchoReplies               uint64
+	ICMPErrorsSent            uint64 // ICMPv6 Parameter Problems sent (RFC 8200 §4)
+	ICMPErrorsLimited         uint64 // ICMP errors not sent: over the rate limit (RFC 4443 §2.4 (f))
 	ActiveOpens, PassiveOpens uint64
 	WriteErrors               uint64
 	TimeWait                  uint64 // entries in the TIME-WAIT table now
@@ -292,6 +294,7 @@ func (s *Stack) Stats() Stats {
 		SuperSegmentsIn: s.stats.superIn.Load(), SuperSegmentsOut: s.stats.superOut.Load(),
 		QueuePacketsIn: s.queuePacketsIn(),
 		ResetsSent:     s.stats.resetsSent.Load(), EchoReplies: s.stats.echoReplies.Load(),
+		ICMPErrorsSent: s.stats.icmpErrorsSent.Load(), ICMPErrorsLimited: s.stats.icmpErrorsLimited.Load(),
 		ActiveOpens: s.stats.activeOpens.Load(), PassiveOpens: s.stats.passiveOpens.Load(),
 		WriteErrors: s.stats.writeErrors.Load(),
 		TimeWait:    uint64(s.timeWaitCount()), TimeWaitExpired: s.stats.timeWaitExpired.Load(),

@@ -212,8 +212,9 @@ type Stack struct {
 	ctlMu   sync.Mutex
 	ctlCmds map[string]ControlCommand // HandleControl's commands
 
-	ipStats ip.Stats
-	stats   counters
+	ipStats   ip.Stats
+	stats     counters
+	icmpLimit errorBucket // the rate of the ICMP errors the stack sends
 	// The tcp core's per-connection counters summed over the connections
 	// already gone (retire in snapshot.go); Stats adds the live ones.
 	retiredMu  sync.Mutex
@@ -253,6 +254,8 @@ type counters struct {
 	superIn, superOut         atomic.Uint64 // super-segments, with offloads
 	resetsSent                atomic.Uint64
 	echoReplies               atomic.Uint64
+	icmpErrorsSent            atomic.Uint64 // ICMPv6 Parameter Problems sent
+	icmpErrorsLimited         atomic.Uint64 // ... held back by the rate limit
 	badTCPOptions             atomic.Uint64
 	noListener                atomic.Uint64
 	backlogFull               atomic.Uint64
@@ -676,6 +679,9 @@ func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out [
 	pkt, reason := f.net.Parse(b, trusted)
 	if reason != ip.DropNone {
 		s.ipStats.Drop(reason)
+		if f == s.v6 && (reason == ip.DropExtension || reason == ip.DropProtocol) {
+			s.paramProblem(f, b, out)
+		}
 		return
 	}
 	if pkt.Protocol != ip.ProtoTCP {
@@ -711,6 +717,56 @@ func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out [
 	}
 	s.stats.segmentsIn.Add(uint64(pieces(len(seg.Payload), gso)))
 	s.demux(f, &pkt, seg, out)
+}
+
+// paramProblem tells the source of b, an IPv6 packet dropped for its
+// extension headers or next header, what was wrong with it when RFC 8200
+// §4 asks for that (an ICMPv6 Parameter Problem, ip.ParamProblem6), within
+// the rate limit RFC 4443 §2.4 (f) says a node MUST apply.
+func (s *Stack) paramProblem(f *family, b, out []byte) {
+	n := ip.ParamProblem6(out, f.net.Addr(), b)
+	if n == 0 {
+		return
+	}
+	if !s.icmpLimit.allow(s.now()) {
+		s.stats.icmpErrorsLimited.Add(1)
+		return
+	}
+	s.stats.icmpErrorsSent.Add(1)
+	s.write(out[:n])
+}
+
+// errorBucket is the token bucket that limits the ICMP errors the stack
+// sends (RFC 4443 §2.4 (f): a MUST, with a token bucket as the suggested
+// way): errorBurst at once, then errorRate a second, as Linux's
+// icmp_msgs_burst and icmp_msgs_per_sec (50 and 1000) allow.
+type errorBucket struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Duration
+	primed bool
+}
+
+const (
+	errorBurst = 50
+	errorRate  = 1000 // per second
+)
+
+// allow takes a token at now, if there is one.
+func (e *errorBucket) allow(now time.Duration) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.primed {
+		e.tokens, e.primed = errorBurst, true
+	} else if now > e.last {
+		e.tokens = min(errorBurst, e.tokens+(now-e.last).Seconds()*errorRate)
+	}
+	e.last = max(e.last, now)
+	if e.tokens < 1 {
+		return false
+	}
+	e.tokens--
+	return true
 }
 
 // icmpError hands an ICMP error about one of our segments to its

@@ -132,6 +132,8 @@ func printStats(out io.Writer, st stack.Stats, counts map[string]int) {
 		{"spurious recoveries undone", st.Spurious},
 		{"resets sent", st.ResetsSent},
 		{"echo replies", st.EchoReplies},
+		{"ICMP errors sent", st.ICMPErrorsSent},
+		{"ICMP errors rate-limited", st.ICMPErrorsLimited},
 		{"active opens", st.ActiveOpens},
 		{"passive opens", st.PassiveOpens},
 		{"device write errors", st.WriteErrors},
