@@ -1,6 +1,7 @@
 // Package stack is the engine of tund and its public API. It owns every
-// goroutine, lock and clock: it reads IPv4 packets from a tun.Device,
-// validates them with package ip, hands each TCP segment to its
+// goroutine, lock and clock: it reads IP packets (IPv4 and IPv6) from a
+// tun.Device, validates them with the network layer of their family
+// (package ip's Network), hands each TCP segment to its
 // connection's tcp.Conn under that connection's lock, and writes what the
 // core emits straight back to the device. It answers pings, resets
 // segments that reach no one, runs listeners (SYN queue plus accept queue

@@ -164,7 +164,7 @@ type shard struct {
 	tw    map[tuple]tcp.TimeWaitEntry // the TIME-WAIT table (timewait.go)
 }
 
-// Stack is a userspace TCP/IPv4 stack running on one device.
+// Stack is a userspace TCP/IP stack, IPv4 and IPv6, running on one device.
 type Stack struct {
 	dev    tun.Device
 	cfg    Config

@@ -1,6 +1,6 @@
-// Command tund runs the tund userspace TCP/IPv4 stack on a TUN device and
-// serves echo (7), discard (9), chargen (19) and HTTP (80) on the stack's
-// address, all through the stack's public API.
+// Command tund runs the tund userspace TCP/IP stack (IPv4 and IPv6) on a
+// TUN device and serves echo (7), discard (9), chargen (19) and HTTP (80)
+// on the stack's addresses, all through the stack's public API.
 //
 // As root, with no flags, it creates the TUN device tund0, gives the
 // kernel side 198.18.0.1/24 and answers on 198.18.0.2 (198.18.0.0/15 is

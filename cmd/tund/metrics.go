@@ -104,7 +104,7 @@ func newStackCollector(st *stack.Stack) *stackCollector {
 		pressure: prometheus.NewDesc("tund_memory_pressure",
 			"Ring memory pressure now: 0 normal, 1 pressure (no growth, windows shrink), 2 exhausted (growth refused).", nil, nil),
 		packets: prometheus.NewDesc("tund_packets_total",
-			"IPv4 packets read from (in) and written to (out) the device.", []string{"direction"}, nil),
+			"IP packets (IPv4 and IPv6) read from (in) and written to (out) the device.", []string{"direction"}, nil),
 		segments: prometheus.NewDesc("tund_segments_total",
 			"TCP segments received (in, after the IP and TCP checks) and sent (out).", []string{"direction"}, nil),
 		supers: prometheus.NewDesc("tund_super_segments_total",
