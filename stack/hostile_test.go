@@ -471,6 +471,17 @@ func TestForgedFragNeededFloorsAndExpires(t *testing.T) {
 		t.Fatalf("only %d segments of 512 bytes", full)
 	}
 	// Ten minutes later the path MTU is tried at full size again.
+	if largest := largestAfterPMTUExpire(p, rc); largest != 1460 {
+		t.Fatalf("after PMTUExpire the largest segment carries %d bytes, want 1460 again", largest)
+	}
+}
+
+// largestAfterPMTUExpire lets PMTUExpire pass, has the stack's side of rc
+// send 8000 bytes, takes them in order (ACKing each) and returns the
+// largest segment that carried them: the path MTU tried at full size
+// again (RFC 1191 §6.3).
+func largestAfterPMTUExpire(p *rawPeer, rc *rawConn) int {
+	p.t.Helper()
 	p.settle() // every ACK taken, so no retransmission timer runs meanwhile
 	p.clock.Advance(tcp.DefaultConfig().PMTUExpire)
 	go rc.c.Write(make([]byte, 8000))
@@ -484,9 +495,7 @@ func TestForgedFragNeededFloorsAndExpires(t *testing.T) {
 			rc.send(tcp.FlagACK, nil)
 		}
 	}
-	if largest != 1460 {
-		t.Fatalf("after PMTUExpire the largest segment carries %d bytes, want 1460 again", largest)
-	}
+	return largest
 }
 
 // TestBlindAttacks: segments with guessed sequence numbers (RFC 5961)

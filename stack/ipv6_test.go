@@ -428,20 +428,7 @@ func TestPacketTooBigIPv6(t *testing.T) {
 		}
 	}
 	// After PMTUExpire the path is tried at full size again.
-	p.settle()
-	p.clock.Advance(tcp.DefaultConfig().PMTUExpire)
-	go rc.c.Write(make([]byte, 8000))
-	largest := 0
-	for got := 0; got < 8000; {
-		seg := p.recv()
-		if seg.Seq == rc.rcvNxt {
-			got += len(seg.Payload)
-			largest = max(largest, len(seg.Payload))
-			rc.rcvNxt = rc.rcvNxt.Add(len(seg.Payload))
-			rc.send(tcp.FlagACK, nil)
-		}
-	}
-	if largest != 1500-60 {
+	if largest := largestAfterPMTUExpire(p, rc); largest != 1500-60 {
 		t.Fatalf("after PMTUExpire the largest segment carries %d bytes, want %d again", largest, 1500-60)
 	}
 }
