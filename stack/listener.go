@@ -188,17 +188,18 @@ func (s *Stack) ListenBacklog(network, address string, backlog int) (*Listener, 
 		return nil, opErr(os.NewSyscallError("bind", syscall.EADDRINUSE))
 	}
 	l.port = port
-	local := netip.IPv6Unspecified() // both families, shown as Go shows a dual-stack socket
 	if v4 {
 		l.keys = append(l.keys, lkey{port: port})
-		local = s.cfg.Addr
 	}
 	if v6 {
 		l.keys = append(l.keys, lkey{port: port, v6: true})
-		local = s.cfg.Addr6
 	}
-	if v4 && v6 {
-		local = netip.IPv6Unspecified()
+	local := s.cfg.Addr
+	switch {
+	case v4 && v6:
+		local = netip.IPv6Unspecified() // as Go shows a dual-stack socket
+	case v6:
+		local = s.cfg.Addr6
 	}
 	l.local = local
 	l.addr = &net.TCPAddr{IP: local.AsSlice(), Port: int(port)}
