@@ -716,7 +716,7 @@ func (s *Stack) deliver(b []byte, trusted bool, gso int, seg *tcp.Segment, out [
 		return
 	}
 	s.stats.segmentsIn.Add(uint64(pieces(len(seg.Payload), gso)))
-	s.demux(f, &pkt, seg, out)
+	s.demux(&pkt, seg, out)
 }
 
 // paramProblem tells the source of b, an IPv6 packet dropped for its
@@ -798,7 +798,7 @@ func (s *Stack) icmpError(f *family, e *ip.ICMPError) {
 
 // demux finds the owner of a segment: a connection, else a listener, else
 // no one (RFC 9293 §3.10.7.1: reset).
-func (s *Stack) demux(f *family, pkt *ip.Packet, seg *tcp.Segment, out []byte) {
+func (s *Stack) demux(pkt *ip.Packet, seg *tcp.Segment, out []byte) {
 	key := keyOf(pkt.Src, seg.SrcPort, seg.DstPort)
 	if c := s.lookup(key); c != nil {
 		c.handle(seg, pkt.Payload)
